@@ -1,0 +1,104 @@
+"""Settings: every flag of the CLI as one frozen value, validated before any API call."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+# AWS region names: us-west-2, eu-central-1, us-gov-west-1, ap-southeast-3, cn-north-1, ...
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+# Defaults of the original project (its main.py), kept so an operator can switch without surprise.
+DEFAULT_REGIONS = ("us-west-1",)
+DEFAULT_SLEEP = 60
+DEFAULT_IDLE_THRESHOLD = 3600
+DEFAULT_TYPE_IDLE_THRESHOLD = 3600 * 24 * 7
+DEFAULT_INSTANCE_INIT_TIME = 25 * 60
+DEFAULT_OVER_PROVISION = 5
+DEFAULT_MAX_SCALE_IN_FRACTION = 0.1
+DEFAULT_DRAIN_UTILIZATION = 0.0
+
+# Fixed rules of behaviour.md, named so that tests and the sandbox can shorten them.
+GROUP_TIMEOUT_SECONDS = 3600
+DEAD_NODE_SECONDS = 3600
+SPOT_WAIT_SECONDS = 300
+SPARE_IDLE_NODES_PER_GROUP = 5
+DRAIN_GRACE_SECONDS = 3600
+
+
+class SettingsError(ValueError):
+    """A flag with a bad value. ``flag`` names it, so the CLI can say which one."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_name: str
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    kubeconfig: Optional[str] = None
+    pod_namespace: Optional[str] = None
+    idle_threshold: float = DEFAULT_IDLE_THRESHOLD
+    type_idle_threshold: float = DEFAULT_TYPE_IDLE_THRESHOLD
+    instance_init_time: float = DEFAULT_INSTANCE_INIT_TIME
+    sleep: float = DEFAULT_SLEEP
+    over_provision: int = DEFAULT_OVER_PROVISION
+    max_scale_in_fraction: float = DEFAULT_MAX_SCALE_IN_FRACTION
+    drain_utilization: float = DEFAULT_DRAIN_UTILIZATION
+    aws_access_key: Optional[str] = field(default=None, repr=False)
+    aws_secret_key: Optional[str] = field(default=None, repr=False)
+    slack_hook: Optional[str] = field(default=None, repr=False)
+    dry_run: bool = False
+    no_scale: bool = False
+    no_maintenance: bool = False
+    once: bool = False
+    verbosity: int = 0
+    group_timeout: float = GROUP_TIMEOUT_SECONDS
+
+    def region_rank(self, region: str) -> int:
+        """Position of a region in --regions; unknown regions sort last."""
+        try:
+            return self.regions.index(region)
+        except ValueError:
+            return len(self.regions)
+
+
+def parse_regions(text: Optional[str]) -> tuple[str, ...]:
+    """``us-west-2, us-east-1`` -> ('us-west-2', 'us-east-1'); raises SettingsError."""
+    if text is None or not text.strip():
+        raise SettingsError("--regions", "give at least one region, e.g. us-west-2,us-east-1")
+    regions = tuple(part.strip() for part in text.split(","))
+    for region in regions:
+        if not region:
+            raise SettingsError("--regions", f"empty region in {text!r}")
+        if not REGION_PATTERN.match(region):
+            raise SettingsError("--regions", f"{region!r} is not an AWS region name like us-west-2")
+    if len(set(regions)) != len(regions):
+        raise SettingsError("--regions", f"a region is listed twice in {text!r}")
+    return regions
+
+
+def validate(settings: Settings) -> Settings:
+    """Return the settings if every value makes sense; otherwise raise SettingsError naming the flag."""
+    if not settings.cluster_name or not settings.cluster_name.strip():
+        raise SettingsError("--cluster-name", "is required and must not be empty")
+    for flag, value in (
+        ("--idle-threshold", settings.idle_threshold),
+        ("--type-idle-threshold", settings.type_idle_threshold),
+        ("--instance-init-time", settings.instance_init_time),
+        ("--over-provision", settings.over_provision),
+    ):
+        if value < 0:
+            raise SettingsError(flag, f"must not be negative (got {value})")
+    if settings.sleep <= 0:
+        raise SettingsError("--sleep", f"must be more than 0 seconds (got {settings.sleep})")
+    if not 0 <= settings.max_scale_in_fraction <= 1:
+        raise SettingsError("--max-scale-in-fraction", f"must be between 0 and 1 (got {settings.max_scale_in_fraction})")
+    if not 0 <= settings.drain_utilization <= 1:
+        raise SettingsError("--drain-utilization", f"must be between 0 and 1 (got {settings.drain_utilization})")
+    if bool(settings.aws_access_key) != bool(settings.aws_secret_key):
+        flag = "--aws-secret-key" if settings.aws_access_key else "--aws-access-key"
+        raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")
+    return settings

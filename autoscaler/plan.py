@@ -1,0 +1,113 @@
+"""The actions a loop can decide on. Decision code returns them; one actuator applies them.
+
+Every action carries the reason it was decided, and can describe itself in one log line, which is
+also what a dry run prints after ``[dry-run] would``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+
+@dataclass(frozen=True)
+class SetDesiredCapacity:
+    group: str
+    region: str
+    desired: int
+    previous: int
+    reason: str
+    pods: tuple[str, ...] = ()  # namespace/name of the pods that asked for it (scale up)
+
+    def describe(self) -> str:
+        return f"set desired capacity of {self.group} ({self.region}) from {self.previous} to {self.desired}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Cordon:
+    node: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"cordon node {self.node}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Uncordon:
+    node: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"uncordon node {self.node}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class EvictPod:
+    namespace: str
+    name: str
+    node: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"evict pod {self.namespace}/{self.name} from {self.node}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TerminateInstance:
+    instance_id: str
+    group: str
+    region: str
+    decrement_desired: bool
+    reason: str
+    node: str = ""  # the Node to delete once the instance is gone, if any
+
+    def describe(self) -> str:
+        how = "lowering desired capacity" if self.decrement_desired else "keeping desired capacity"
+        return f"terminate instance {self.instance_id} in {self.group} ({self.region}), {how}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DeleteNode:
+    node: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"delete node {self.node}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class AnnotateNode:
+    node: str
+    key: str
+    value: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"annotate node {self.node} {self.key}={self.value}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class CancelSpotRequest:
+    request_id: str
+    region: str
+    group: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"cancel spot request {self.request_id} of {self.group} ({self.region}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class Notify:
+    """An operator-facing event that changes nothing: logged as a warning and sent to Slack."""
+
+    kind: str  # scale-up-failed, infeasible-pods, capacity-corrected, drained, ...
+    message: str
+
+    def describe(self) -> str:
+        return f"notify ({self.kind}): {self.message}"
+
+
+Action = Union[
+    SetDesiredCapacity, Cordon, Uncordon, EvictPod, TerminateInstance, DeleteNode, AnnotateNode, CancelSpotRequest, Notify
+]
+Plan = tuple  # tuple[Action, ...], in the order they are to be applied
