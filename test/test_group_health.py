@@ -1,0 +1,404 @@
+"""Group health (behaviour.md §4): launch failures, silent failures and spot prices -> timeouts
+and capacity corrections. Every case injects ``now``; messages are the texts AWS writes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from autoscaler import config
+from autoscaler.config import Settings
+from autoscaler.group_health import (
+    FailureKind,
+    GroupHealthState,
+    assess_groups,
+    classify_failure,
+    outbid_seconds,
+)
+from autoscaler.model import Group, Instance, InstanceShape, Node, Resources, ScalingActivity, Snapshot, SpotPrice
+from autoscaler.plan import CancelSpotRequest, Notify, SetDesiredCapacity
+
+REGION = "us-east-1"
+START = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+SETTINGS = Settings(cluster_name="test", regions=(REGION,))
+
+INSTANCE_LIMIT_TEXT = (
+    "You have requested more instances (11) than your current instance limit of 10 allows for the specified"
+    " instance type. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to"
+    " this limit. Launching EC2 instance failed."
+)
+VOLUME_LIMIT_TEXT = (
+    "Instance became unhealthy while waiting for instance to be in InService state. Termination Reason:"
+    " Client.VolumeLimitExceeded: Volume limit exceeded"
+)
+INSUFFICIENT_CAPACITY_TEXT = "Insufficient capacity. Launching EC2 instance failed."
+AZ_CAPACITY_TEXT = (
+    "We currently do not have sufficient p3.2xlarge capacity in the Availability Zone you requested"
+    " (us-east-1a). Our system will be working on provisioning additional capacity. You can currently get"
+    " p3.2xlarge capacity by not specifying an Availability Zone in your request or choosing us-east-1b."
+)
+SPOT_COUNT_TEXT = "Max spot instance count exceeded. Placing Spot instance request failed."
+SPOT_WAITING_TEXT = "Placed Spot instance request: sir-abc123. Waiting for instance(s)"
+SPOT_CANCELLED_TEXT = "Spot instance request: sir-abc123 has been cancelled."
+LAUNCH_CAUSE = (
+    "At 2026-11-27T10:00:00Z an instance was started in response to a difference between desired and actual"
+    " capacity, increasing the capacity from 3 to 5."
+)
+REBALANCE_CAUSE = "An instance was launched to aid in balancing the group's zones."
+
+
+def make_group(name="workers", desired=5, min_size=0, max_size=10, instances=0, zones=("us-east-1a",),
+               is_spot=False, spot_price=None, types=("p3.2xlarge",)):
+    return Group(
+        name=name, region=REGION, min_size=min_size, max_size=max_size, desired=desired,
+        instance_ids=tuple(f"i-{name}-{n}" for n in range(instances)), zones=zones,
+        shapes=tuple(InstanceShape(t, Resources({"cpu": 8000})) for t in types),
+        is_spot=is_spot, spot_price=spot_price,
+    )
+
+
+def make_activity(message="", code="Failed", cause=LAUNCH_CAUSE, start=START, activity_id="a-1",
+                  group="workers", description="Launching a new EC2 instance.  Status Reason: see message",
+                  end=None):
+    return ScalingActivity(
+        activity_id=activity_id, group_name=group, region=REGION, status_code=code, status_message=message,
+        description=description, cause=cause, start_time=start,
+        end_time=end if end is not None or code == "WaitingForSpotInstanceId" else start + timedelta(seconds=30),
+    )
+
+
+def make_snapshot(groups, activities=(), node_instances=None, instance_state="running", spot_prices=()):
+    """Every instance of every group exists in ``instance_state``; ``node_instances`` of them have
+    become nodes (all of them when None)."""
+    instances = {}
+    nodes = []
+    for group in groups:
+        for index, instance_id in enumerate(group.instance_ids):
+            instances[instance_id] = Instance(instance_id, REGION, group.zones[0], instance_state,
+                                              group.instance_type, group_name=group.name)
+            if node_instances is None or index < node_instances:
+                nodes.append(Node(name=f"node-{instance_id}", labels={}, allocatable=Resources({"cpu": 8000}),
+                                  instance_id=instance_id, region=REGION, zone=group.zones[0]))
+    return Snapshot(nodes=tuple(nodes), groups=tuple(groups), instances=instances,
+                    activities=tuple(activities), spot_prices=tuple(spot_prices))
+
+
+def assess(snapshot, now, state=GroupHealthState(), settings=SETTINGS):
+    return assess_groups(state, snapshot, settings, now)
+
+
+def of_type(actions, kind):
+    return [action for action in actions if isinstance(action, kind)]
+
+
+# --- the pattern table ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message, code, expected", [
+    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", FailureKind.INSTANCE_LIMIT, id="instance-limit"),
+    pytest.param(VOLUME_LIMIT_TEXT, "Cancelled", FailureKind.VOLUME_LIMIT, id="volume-limit"),
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", FailureKind.INSUFFICIENT_CAPACITY, id="insufficient-capacity"),
+    pytest.param(AZ_CAPACITY_TEXT, "Failed", FailureKind.AZ_CAPACITY, id="az-capacity"),
+    pytest.param(SPOT_COUNT_TEXT, "Failed", FailureKind.SPOT_COUNT, id="spot-count"),
+    pytest.param(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId", FailureKind.SPOT_WAITING, id="spot-waiting"),
+    pytest.param(INSTANCE_LIMIT_TEXT.replace("(11)", "(250)").replace("of 10", "of 249"), "Failed",
+                 FailureKind.INSTANCE_LIMIT, id="instance-limit-other-numbers"),
+    pytest.param(AZ_CAPACITY_TEXT.replace("p3.2xlarge", "c5.18xlarge").replace("us-east-1a", "eu-west-1c"),
+                 "Failed", FailureKind.AZ_CAPACITY, id="az-capacity-other-type-and-zone"),
+    pytest.param(SPOT_WAITING_TEXT.replace("sir-abc123", "sir-9x8y7z6w"), "WaitingForSpotInstanceId",
+                 FailureKind.SPOT_WAITING, id="spot-waiting-other-request-id"),
+    # texts that must not match
+    pytest.param("", "Successful", None, id="successful-launch"),
+    pytest.param("Launching a new EC2 instance: i-123. Status Reason: ...", "Failed", None, id="launch-description"),
+    pytest.param("The image id '[ami-0123456789]' does not exist. Launching EC2 instance failed.", "Failed", None,
+                 id="unrelated-failure"),
+    pytest.param(SPOT_CANCELLED_TEXT, "Cancelled", None, id="our-own-spot-cancellation"),
+    pytest.param(SPOT_WAITING_TEXT, "Successful", None, id="spot-waiting-text-with-other-status"),
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "InProgress", None, id="failure-text-not-yet-failed"),
+])
+def test_classify_failure(message, code, expected):
+    assert classify_failure(message, code) == expected
+
+
+# --- corrections per pattern ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("message, code, group, nodes, expected_desired", [
+    # cause: from 3 to 5, so requested 5 -> 4
+    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", make_group(desired=5), None, 4, id="instance-limit"),
+    pytest.param(VOLUME_LIMIT_TEXT, "Cancelled", make_group(desired=5), None, None, id="volume-limit-timeout-only"),
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", make_group(desired=5), None, 3, id="insufficient-capacity"),
+    pytest.param(AZ_CAPACITY_TEXT, "Failed", make_group(desired=5), None, 3, id="az-capacity-single-az"),
+    pytest.param(SPOT_COUNT_TEXT, "Failed", make_group(desired=5, instances=3, is_spot=True), 2, 2,
+                 id="spot-count-to-node-count"),
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", make_group(desired=5, min_size=4), None, 4,
+                 id="never-below-min-size"),
+    pytest.param(SPOT_COUNT_TEXT, "Failed", make_group(desired=5, min_size=3, is_spot=True), 0, 3,
+                 id="spot-count-never-below-min-size"),
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", make_group(desired=3), None, None,
+                 id="already-at-corrected-value"),
+    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", make_group(desired=2), None, None, id="never-raises-desired"),
+])
+def test_failure_corrects_capacity_and_times_out(message, code, group, nodes, expected_desired):
+    snapshot = make_snapshot([group], [make_activity(message, code)], node_instances=nodes)
+    result = assess(snapshot, START + timedelta(minutes=2))
+
+    corrections = of_type(result.actions, SetDesiredCapacity)
+    if expected_desired is None:
+        assert corrections == []
+        assert not [a for a in of_type(result.actions, Notify) if a.kind == "capacity-corrected"]
+    else:
+        assert [(c.group, c.region, c.previous, c.desired) for c in corrections] == [
+            (group.name, REGION, group.desired, expected_desired)]
+        assert corrections[0].reason == result.timeouts[group.key].reason.split(" (activity")[0]
+        notified = [a for a in of_type(result.actions, Notify) if a.kind == "capacity-corrected"]
+        assert len(notified) == 1 and "workers (us-east-1)" in notified[0].message
+    assert result.timed_out == {group.key}
+    assert result.timeouts[group.key].until == START + timedelta(hours=1)
+    assert [a.kind for a in of_type(result.actions, Notify)][-1] == "group-timed-out"
+
+
+def test_instance_limit_without_cause_uses_current_desired():
+    group = make_group(desired=6)
+    result = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT, cause="")]), START)
+    assert [c.desired for c in of_type(result.actions, SetDesiredCapacity)] == [5]
+
+
+def test_az_capacity_in_multi_az_group_is_left_to_aws():
+    group = make_group(desired=5, zones=("us-east-1a", "us-east-1b"))
+    result = assess(make_snapshot([group], [make_activity(AZ_CAPACITY_TEXT)]), START + timedelta(minutes=1))
+    assert result.actions == () and result.timed_out == frozenset()
+
+
+@pytest.mark.parametrize("minutes_after_start, timed_out", [
+    pytest.param(59, True, id="active-at-59-min"),
+    pytest.param(61, False, id="expired-at-61-min"),
+])
+def test_timeout_runs_one_hour_from_the_failed_activity(minutes_after_start, timed_out):
+    group = make_group(desired=5, instances=5)  # no shortfall, so the silent-failure rule stays out
+    snapshot = make_snapshot([group], [make_activity(VOLUME_LIMIT_TEXT, "Cancelled")])
+    first = assess(snapshot, START + timedelta(minutes=1))
+    later = assess(snapshot, START + timedelta(minutes=minutes_after_start), state=first.state)
+    assert (group.key in later.timed_out) is timed_out
+    assert (group.key in later.state.timeouts) is timed_out
+
+
+def test_failure_seen_first_after_its_hour_is_history():
+    group = make_group(desired=5)
+    result = assess(make_snapshot([group], [make_activity(INSUFFICIENT_CAPACITY_TEXT)]), START + timedelta(minutes=61))
+    assert result.actions == () and result.timed_out == frozenset()
+
+
+def test_correction_is_applied_once_per_activity():
+    group = make_group(desired=5)
+    snapshot = make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)])
+    first = assess(snapshot, START + timedelta(minutes=1))
+    second = assess(snapshot, START + timedelta(minutes=2), state=first.state)
+    assert len(of_type(first.actions, SetDesiredCapacity)) == 1
+    assert second.actions == ()  # no correction again, no second timed-out notification
+    assert group.key in second.timed_out
+
+    another = make_activity(INSTANCE_LIMIT_TEXT, activity_id="a-2", start=START + timedelta(minutes=3))
+    third = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT), another]),
+                   START + timedelta(minutes=4), state=second.state)
+    assert len(of_type(third.actions, SetDesiredCapacity)) == 1
+    assert third.state.timeouts[group.key].until == START + timedelta(minutes=63)
+
+
+def test_only_the_latest_launch_counts():
+    group = make_group(desired=5, instances=5)
+    failure = make_activity(INSUFFICIENT_CAPACITY_TEXT, activity_id="a-1")
+    success = make_activity("", "Successful", activity_id="a-2", start=START + timedelta(minutes=5))
+    termination = make_activity("", "Successful", activity_id="a-3", start=START + timedelta(minutes=6),
+                                description="Terminating EC2 instance: i-0123", cause="")
+
+    # failure then success, seen together: the group is not failing
+    fresh = assess(make_snapshot([group], [failure, success, termination]), START + timedelta(minutes=7))
+    assert fresh.actions == () and fresh.timed_out == frozenset()
+
+    # failure seen and acted on, then a success: the recorded timeout still runs its hour
+    first = assess(make_snapshot([group], [failure]), START + timedelta(minutes=1))
+    later = assess(make_snapshot([group], [failure, success]), START + timedelta(minutes=30), state=first.state)
+    assert later.actions == ()
+    assert group.key in later.timed_out
+    assert group.key not in assess(make_snapshot([group], [failure, success]), START + timedelta(minutes=61),
+                                   state=later.state).timed_out
+
+
+def test_termination_after_failure_does_not_hide_it():
+    group = make_group(desired=5)
+    failure = make_activity(INSUFFICIENT_CAPACITY_TEXT)
+    termination = make_activity("", "Successful", activity_id="a-2", start=START + timedelta(minutes=1),
+                                description="Terminating EC2 instance: i-0123", cause="")
+    result = assess(make_snapshot([group], [failure, termination]), START + timedelta(minutes=2))
+    assert [c.desired for c in of_type(result.actions, SetDesiredCapacity)] == [3]
+
+
+def test_groups_are_assessed_apart_and_in_a_stable_order():
+    alpha, beta = make_group("alpha", desired=5), make_group("beta", desired=5)
+    activities = [make_activity(INSUFFICIENT_CAPACITY_TEXT, group="beta", activity_id="b"),
+                  make_activity(INSTANCE_LIMIT_TEXT, group="alpha", activity_id="a")]
+    result = assess(make_snapshot([beta, alpha], activities), START + timedelta(minutes=1))
+    assert [(c.group, c.desired) for c in of_type(result.actions, SetDesiredCapacity)] == [("alpha", 4), ("beta", 3)]
+    assert result.timed_out == {alpha.key, beta.key}
+    assert len(result.describe_timeouts()) == 2 and result.describe_timeouts()[0].startswith("alpha (us-east-1)")
+
+
+# --- spot requests -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("waited, cause, expect_cancel", [
+    pytest.param(timedelta(minutes=4), LAUNCH_CAUSE, False, id="waiting-under-5-min"),
+    pytest.param(timedelta(seconds=config.SPOT_WAIT_SECONDS), LAUNCH_CAUSE, False, id="waiting-exactly-5-min"),
+    pytest.param(timedelta(minutes=6), LAUNCH_CAUSE, True, id="waiting-over-5-min"),
+    pytest.param(timedelta(minutes=6), REBALANCE_CAUSE, False, id="az-rebalance-launch"),
+])
+def test_spot_request_stuck_past_five_minutes(waited, cause, expect_cancel):
+    group = make_group(desired=5, is_spot=True, instances=4)
+    waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId", cause=cause)
+    result = assess(make_snapshot([group], [waiting]), START + waited)
+    if expect_cancel:
+        assert of_type(result.actions, CancelSpotRequest) == [
+            CancelSpotRequest("sir-abc123", REGION, "workers", reason=of_type(result.actions, CancelSpotRequest)[0].reason)]
+        assert [c.desired for c in of_type(result.actions, SetDesiredCapacity)] == [4]
+        assert result.timeouts[group.key].until == START + timedelta(hours=1)
+        assert [a.kind for a in of_type(result.actions, Notify)] == ["capacity-corrected", "group-timed-out"]
+    else:
+        assert result.actions == () and result.timed_out == frozenset()
+
+
+def test_cancelled_spot_request_is_not_a_new_launch():
+    group = make_group(desired=4, is_spot=True, instances=4)
+    waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
+    first = assess(make_snapshot([group], [waiting]), START + timedelta(minutes=6))
+    cancelled = make_activity(SPOT_CANCELLED_TEXT, "Cancelled")  # the same activity, updated by AWS
+    second = assess(make_snapshot([group], [cancelled]), START + timedelta(minutes=7), state=first.state)
+    assert second.actions == () and group.key in second.timed_out
+
+
+def test_spot_cancel_keeps_min_size():
+    group = make_group(desired=2, min_size=2, is_spot=True, instances=2)
+    waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
+    result = assess(make_snapshot([group], [waiting]), START + timedelta(minutes=6))
+    assert len(of_type(result.actions, CancelSpotRequest)) == 1
+    assert of_type(result.actions, SetDesiredCapacity) == []
+
+
+# --- silent failures -----------------------------------------------------------------------------
+
+def test_silent_failure_times_out_after_instance_init_time():
+    settings = Settings(cluster_name="test", regions=(REGION,), instance_init_time=600)
+    group = make_group(desired=5, instances=3)
+    snapshot = make_snapshot([group])
+
+    first = assess(snapshot, START, settings=settings)
+    assert first.timed_out == frozenset() and first.state.shortfall_since == {group.key: START}
+    before = assess(snapshot, START + timedelta(seconds=600), state=first.state, settings=settings)
+    assert before.timed_out == frozenset()
+    after = assess(snapshot, START + timedelta(seconds=601), state=before.state, settings=settings)
+    assert after.timed_out == {group.key}
+    assert after.timeouts[group.key].until == START + timedelta(seconds=601 + 3600)
+    [warning] = of_type(after.actions, Notify)
+    assert warning.kind == "group-timed-out" and "workers (us-east-1)" in warning.message
+    assert "silent" in warning.message
+
+
+@pytest.mark.parametrize("activity", [
+    pytest.param(make_activity("", "InProgress"), id="launch-in-progress"),
+    pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId", cause=REBALANCE_CAUSE),
+                 id="spot-request-waiting-for-rebalance"),
+    pytest.param(make_activity(VOLUME_LIMIT_TEXT, "Cancelled", start=START - timedelta(minutes=61),
+                               end=START + timedelta(minutes=1)), id="table-failure-during-shortfall"),
+])
+def test_shortfall_explained_by_an_activity_is_not_silent(activity):
+    settings = Settings(cluster_name="test", regions=(REGION,), instance_init_time=600)
+    group = make_group(desired=5, instances=3)
+    snapshot = make_snapshot([group], [activity])
+    state = GroupHealthState(shortfall_since={group.key: START})
+    result = assess(snapshot, START + timedelta(minutes=11), state=state, settings=settings)
+    assert result.timed_out == frozenset()
+    assert result.state.shortfall_since == {group.key: START}
+
+
+@pytest.mark.parametrize("desired, instance_state, short", [
+    pytest.param(3, "running", False, id="desired-met"),
+    pytest.param(3, "pending", False, id="pending-instances-count"),
+    pytest.param(3, "terminated", True, id="terminated-instances-do-not-count"),
+])
+def test_shortfall_tracking(desired, instance_state, short):
+    group = make_group(desired=desired, instances=3)
+    state = GroupHealthState(shortfall_since={group.key: START - timedelta(hours=1)})
+    result = assess(make_snapshot([group], instance_state=instance_state), START, state=state)
+    assert (group.key in result.state.shortfall_since) is short
+    assert (group.key in result.timed_out) is short
+
+
+# --- spot price history --------------------------------------------------------------------------
+
+def price(zone, minutes_before_now, value, now):
+    return SpotPrice(REGION, zone, "p3.2xlarge", now - timedelta(minutes=minutes_before_now), value)
+
+
+@pytest.mark.parametrize("points, bid, start_minutes, expected_minutes", [
+    pytest.param([(60, 2.0)], 1.0, 300, 60, id="last-point-holds-until-now"),
+    pytest.param([(400, 2.0), (200, 0.5)], 1.0, 300, 100, id="point-before-window-clipped-to-start"),
+    pytest.param([(400, 2.0), (350, 0.5)], 1.0, 300, 0, id="point-wholly-before-window"),
+    pytest.param([(100, 2.0), (70, 0.5), (50, 3.0), (40, 0.9)], 1.0, 300, 40, id="two-outbid-spells"),
+    pytest.param([(100, 1.0)], 1.0, 300, 0, id="price-equal-to-bid-is-not-outbid"),
+])
+def test_outbid_seconds(points, bid, start_minutes, expected_minutes):
+    now = START
+    series = tuple((now - timedelta(minutes=m), value) for m, value in points)
+    assert outbid_seconds(series, bid, now - timedelta(minutes=start_minutes), now) == expected_minutes * 60
+
+
+@pytest.mark.parametrize("zone_points, timed_out", [
+    # one zone outbid 30 min, the other 0: average 15 min
+    pytest.param({"us-east-1a": [(40, 2.0), (10, 0.5)], "us-east-1b": [(300, 0.5)]}, False, id="average-under-20-min"),
+    # 50 min and 0: average 25 min
+    pytest.param({"us-east-1a": [(60, 2.0), (10, 0.5)], "us-east-1b": [(300, 0.5)]}, True, id="average-over-20-min"),
+    # 30 min in both zones
+    pytest.param({"us-east-1a": [(30, 2.0)], "us-east-1b": [(360, 0.2), (30, 2.0)]}, True, id="both-zones-30-min"),
+    # an outbid spell 6 hours ago is outside the window
+    pytest.param({"us-east-1a": [(400, 2.0), (301, 0.5)], "us-east-1b": [(300, 0.5)]}, False,
+                 id="outbid-before-window"),
+])
+def test_spot_group_outbid_on_average(zone_points, timed_out):
+    now = START
+    group = make_group(desired=2, is_spot=True, spot_price="1.0", zones=("us-east-1a", "us-east-1b"))
+    prices = [price(zone, m, value, now) for zone, points in zone_points.items() for m, value in points]
+    result = assess(make_snapshot([group], spot_prices=prices), now)
+    assert (group.key in result.timed_out) is timed_out
+    if timed_out:
+        assert result.timeouts[group.key].reason.startswith("outbid")
+        assert [a.kind for a in result.actions] == ["group-timed-out"]
+
+
+def test_on_demand_group_ignores_spot_prices():
+    now = START
+    group = make_group(desired=2, spot_price=None, zones=("us-east-1a",))
+    result = assess(make_snapshot([group], spot_prices=[price("us-east-1a", 300, 9.0, now)]), now)
+    assert result.timed_out == frozenset()
+
+
+def test_outbid_group_is_notified_once_and_stays_out_while_outbid():
+    now = START
+    group = make_group(desired=2, is_spot=True, spot_price="1.0", zones=("us-east-1a",))
+    snapshot = make_snapshot([group], spot_prices=[price("us-east-1a", 60, 2.0, now)])
+    first = assess(snapshot, now)
+    second = assess(snapshot, now + timedelta(minutes=1), state=first.state)
+    assert [a.kind for a in first.actions] == ["group-timed-out"] and second.actions == ()
+    assert second.timeouts[group.key].until == now + timedelta(minutes=61)
+
+
+def test_group_with_several_types_is_outbid_only_if_its_least_outbid_type_is():
+    now = START
+    group = make_group(desired=2, is_spot=True, spot_price="1.0", types=("p3.2xlarge", "p3.8xlarge"))
+    prices = [price("us-east-1a", 60, 2.0, now),
+              SpotPrice(REGION, "us-east-1a", "p3.8xlarge", now - timedelta(minutes=60), 0.5)]
+    assert assess(make_snapshot([group], spot_prices=prices), now).timed_out == frozenset()
+
+
+def test_handled_activities_keep_only_ids_still_in_the_snapshot():
+    group = make_group(desired=5, instances=5)
+    state = GroupHealthState(handled_activities=frozenset({"gone", "a-1"}))
+    result = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)]), START, state=state)
+    assert result.state.handled_activities == {"a-1"}
+    assert of_type(result.actions, SetDesiredCapacity) == []
