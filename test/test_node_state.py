@@ -1,0 +1,218 @@
+"""node_state: the state machine of behaviour.md §5, drainability and utilization, by table."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from autoscaler.config import Settings
+from autoscaler.model import (
+    CORDONED_BY_AUTOSCALER_LABEL,
+    DETACHED_LABEL,
+    DO_NOT_DRAIN_LABEL,
+    Group,
+    Instance,
+    Node,
+    NodeState,
+    Pod,
+    PodPhase,
+    Resources,
+)
+from autoscaler.node_state import classify, idle_since, is_busy_pod, is_drainable, utilization, why_undrainable
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+GIB = (1 << 30) * 1000
+
+
+def ago(seconds):
+    return None if seconds is None else NOW - timedelta(seconds=seconds)
+
+
+def resources(cpu=0.0, memory_gib=0.0, gpu=0, pods=0):
+    return Resources({"cpu": int(cpu * 1000), "memory": int(memory_gib * GIB), "nvidia.com/gpu": gpu * 1000, "pods": pods * 1000})
+
+
+def make_node(name="n1", *, cordoned=False, by_autoscaler=False, detached=False, heartbeat_ago=30,
+              last_busy_ago=None, created_ago=None, gpu=0):
+    labels = {"kubernetes.io/hostname": name}
+    if by_autoscaler:
+        labels[CORDONED_BY_AUTOSCALER_LABEL] = "true"
+    if detached:
+        labels[DETACHED_LABEL] = "true"
+    return Node(name=name, labels=labels, allocatable=resources(cpu=4, memory_gib=16, gpu=gpu, pods=110),
+                unschedulable=cordoned or by_autoscaler, instance_id=f"i-{name}", region="us-west-2",
+                zone="us-west-2a", last_heartbeat=ago(heartbeat_ago), created=ago(created_ago),
+                last_busy=ago(last_busy_ago))
+
+
+def make_instance(instance_id="i-n1", *, state="running", launch_ago=7200):
+    return Instance(id=instance_id, region="us-west-2", zone="us-west-2a", state=state, instance_type="m5.xlarge",
+                    launch_time=ago(launch_ago), group_name="g1")
+
+
+def make_group(min_size=0):
+    return Group(name="g1", region="us-west-2", min_size=min_size, max_size=10, desired=3)
+
+
+def make_pod(name="p1", *, node="n1", cpu=1.0, gpu=0, owner="Job", daemonset=False, mirror=False,
+             phase=PodPhase.RUNNING, scheduled_ago=7200, created_ago=None, do_not_drain=False, safe_to_evict=None):
+    owners = ("DaemonSet",) if daemonset else ((owner,) if owner else ())
+    labels = {DO_NOT_DRAIN_LABEL: "true"} if do_not_drain else {}
+    return Pod(namespace="default", name=name, phase=phase, requests=resources(cpu=cpu, gpu=gpu, pods=1),
+               node_name=node, labels=labels, owner_kinds=owners, is_mirror=mirror, safe_to_evict=safe_to_evict,
+               scheduled_at=ago(scheduled_ago), created=ago(created_ago))
+
+
+SETTINGS = Settings(cluster_name="test", idle_threshold=600, type_idle_threshold=3600)
+DRAINING = Settings(cluster_name="test", idle_threshold=600, type_idle_threshold=3600, drain_utilization=0.5)
+MISSING = object()
+
+
+def verdict_for(node=None, *, pods=(), instance=MISSING, group=MISSING, group_node_count=3, pending=False, kept=0,
+                settings=SETTINGS):
+    node = node or make_node()
+    return classify(
+        node,
+        pods_on_node=pods,
+        instance=make_instance(node.instance_id) if instance is MISSING else instance,
+        group=make_group() if group is MISSING else group,
+        group_node_count=group_node_count,
+        pending_pods_fitting=pending,
+        idle_nodes_kept_in_group=kept,
+        settings=settings,
+        now=NOW,
+    )
+
+
+BUSY_POD = make_pod()
+# name -> (arguments of verdict_for, expected state, words the reason must contain)
+STATE_CASES = {
+    "instance-terminated": (dict(instance=make_instance(state="terminated")), NodeState.INSTANCE_TERMINATED, "terminated"),
+    "instance-missing": (dict(instance=None), NodeState.INSTANCE_TERMINATED, "not found"),
+    "instance-stopped": (dict(instance=make_instance(state="stopped")), NodeState.INSTANCE_TERMINATED, "stopped"),
+    "instance-terminated-beats-detached-dead-busy": (
+        dict(node=make_node(detached=True, heartbeat_ago=99999), pods=[BUSY_POD], instance=make_instance(state="terminated")),
+        NodeState.INSTANCE_TERMINATED, "terminated"),
+    "detached": (dict(node=make_node(detached=True)), NodeState.DETACHED, "detached"),
+    "detached-beats-dead": (dict(node=make_node(detached=True, heartbeat_ago=99999)), NodeState.DETACHED, "detached"),
+    "dead": (dict(node=make_node(heartbeat_ago=3601)), NodeState.DEAD, "heartbeat"),
+    "dead-in-min-size-group": (dict(node=make_node(heartbeat_ago=3601), group=make_group(min_size=5)), NodeState.DEAD, "heartbeat"),
+    "dead-beats-busy": (dict(node=make_node(heartbeat_ago=7200), pods=[BUSY_POD]), NodeState.DEAD, "heartbeat"),
+    "heartbeat-just-under-an-hour-is-alive": (dict(node=make_node(heartbeat_ago=3599)), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "no-heartbeat-known-is-not-dead": (dict(node=make_node(heartbeat_ago=None)), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "asg-min-size": (dict(group=make_group(min_size=3), group_node_count=3), NodeState.ASG_MIN_SIZE, "min size 3"),
+    "asg-min-size-beats-busy": (dict(group=make_group(min_size=3), pods=[BUSY_POD]), NodeState.ASG_MIN_SIZE, "min size"),
+    "above-min-size": (dict(group=make_group(min_size=2), group_node_count=3), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "busy": (dict(pods=[BUSY_POD]), NodeState.BUSY, "1 busy pod"),
+    "busy-past-idle-threshold-is-busy": (
+        dict(node=make_node(last_busy_ago=99999, created_ago=99999), pods=[BUSY_POD]), NodeState.BUSY, "busy"),
+    "busy-unschedulable": (dict(node=make_node(by_autoscaler=True), pods=[BUSY_POD]), NodeState.BUSY_UNSCHEDULABLE, "busy"),
+    "busy-beats-pod-pending": (dict(pods=[BUSY_POD], pending=True), NodeState.BUSY, "busy"),
+    "bare-pod-is-busy": (dict(pods=[make_pod(owner=None)]), NodeState.BUSY, "busy"),
+    "pending-with-node-is-busy": (dict(pods=[make_pod(phase=PodPhase.PENDING)]), NodeState.BUSY, "busy"),
+    "daemonset-only-is-idle": (dict(pods=[make_pod(daemonset=True)]), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "mirror-only-is-idle": (dict(pods=[make_pod(mirror=True, owner="Node")]), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "finished-pods-are-idle": (
+        dict(pods=[make_pod(phase=PodPhase.SUCCEEDED), make_pod("p2", phase=PodPhase.FAILED)]), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "pod-pending": (dict(pending=True), NodeState.POD_PENDING, "pending"),
+    "pod-pending-beats-grace-period": (dict(instance=make_instance(launch_ago=60), pending=True), NodeState.POD_PENDING, "pending"),
+    "pod-pending-needs-schedulable": (dict(node=make_node(by_autoscaler=True), pending=True), NodeState.IDLE_UNSCHEDULABLE, "autoscaler"),
+    "grace-period-from-launch": (dict(instance=make_instance(launch_ago=300)), NodeState.GRACE_PERIOD, "idle 300s"),
+    "grace-period-from-last-busy": (dict(node=make_node(last_busy_ago=120)), NodeState.GRACE_PERIOD, "idle 120s"),
+    "grace-period-from-node-creation": (dict(node=make_node(created_ago=200)), NodeState.GRACE_PERIOD, "idle 200s"),
+    "grace-period-unknown-idle-time": (dict(instance=make_instance(launch_ago=None)), NodeState.GRACE_PERIOD, "unknown"),
+    "grace-period-ends-at-threshold": (dict(instance=make_instance(launch_ago=600)), NodeState.TYPE_GRACE_PERIOD, "spare 1 of 5"),
+    "grace-period-beats-type-grace": (dict(instance=make_instance(launch_ago=100), kept=0), NodeState.GRACE_PERIOD, "idle 100s"),
+    "type-grace-period": (dict(instance=make_instance(launch_ago=1800)), NodeState.TYPE_GRACE_PERIOD, "spare 1 of 5"),
+    "type-grace-period-fifth-spare": (dict(instance=make_instance(launch_ago=1800), kept=4), NodeState.TYPE_GRACE_PERIOD, "spare 5 of 5"),
+    "type-grace-period-sixth-is-not-kept": (dict(instance=make_instance(launch_ago=1800), kept=5), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "type-grace-period-needs-a-group": (dict(instance=make_instance(launch_ago=1800), group=None), NodeState.IDLE_SCHEDULABLE, "idle"),
+    "past-type-idle-threshold": (dict(instance=make_instance(launch_ago=3600)), NodeState.IDLE_SCHEDULABLE, "idle 3600s"),
+    "cordoned-in-grace-is-idle-unschedulable": (
+        dict(node=make_node(by_autoscaler=True), instance=make_instance(launch_ago=60)), NodeState.IDLE_UNSCHEDULABLE, "autoscaler"),
+    "idle-schedulable": (dict(), NodeState.IDLE_SCHEDULABLE, "idle 7200s"),
+    "idle-unschedulable-by-autoscaler": (dict(node=make_node(by_autoscaler=True)), NodeState.IDLE_UNSCHEDULABLE, "by the autoscaler"),
+    "idle-unschedulable-by-a-person": (dict(node=make_node(cordoned=True)), NodeState.IDLE_UNSCHEDULABLE, "by someone else"),
+    "under-utilized-drainable": (dict(pods=[make_pod(cpu=1)], settings=DRAINING), NodeState.UNDER_UTILIZED_DRAINABLE, "25% utilized"),
+    "under-utilized-undrainable-bare-pod": (
+        dict(pods=[make_pod(owner=None)], settings=DRAINING), NodeState.UNDER_UTILIZED_UNDRAINABLE, "no owner"),
+    "under-utilized-undrainable-young-pod": (
+        dict(pods=[make_pod(scheduled_ago=60)], settings=DRAINING), NodeState.UNDER_UTILIZED_UNDRAINABLE, "drain grace"),
+    "under-utilized-only-with-drain-utilization": (dict(pods=[make_pod(cpu=0.1)]), NodeState.BUSY, "busy"),
+    "well-utilized-is-busy": (dict(pods=[make_pod(cpu=2)], settings=DRAINING), NodeState.BUSY, "50% utilized"),
+    "under-utilized-but-pod-pending": (dict(pods=[make_pod(cpu=1)], settings=DRAINING, pending=True), NodeState.POD_PENDING, "pending"),
+    "under-utilized-skips-grace": (
+        dict(pods=[make_pod(cpu=1)], settings=DRAINING, instance=make_instance(launch_ago=60)), NodeState.UNDER_UTILIZED_DRAINABLE, "drainable"),
+    "under-utilized-cordoned-keeps-draining": (
+        dict(node=make_node(by_autoscaler=True), pods=[make_pod(cpu=1)], settings=DRAINING), NodeState.UNDER_UTILIZED_DRAINABLE, "drainable"),
+}
+
+
+@pytest.mark.parametrize("arguments, expected, words", list(STATE_CASES.values()), ids=list(STATE_CASES))
+def test_classify(arguments, expected, words):
+    verdict = verdict_for(**arguments)
+    assert verdict.state is expected, verdict.reason
+    assert words in verdict.reason
+
+
+@pytest.mark.parametrize("arguments, idle", [
+    (dict(), 7200.0),
+    (dict(node=make_node(last_busy_ago=90)), 90.0),
+    (dict(pods=[BUSY_POD]), 0.0),
+    (dict(instance=None), None),
+], ids=["idle-since-launch", "idle-since-last-busy", "busy-is-zero", "terminated-is-unknown"])
+def test_verdict_idle_seconds(arguments, idle):
+    assert verdict_for(**arguments).idle_seconds == idle
+
+
+def test_idle_since_is_the_latest_known_time():
+    node = make_node(last_busy_ago=500, created_ago=9000)
+    assert idle_since(node, make_instance(launch_ago=8000)) == ago(500)
+    assert idle_since(make_node(created_ago=50), make_instance(launch_ago=8000)) == ago(50)
+    assert idle_since(make_node(), None) is None
+
+
+# name -> (pod, drainable, words of the reason when not)
+DRAIN_CASES = {
+    "daemonset": (make_pod(daemonset=True, scheduled_ago=1), True, ""),
+    "mirror": (make_pod(mirror=True, owner="Node", scheduled_ago=1), True, ""),
+    "bare-pod": (make_pod(owner=None), False, "no owner"),
+    "job-owned-past-grace": (make_pod(owner="Job", scheduled_ago=3601), True, ""),
+    "job-owned-within-grace": (make_pod(owner="Job", scheduled_ago=1800), False, "drain grace"),
+    "job-owned-exactly-at-grace": (make_pod(owner="Job", scheduled_ago=3600), False, "drain grace"),
+    "replicaset-owned": (make_pod(owner="ReplicaSet"), True, ""),
+    "do-not-drain": (make_pod(do_not_drain=True), False, "do-not-drain"),
+    "safe-to-evict-false": (make_pod(safe_to_evict=False), False, "safe-to-evict: false"),
+    "safe-to-evict-true-bare": (make_pod(owner=None, safe_to_evict=True), True, ""),
+    "safe-to-evict-true-young": (make_pod(scheduled_ago=10, safe_to_evict=True), True, ""),
+    "safe-to-evict-true-do-not-drain": (make_pod(safe_to_evict=True, do_not_drain=True), False, "do-not-drain"),
+    "created-time-when-not-scheduled": (make_pod(scheduled_ago=None, created_ago=7200), True, ""),
+    "no-time-known": (make_pod(scheduled_ago=None), False, "no known scheduling time"),
+}
+
+
+@pytest.mark.parametrize("pod, drainable, words", list(DRAIN_CASES.values()), ids=list(DRAIN_CASES))
+def test_drainability(pod, drainable, words):
+    assert is_drainable(pod, NOW) is drainable
+    reason = why_undrainable(pod, NOW)
+    assert (reason is None) is drainable
+    if not drainable:
+        assert words in reason and pod.key in reason
+
+
+@pytest.mark.parametrize("pod, busy", [
+    (make_pod(), True),
+    (make_pod(owner=None), True),
+    (make_pod(daemonset=True), False),
+    (make_pod(mirror=True, owner="Node"), False),
+], ids=["job", "bare", "daemonset", "mirror"])
+def test_is_busy_pod(pod, busy):
+    assert is_busy_pod(pod) is busy
+
+
+@pytest.mark.parametrize("node, pods, expected", [
+    (make_node(), [], 0.0),
+    (make_node(), [make_pod(cpu=1), make_pod("p2", cpu=1)], 0.5),
+    (make_node(gpu=4), [make_pod(cpu=0.1, gpu=3)], 0.75),
+    (make_node(), [Pod("default", "m", PodPhase.RUNNING, resources(memory_gib=12), node_name="n1")], 0.75),
+], ids=["nothing", "cpu", "gpu-dominates", "memory-dominates"])
+def test_utilization_is_the_highest_ratio(node, pods, expected):
+    assert utilization(node, pods) == pytest.approx(expected)
