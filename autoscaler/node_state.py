@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Optional
 
-from . import config
-from .config import Settings
+from .config import DEAD_NODE_SECONDS, DRAIN_GRACE_SECONDS, SPARE_IDLE_NODES_PER_GROUP, Settings
 from .model import Group, Instance, Node, NodeState, Pod, Resources
 
 # The resources utilization is measured on; others (pods, ephemeral storage) rarely bind.
@@ -67,8 +66,8 @@ def why_undrainable(pod: Pod, now: datetime) -> Optional[str]:
     if scheduled is None:
         return f"pod {pod.key} has no known scheduling time"
     age = (now - scheduled).total_seconds()
-    if age <= config.DRAIN_GRACE_SECONDS:
-        return f"pod {pod.key} was scheduled {age:.0f}s ago, within the {config.DRAIN_GRACE_SECONDS}s drain grace"
+    if age <= DRAIN_GRACE_SECONDS:
+        return f"pod {pod.key} was scheduled {age:.0f}s ago, within the {DRAIN_GRACE_SECONDS}s drain grace"
     return None
 
 
@@ -119,7 +118,7 @@ def classify(
         return NodeVerdict(node, NodeState.DETACHED, "labelled openai/detached=true", None)
     if node.last_heartbeat is not None:
         silent = (now - node.last_heartbeat).total_seconds()
-        if silent > config.DEAD_NODE_SECONDS:
+        if silent > DEAD_NODE_SECONDS:
             return NodeVerdict(node, NodeState.DEAD, f"no Ready heartbeat for {silent:.0f}s", None)
     if group is not None and group_node_count <= group.min_size:
         return NodeVerdict(
@@ -146,18 +145,19 @@ def classify(
             return NodeVerdict(node, NodeState.GRACE_PERIOD, "idle, since when is unknown", None)
         if idle_seconds < settings.idle_threshold:
             return NodeVerdict(
-                node, NodeState.GRACE_PERIOD, f"idle {idle_seconds:.0f}s, under --idle-threshold {settings.idle_threshold:g}s", idle_seconds
+                node, NodeState.GRACE_PERIOD,
+                f"idle {idle_seconds:.0f}s, under --idle-threshold {settings.idle_threshold:g}s", idle_seconds,
             )
         if (
             group is not None
-            and idle_nodes_kept_in_group < config.SPARE_IDLE_NODES_PER_GROUP
+            and idle_nodes_kept_in_group < SPARE_IDLE_NODES_PER_GROUP
             and idle_seconds < settings.type_idle_threshold
         ):
             return NodeVerdict(
                 node,
                 NodeState.TYPE_GRACE_PERIOD,
                 f"idle {idle_seconds:.0f}s, kept as spare {idle_nodes_kept_in_group + 1} of "
-                f"{config.SPARE_IDLE_NODES_PER_GROUP} in {group.name} (--type-idle-threshold {settings.type_idle_threshold:g}s)",
+                f"{SPARE_IDLE_NODES_PER_GROUP} in {group.name} (--type-idle-threshold {settings.type_idle_threshold:g}s)",
                 idle_seconds,
             )
 
