@@ -1,0 +1,246 @@
+"""Scale up (behaviour.md §3, defects 2, 3, 5, 6 and 11): each case is a small cluster and what
+one loop must decide for it."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from autoscaler.config import Settings
+from autoscaler.model import PodPhase, Taint, Toleration
+from autoscaler.plan import Notify, SetDesiredCapacity, Uncordon
+from autoscaler.scale_up import plan_scale_up
+from builders import (
+    NOW,
+    anti_affinity,
+    make_group,
+    make_group_nodes,
+    make_node,
+    make_pod,
+    make_resources,
+    make_shape,
+    make_snapshot,
+)
+
+REGIONS = ("us-west-2", "us-east-1")
+
+
+def settings(over_provision=0) -> Settings:
+    return Settings(cluster_name="test", regions=REGIONS, over_provision=over_provision)
+
+
+def pods(count, **options):
+    return [make_pod(**options) for _ in range(count)]
+
+
+def raised(result) -> dict:
+    """group name -> new desired capacity, for every SetDesiredCapacity."""
+    return {action.group: action.desired for action in result.actions if isinstance(action, SetDesiredCapacity)}
+
+
+def uncordoned(result) -> list:
+    return [action.node for action in result.actions if isinstance(action, Uncordon)]
+
+
+def notified(result) -> list:
+    return [action.kind for action in result.actions if isinstance(action, Notify)]
+
+
+@dataclass
+class Case:
+    snapshot: object
+    raised: dict
+    placed: int = 0
+    unaccounted: int = 0
+    infeasible: int = 0
+    uncordoned: list = field(default_factory=list)
+    over_provision: int = 0
+    timed_out: frozenset = frozenset()
+
+
+def _one_group_with_nodes(count, group=None, **node_options):
+    return make_group_nodes(group or make_group(), count, **node_options)
+
+
+def _existing_node_cases():
+    group, nodes = _one_group_with_nodes(1)
+    busy = make_pod(cpu="1", node=nodes[0].name)
+    yield "fits-existing-node", Case(make_snapshot([busy] + pods(3, cpu="1"), nodes, [group]), {}, placed=3)
+    yield "room-consumed-rest-launches", Case(make_snapshot(pods(6, cpu="1"), nodes, [group]), {"workers": 2}, placed=4)
+    yield "room-not-double-counted", Case(make_snapshot(pods(2, cpu="3"), nodes, [group]), {"workers": 2}, placed=1)
+    yield "room-not-double-counted-across-shapes", Case(make_snapshot(pods(1, cpu="3") + pods(1, cpu="2", memory="1Gi"), nodes, [group]), {"workers": 2}, placed=1)
+    done = make_pod(cpu="4", node=nodes[0].name, phase=PodPhase.SUCCEEDED)
+    yield "finished-pods-occupy-nothing", Case(make_snapshot([done] + pods(4, cpu="1"), nodes, [group]), {}, placed=4)
+    yield "stopped-instance-not-live", Case(make_snapshot(pods(1, cpu="1"), nodes, [group], not_running=[nodes[0].instance_id]), {"workers": 2})
+    person_cordoned = replace(nodes[0], unschedulable=True)
+    yield "person-cordoned-never-uncordoned", Case(make_snapshot(pods(1, cpu="1"), [person_cordoned], [group]), {"workers": 2})
+    full = replace(group, max_size=1)
+    cordoned = make_node(nodes[0].name, labels=dict(nodes[0].labels), instance_id=nodes[0].instance_id, cordoned_by_autoscaler=True)
+    yield "autoscaler-cordoned-uncordoned-at-max", Case(make_snapshot(pods(2, cpu="1"), [cordoned], [full]), {}, placed=2, uncordoned=[cordoned.name])
+    yield "autoscaler-cordoned-used-before-launch", Case(make_snapshot(pods(6, cpu="1"), [cordoned], [group]), {"workers": 2}, placed=4, uncordoned=[cordoned.name])
+    unmanaged = make_node("laptop", cpu="8")
+    yield "unmanaged-node-used", Case(make_snapshot(pods(8, cpu="1"), [unmanaged], [make_group()]), {}, placed=8)
+    db = make_pod(labels={"app": "db"}, node=nodes[0].name)
+    spread = dict(labels={"app": "db"}, anti=[anti_affinity({"app": "db"})])
+    yield "anti-affinity-with-running-pod", Case(make_snapshot([db] + pods(1, **spread), nodes, [group]), {"workers": 2})
+    yield "anti-affinity-among-placed", Case(make_snapshot(pods(2, **spread), nodes, [group]), {"workers": 2}, placed=1)
+
+
+def _packing_cases():
+    group = make_group()  # 4 cpu, 16Gi, 110 pods
+    yield "cpu-bound", Case(make_snapshot(pods(10, cpu="1"), groups=[group]), {"workers": 3})
+    yield "memory-bound", Case(make_snapshot(pods(5, cpu="100m", memory="6Gi"), groups=[group]), {"workers": 3})
+    yield "pod-count-bound", Case(make_snapshot(pods(9, cpu="10m"), groups=[make_group(pods=4)]), {"workers": 3})
+    gpu_group = make_group("gpu", instance_type="p3.2xlarge", cpu="8", memory="61Gi", gpu=1)
+    yield "gpu-bound", Case(make_snapshot(pods(3, cpu="1", gpu=1), groups=[gpu_group]), {"gpu": 3})
+    init_sized = make_resources(cpu="3", pods=1)  # largest init container beats the containers' sum
+    yield "init-container-sized", Case(make_snapshot([make_pod(requests=init_sized) for _ in range(2)], groups=[group]), {"workers": 2})
+    mixed_sizes = pods(2, cpu="3") + pods(2, cpu="1")  # first fit decreasing: 3+1, 3+1
+    yield "first-fit-decreasing", Case(make_snapshot(mixed_sizes, groups=[group]), {"workers": 2})
+    yield "anti-affinity-one-per-bin", Case(make_snapshot(pods(3, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})]), groups=[group]), {"workers": 3})
+    mixed = make_group(shapes=[make_shape("m5.4xlarge", cpu="16", memory="64Gi"), make_shape("m5.large", cpu="2", memory="8Gi")])
+    yield "mixed-instances-smallest-fitting", Case(make_snapshot(pods(4, cpu="1"), groups=[mixed]), {"workers": 2})
+    yield "scale-from-zero-nodes", Case(make_snapshot(pods(1), groups=[group]), {"workers": 1})
+
+
+def _limit_cases():
+    group = make_group(max_size=5)
+    yield "capped-at-max-size", Case(make_snapshot(pods(30, cpu="1"), groups=[group]), {"workers": 5}, unaccounted=10)
+    yield "over-provision-added", Case(make_snapshot(pods(5, cpu="1"), groups=[make_group()]), {"workers": 4}, over_provision=2)
+    yield "over-provision-capped", Case(make_snapshot(pods(5, cpu="1"), groups=[group]), {"workers": 5}, over_provision=9)
+    with_node, nodes = _one_group_with_nodes(1)
+    yield "no-over-provision-without-bins", Case(make_snapshot(pods(2, cpu="1"), nodes, [with_node]), {}, placed=2, over_provision=2)
+    booting = replace(with_node, desired=3)  # one node, two instances still booting
+    yield "booting-instances-count-as-spare", Case(make_snapshot(pods(12, cpu="1"), nodes, [booting]), {}, placed=4)
+    yield "booting-instances-plus-more", Case(make_snapshot(pods(16, cpu="1"), nodes, [booting]), {"workers": 4}, placed=4)
+    above = make_group(desired=7, max_size=10)
+    yield "never-lowers-desired", Case(make_snapshot(pods(1), groups=[above]), {})
+    yield "at-max-unaccounted", Case(make_snapshot(pods(1), groups=[make_group(max_size=0)]), {}, unaccounted=1)
+
+
+def _candidate_cases():
+    def pair(first, second, count=1):
+        return make_snapshot(pods(count, cpu="1"), groups=[first, second])
+    west, east = make_group("b-west", region="us-west-2"), make_group("a-east", region="us-east-1")
+    yield "region-order-beats-name", Case(pair(east, west), {"b-west": 1})
+    yield "priority-tag-beats-region", Case(pair(west, replace(east, priority=10)), {"a-east": 1})
+    multi, single = make_group("a-multi", zones=("us-west-2a", "us-west-2b")), make_group("b-single")
+    yield "single-az-first", Case(pair(multi, single), {"b-single": 1})
+    spot, demand = make_group("b-spot", spot=True), make_group("a-demand")
+    yield "spot-first", Case(pair(demand, spot), {"b-spot": 1})
+    yield "name-last", Case(pair(make_group("b"), make_group("a")), {"a": 1})
+    yield "timed-out-overflows-to-next-region", Case(pair(west, east), {"a-east": 1}, timed_out=frozenset({west.key}))
+    yield "full-group-overflows", Case(pair(replace(west, max_size=1), east, count=8), {"b-west": 1, "a-east": 1})
+    yield "all-timed-out-unaccounted", Case(pair(west, east), {}, unaccounted=1, timed_out=frozenset({west.key, east.key}))
+    no_launch_settings = make_group("a-unknown", shapes=())
+    yield "group-without-shapes-skipped", Case(pair(no_launch_settings, make_group("b-known")), {"b-known": 1})
+
+
+def _placement_cases():
+    gpu = make_group("gpu", instance_type="p3.2xlarge", cpu="8", memory="61Gi", gpu=1,
+                     taints=[Taint("nvidia.com/gpu", "true", "NoSchedule")])
+    cpu = make_group("cpu")
+    tolerate = [Toleration("nvidia.com/gpu", "Exists")]
+    yield "selector-picks-group", Case(make_snapshot(pods(2, gpu=1, tolerations=tolerate, selector={"aws/type": "p3.2xlarge"}), groups=[cpu, gpu]), {"gpu": 2})
+    yield "tainted-group-needs-toleration", Case(make_snapshot(pods(1, selector={"aws/type": "p3.2xlarge"}), groups=[cpu, gpu]), {}, infeasible=1)
+    yield "too-big-for-any-shape", Case(make_snapshot(pods(2, cpu="64"), groups=[cpu]), {}, infeasible=2)
+    yield "no-group-matches", Case(make_snapshot(pods(1, selector={"team": "none"}), groups=[cpu]), {}, infeasible=1)
+    mixed_load = pods(1, cpu="64") + pods(3, cpu="1")
+    yield "infeasible-pod-does-not-block-others", Case(make_snapshot(mixed_load, groups=[cpu]), {"cpu": 1}, infeasible=1)
+    shared = make_group("shared", labels={"team": "ml"}, max_size=20)
+    two_sets = pods(8, cpu="1", selector={"team": "ml"}) + pods(12, cpu="1", selector={"aws/type": "m5.xlarge"})
+    yield "two-sets-sharing-a-group-add-up", Case(make_snapshot(two_sets, groups=[shared]), {"shared": 5})
+    yield "two-sets-add-up-capped", Case(make_snapshot(two_sets, groups=[replace(shared, max_size=4)]), {"shared": 4}, unaccounted=4)
+
+
+CASES = [pytest.param(case, id=name) for cases in (_existing_node_cases, _packing_cases, _limit_cases, _candidate_cases, _placement_cases)
+         for name, case in cases()]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_plan_scale_up(case: Case):
+    result = plan_scale_up(case.snapshot, settings(case.over_provision), NOW, case.timed_out)
+    assert raised(result) == case.raised
+    assert result.placed_on_nodes == case.placed
+    assert len(result.unaccounted) == case.unaccounted
+    assert len(result.infeasible) == case.infeasible
+    assert uncordoned(result) == case.uncordoned
+    pending = sum(1 for pod in case.snapshot.pods if pod.is_pending_unassigned)
+    assert result.placed_on_nodes + result.pods_for_new_instances + case.unaccounted + case.infeasible == pending
+    assert ("scale-up-failed" in notified(result)) == bool(case.unaccounted)
+    assert ("infeasible-pods" in notified(result)) == bool(case.infeasible)
+    for action in result.actions:
+        if isinstance(action, SetDesiredCapacity):
+            group = next(g for g in case.snapshot.groups if g.name == action.group)
+            assert group.desired < action.desired <= group.max_size
+
+
+def test_infeasible_reports_largest_capacity():
+    small = make_group("small", cpu="2", memory="8Gi")
+    big = make_group("big", shapes=[make_shape("m5.2xlarge", cpu="8", memory="32Gi"), make_shape("m5.large", cpu="2", memory="8Gi")])
+    greedy = make_pod("greedy", cpu="16")
+    result = plan_scale_up(make_snapshot([greedy], groups=[small, big]), settings(), NOW)
+    assert result.infeasible == ((greedy, big.shapes[0].capacity),)
+    [notice] = [a for a in result.actions if isinstance(a, Notify)]
+    assert "default/greedy" in notice.message and "cpu=8" in notice.message
+
+
+def test_action_says_why_and_names_pods():
+    snapshot = make_snapshot([make_pod(f"job-{i:02}", cpu="1", selector={"aws/type": "m5.xlarge"}) for i in range(30)],
+                             groups=[make_group()])
+    [action] = plan_scale_up(snapshot, settings(over_provision=2), NOW).actions
+    assert action.reason == "30 pending pods {aws/type=m5.xlarge} need 8 new m5.xlarge instances (+2 over-provision)"
+    assert action.pods == tuple(f"default/job-{i:02}" for i in range(20))
+    assert (action.previous, action.desired) == (0, 10)
+
+
+def test_shared_group_one_action_with_both_reasons():
+    shared = make_group("shared", labels={"team": "ml"}, max_size=20)
+    snapshot = make_snapshot(pods(8, cpu="1", selector={"team": "ml"}) + pods(4, cpu="1", selector={"aws/type": "m5.xlarge"}),
+                             groups=[shared])
+    [action] = plan_scale_up(snapshot, settings(over_provision=1), NOW).actions
+    assert action.desired == 2 + 1 + 1  # over-provision once per group, not once per set
+    assert action.reason.count("need") == 2
+
+
+def _contested_snapshot():
+    """Three sets competing for a group too small for all of them, plus nodes, in a set order."""
+    shared = make_group("shared", labels={"team": "ml"}, max_size=3)
+    overflow = make_group("overflow", region="us-east-1", labels={"team": "ml"})
+    shared, nodes = make_group_nodes(shared, 1)
+    pending = (pods(6, cpu="1", selector={"team": "ml"}) + pods(6, cpu="2", selector={"aws/type": "m5.xlarge"})
+               + pods(5, cpu="1", memory="3Gi", selector={"aws/region": "us-west-2"}))
+    return pending, nodes, [shared, overflow]
+
+
+def test_decisions_do_not_depend_on_insertion_order():
+    pending, nodes, groups = _contested_snapshot()
+    baseline = plan_scale_up(make_snapshot(pending, nodes, groups), settings(1), NOW)
+    assert baseline.actions
+    for seed in range(8):
+        shuffle = random.Random(seed).sample
+        snapshot = make_snapshot(shuffle(pending, len(pending)), nodes, shuffle(groups, len(groups)))
+        result = plan_scale_up(snapshot, settings(1), NOW)
+        assert result.actions == baseline.actions
+        assert [p.key for p in result.unaccounted] == [p.key for p in baseline.unaccounted]
+
+
+def test_no_pending_pods_no_actions():
+    group, nodes = make_group_nodes(make_group(), 2)
+    result = plan_scale_up(make_snapshot([make_pod(node=nodes[0].name)], nodes, [group]), settings(5), NOW)
+    assert result.actions == () and result.pending == 0
+
+
+def test_empty_cluster():
+    result = plan_scale_up(make_snapshot(), settings(), NOW)
+    assert result.actions == ()
+    assert "0 pending pods" in result.summary()
+
+
+def test_hostname_label_is_the_anti_affinity_topology():
+    # Two placed replicas of a spread pod never share a node, even when that node has room.
+    group, nodes = make_group_nodes(make_group(), 2)
+    spread = pods(2, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})])
+    result = plan_scale_up(make_snapshot(spread, nodes, [group]), settings(), NOW)
+    assert result.placed_on_nodes == 2 and not result.actions
