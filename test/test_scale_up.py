@@ -98,6 +98,12 @@ def _packing_cases():
     yield "init-container-sized", Case(make_snapshot([make_pod(requests=init_sized) for _ in range(2)], groups=[group]), {"workers": 2})
     mixed_sizes = pods(2, cpu="3") + pods(2, cpu="1")  # first fit decreasing: 3+1, 3+1
     yield "first-fit-decreasing", Case(make_snapshot(mixed_sizes, groups=[group]), {"workers": 2})
+    # 4 bins of 3 cpu leave 1 cpu each; the five 1-cpu pods fill them and open a fifth.
+    split_bins = pods(4, cpu="3") + pods(2, cpu="1") + pods(3, cpu="1", memory="1Gi")
+    yield "first-fit-fills-earlier-bins", Case(make_snapshot(split_bins, groups=[group]), {"workers": 5})
+    # 4 bins of 5 cpu leave 3 cpu each: two 1.5-cpu pods fill the first, one goes to the second.
+    big = make_group("big", cpu="8", memory="32Gi")
+    yield "first-fit-part-fills-a-bin", Case(make_snapshot(pods(4, cpu="5") + pods(3, cpu="1500m"), groups=[big]), {"big": 4})
     yield "anti-affinity-one-per-bin", Case(make_snapshot(pods(3, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})]), groups=[group]), {"workers": 3})
     mixed = make_group(shapes=[make_shape("m5.4xlarge", cpu="16", memory="64Gi"), make_shape("m5.large", cpu="2", memory="8Gi")])
     yield "mixed-instances-smallest-fitting", Case(make_snapshot(pods(4, cpu="1"), groups=[mixed]), {"workers": 2})
