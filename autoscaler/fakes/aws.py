@@ -66,6 +66,7 @@ __all__ = ["ApiCall", "FakeAws", "FAKE_AMI_ID", "INSUFFICIENT_CAPACITY"]
 
 INSUFFICIENT_CAPACITY = "Insufficient capacity. Launching EC2 instance failed."
 READ_ONLY_PREFIXES = ("Describe", "List", "Get")
+FINISHED_STATUS_CODES = ("Successful", "Failed", "Cancelled")
 _DESIRED_CAPACITY_ACTIONS = ("CreateAutoScalingGroup", "SetDesiredCapacity", "UpdateAutoScalingGroup")
 _DEFAULT_FAULTS = {  # status -> code botocore treats as that kind of failure
     400: "Throttling",
@@ -141,6 +142,7 @@ class FakeAws:
         if self._thread is not None:
             self._thread.join()
         self._server = self._thread = None
+        self._clients.clear()  # they point at this server's port
         self.set_clock(None)
         _active = None
         _remove_launch_hook()
@@ -253,16 +255,23 @@ class FakeAws:
     ) -> ScalingActivity:
         """Log an activity; times default to the clock, naive times are taken as UTC."""
         start = _as_utc(start_time) if start_time else self.now()
-        end = _as_utc(end_time) if end_time else (start if status_code in ("Successful", "Failed", "Cancelled") else None)
+        if end_time is not None:
+            end: datetime | None = _as_utc(end_time)
+        else:
+            end = start if status_code in FINISHED_STATUS_CODES else None
+        if description is None:
+            description = (
+                launch_failure_description(status_message)
+                if status_message
+                else "Launching a new EC2 instance"
+            )
         return self.activities.add(
             ScalingActivity(
                 region=region,
                 group_name=group,
                 status_code=status_code,
                 status_message=status_message,
-                description=description or (
-                    launch_failure_description(status_message) if status_message else "Launching a new EC2 instance"
-                ),
+                description=description,
                 cause=cause,
                 start_time=start,
                 end_time=end,
@@ -287,7 +296,11 @@ class FakeAws:
 
     def mutating_calls(self) -> list[ApiCall]:
         with self._lock:
-            return [call for call in self.calls if call.action and not call.action.startswith(READ_ONLY_PREFIXES)]
+            return [
+                call
+                for call in self.calls
+                if call.action and not call.action.startswith(READ_ONLY_PREFIXES)
+            ]
 
     def clear_calls(self) -> None:
         with self._lock:
@@ -338,21 +351,13 @@ class FakeAws:
         desired = request.param("DesiredCapacity")
         if group is None or desired is None:
             return None
-        desired_capacity = int(desired)
-        if request.action == "SetDesiredCapacity":
-            if desired_capacity > group.max_size:
-                message = f"New SetDesiredCapacity value {desired_capacity} is above max value {group.max_size} for the AutoScalingGroup."
-            elif desired_capacity < group.min_size:
-                message = f"New SetDesiredCapacity value {desired_capacity} is below min value {group.min_size} for the AutoScalingGroup."
-            else:
-                return None
-        else:
-            min_size = int(request.param("MinSize") or group.min_size)
-            max_size = int(request.param("MaxSize") or group.max_size)
-            if min_size <= desired_capacity <= max_size:
-                return None
-            message = f"Desired capacity:{desired_capacity} must be between the specified min size:{min_size} and max size:{max_size}"
-        return error_response(request, 400, "ValidationError", message)
+        message = _size_limit_violation(
+            request.action,
+            int(desired),
+            int(request.param("MinSize") or group.min_size),
+            int(request.param("MaxSize") or group.max_size),
+        )
+        return None if message is None else error_response(request, 400, "ValidationError", message)
 
     def _describe_scaling_activities(self, request: AwsRequest) -> Any:
         activity_ids = frozenset(
@@ -395,10 +400,18 @@ class FakeAws:
 
     # ---- the launch hook (runs inside moto, on the request's thread) ---------------------------
 
-    def _launch(self, group: FakeAutoScalingGroup, count: int, tags: dict[str, str], launch: Callable[..., None]) -> None:
+    def _launch(
+        self,
+        group: FakeAutoScalingGroup,
+        count: int,
+        tags: dict[str, str],
+        launch: Callable[..., None],
+    ) -> None:
         now = self.now()
         user_request = getattr(self._request_context, "user_request", None)
-        wording = user_request[2] if user_request and user_request[:2] == (group.region, group.name) else None
+        wording = None
+        if user_request and user_request[:2] == (group.region, group.name):
+            wording = user_request[2]
         cause = launch_cause(now, len(group.instance_states), group.desired_capacity or 0, wording)
         with self._lock:
             failure = self._failing.get((group.region, group.name))
@@ -431,9 +444,31 @@ class FakeAws:
                     cause=cause,
                     start_time=now,
                     end_time=now,
-                    details=launch_details(instance.availability_zone, getattr(instance, "subnet_id", None)),
+                    details=launch_details(instance.availability_zone, instance.subnet_id),
                 )
             )
+
+
+def _size_limit_violation(action: str | None, desired: int, min_size: int, max_size: int) -> str | None:
+    """AWS's ValidationError text for a desired capacity outside the group's bounds, if it is."""
+    if action == "SetDesiredCapacity":
+        if desired > max_size:
+            return (
+                f"New SetDesiredCapacity value {desired} is above max value {max_size} "
+                "for the AutoScalingGroup."
+            )
+        if desired < min_size:
+            return (
+                f"New SetDesiredCapacity value {desired} is below min value {min_size} "
+                "for the AutoScalingGroup."
+            )
+        return None
+    if min_size <= desired <= max_size:
+        return None
+    return (
+        f"Desired capacity:{desired} must be between the specified min size:{min_size} "
+        f"and max size:{max_size}"
+    )
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -452,7 +487,9 @@ _moto_utcnow = moto_ec2_instances.utcnow
 _moto_launch = FakeAutoScalingGroup.replace_autoscaling_group_instances
 
 
-def _launch_through_shim(group: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]) -> None:
+def _launch_through_shim(
+    group: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]
+) -> None:
     shim = _active
     if shim is None:
         _moto_launch(group, count_needed, propagated_tags)
@@ -461,7 +498,9 @@ def _launch_through_shim(group: FakeAutoScalingGroup, count_needed: int, propaga
 
 
 def _install_launch_hook() -> None:
-    FakeAutoScalingGroup.replace_autoscaling_group_instances = _launch_through_shim  # type: ignore[method-assign]
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = (  # type: ignore[method-assign]
+        _launch_through_shim
+    )
 
 
 def _remove_launch_hook() -> None:
