@@ -1,0 +1,89 @@
+"""The one place a plan is applied, and the only code that knows about --dry-run.
+
+Each action is applied on its own: a failure is logged and counted, and the rest of the plan still
+runs, so one missing permission or one vanished node cannot hold back every other decision.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import plan as p
+from .kube_actuator import EvictionRefused
+from .notifier import SlackNotifier, scale_up_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyResult:
+    applied: Counter = field(default_factory=Counter)  # action type name -> count
+    failed: Counter = field(default_factory=Counter)
+    errors: list = field(default_factory=list)
+    cloud_errors: int = 0  # failures of AWS or Kubernetes calls, for the loop's backoff
+
+
+class Actuator:
+    def __init__(self, aws, kube, notifier: SlackNotifier, dry_run: bool):
+        self.aws = aws
+        self.kube = kube
+        self.notifier = notifier
+        self.dry_run = dry_run
+
+    def apply(self, actions) -> ApplyResult:
+        result = ApplyResult()
+        for action in actions:
+            name = type(action).__name__
+            if self.dry_run:
+                if isinstance(action, p.Notify):
+                    log.warning("%s", action.message)  # the operator still sees it; Slack does not
+                log.info("[dry-run] would %s", action.describe())
+                result.applied[name] += 1
+                continue
+            try:
+                self._apply_one(action)
+            except EvictionRefused as error:
+                # A disruption budget said not yet: the node stays cordoned and we retry next loop.
+                log.info("eviction refused, will retry next loop: %s", error)
+                result.failed[name] += 1
+            except Exception as error:  # noqa: BLE001 - one failed call must not stop the plan
+                log.error("failed to %s: %s", action.describe(), error)
+                result.failed[name] += 1
+                result.errors.append(f"{action.describe()}: {error}")
+                result.cloud_errors += 1
+            else:
+                result.applied[name] += 1
+        return result
+
+    def _apply_one(self, action) -> None:
+        if isinstance(action, p.Notify):
+            log.warning("%s", action.message)
+            self.notifier.post(action.message)
+            return
+        log.info("%s", action.describe()[:1].upper() + action.describe()[1:])
+        if isinstance(action, p.SetDesiredCapacity):
+            self.aws.set_desired_capacity(action.group, action.region, action.desired)
+            if action.desired > action.previous:
+                self.notifier.post(scale_up_message(action.group, action.region, action.previous, action.desired, action.pods))
+            else:
+                self.notifier.post(f"Set {action.group} ({action.region}) desired capacity to {action.desired}: {action.reason}")
+        elif isinstance(action, p.Cordon):
+            self.kube.cordon(action.node)
+        elif isinstance(action, p.Uncordon):
+            self.kube.uncordon(action.node)
+        elif isinstance(action, p.AnnotateNode):
+            self.kube.annotate(action.node, action.key, action.value)
+        elif isinstance(action, p.EvictPod):
+            if not self.kube.evict(action.namespace, action.name):
+                log.info("pod %s/%s was already gone", action.namespace, action.name)
+        elif isinstance(action, p.TerminateInstance):
+            self.aws.terminate_instance(action.instance_id, action.region, action.decrement_desired)
+            if action.node:
+                self.kube.delete_node(action.node)
+        elif isinstance(action, p.DeleteNode):
+            self.kube.delete_node(action.node)
+        elif isinstance(action, p.CancelSpotRequest):
+            self.aws.cancel_spot_request(action.region, action.request_id)
+        else:
+            raise TypeError(f"unknown action {action!r}")

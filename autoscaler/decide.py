@@ -1,0 +1,62 @@
+"""PURE: one loop's decisions. Snapshot + settings + now (+ the health state carried between
+loops) -> the plan, in the order it is to be applied.
+
+Order matters: capacity corrections of failing groups first (so a group set back is not raised
+again in the same breath), then scale up, then scale in.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .config import Settings
+from .group_health import GroupHealthState, assess_groups
+from .model import Snapshot
+from .scale_down import plan_scale_down
+from .scale_up import plan_scale_up
+
+log = logging.getLogger("autoscaler.cluster")
+
+BANNER = "++++++++++++++ {} ++++++++++++++++"
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple
+    health: GroupHealthState
+    counters: dict = field(default_factory=dict)
+
+
+def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
+    counters: Counter = Counter()
+    assessment = assess_groups(health, snapshot, settings, now)
+    actions = list(assessment.actions)
+    counters["groups_timed_out"] = len(assessment.timed_out)
+
+    if settings.no_scale:
+        log.info("Scale up is off (--no-scale)")
+    else:
+        log.info(BANNER.format("Scaling Up Begins"))
+        up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out)
+        actions.extend(up.actions)
+        counters["pending"] = sum(1 for pod in snapshot.pods if pod.is_pending_unassigned)
+        counters["placed_on_nodes"] = up.placed_on_nodes
+        counters["pods_for_new_instances"] = up.pods_for_new_instances
+        counters["groups_raised"] = sum(1 for a in up.actions if type(a).__name__ == "SetDesiredCapacity")
+        counters["infeasible"] = len(up.infeasible)
+        counters["unaccounted"] = len(up.unaccounted)
+
+    if settings.no_maintenance:
+        log.info("Scale in is off (--no-maintenance)")
+    else:
+        log.info(BANNER.format("Maintenance Begins"))
+        down = plan_scale_down(snapshot, settings, now)
+        for verdict in down.verdicts:
+            log.debug("node %s: %s (%s)", verdict.node.name, verdict.state.value, verdict.reason)
+        actions.extend(down.actions)
+        states = Counter(verdict.state.value for verdict in down.verdicts)
+        counters.update({f"nodes_{state.replace('-', '_')}": count for state, count in sorted(states.items())})
+
+    return Decision(tuple(actions), assessment.state, dict(counters))

@@ -1,0 +1,265 @@
+"""READ: nodes, pods and disruption budgets from the Kubernetes API -> immutable model.
+
+Lists are read page by page as raw JSON (``_preload_content=False``): the official client's model
+objects cost several times the memory and time of the dicts at 15,000 pods, and we convert every
+object into our own model at once anyway. A pod or node that cannot be converted is logged and
+skipped; it never fails the loop.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Callable, Iterator, Optional
+
+from kubernetes import client as kube_client
+
+from .kube_errors import KubeError, kube_call
+from .model import (
+    HOSTNAME_LABEL,
+    LAST_BUSY_ANNOTATION,
+    SAFE_TO_EVICT_ANNOTATION,
+    AntiAffinityTerm,
+    DisruptionBudget,
+    LabelSelector,
+    Node,
+    Placement,
+    Pod,
+    PodPhase,
+    Requirement,
+    Resources,
+    Taint,
+    Toleration,
+)
+from .resources import QuantityError, parse_resources
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+ONE_POD = Resources({"pods": 1000})
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+class KubeReader:
+    def __init__(self, api_client: kube_client.ApiClient, namespace: Optional[str] = None):
+        self.core = kube_client.CoreV1Api(api_client)
+        self.policy = kube_client.PolicyV1Api(api_client)
+        self.namespace = namespace
+
+    def read_nodes(self) -> tuple[Node, ...]:
+        return _convert_all(self._pages(self.core.list_node), node_from_api, "node")
+
+    def read_pods(self) -> tuple[Pod, ...]:
+        if self.namespace:
+            lister = lambda **kw: self.core.list_namespaced_pod(self.namespace, **kw)  # noqa: E731
+        else:
+            lister = self.core.list_pod_for_all_namespaces
+        # Finished pods occupy nothing and are never pending: leave them on the server.
+        selector = "status.phase!=Succeeded,status.phase!=Failed"
+        return _convert_all(self._pages(lister, field_selector=selector), pod_from_api, "pod")
+
+    def read_budgets(self) -> tuple[DisruptionBudget, ...]:
+        if self.namespace:
+            lister = lambda **kw: self.policy.list_namespaced_pod_disruption_budget(self.namespace, **kw)  # noqa: E731
+        else:
+            lister = self.policy.list_pod_disruption_budget_for_all_namespaces
+        return _convert_all(self._pages(lister), budget_from_api, "poddisruptionbudget")
+
+    def _pages(self, lister: Callable, **query) -> Iterator[dict]:
+        token = None
+        while True:
+            kwargs = dict(query, limit=PAGE_SIZE, _preload_content=False)
+            if token:
+                kwargs["_continue"] = token
+            response = kube_call("list", lister, **kwargs)
+            try:
+                page = json.loads(response.data)
+            except ValueError as error:
+                raise KubeError(f"list: the API server sent a body that is not JSON ({error})") from None
+            yield from page.get("items") or ()
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+
+def _convert_all(items, convert, kind: str) -> tuple:
+    converted = []
+    for item in items:
+        try:
+            converted.append(convert(item))
+        except (QuantityError, ValueError, TypeError, KeyError, AttributeError) as error:
+            meta = item.get("metadata") or {} if isinstance(item, dict) else {}
+            name = "/".join(filter(None, (meta.get("namespace"), meta.get("name")))) or "?"
+            log.warning("skipping %s %s: %s", kind, name, error)
+    return tuple(converted)
+
+
+def parse_time(text: Optional[str]) -> Optional[datetime]:
+    if not text:
+        return None
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_provider_id(provider_id: str) -> tuple[Optional[str], Optional[str]]:
+    """``aws:///us-west-2a/i-0abc`` -> (``i-0abc``, ``us-west-2a``); anything else -> (None, None)."""
+    if not provider_id.startswith("aws://"):
+        return None, None
+    parts = [part for part in provider_id[len("aws://"):].split("/") if part]
+    if len(parts) == 2 and parts[1].startswith("i-"):
+        return parts[1], parts[0]
+    if len(parts) == 1 and parts[0].startswith("i-"):
+        return parts[0], None
+    return None, None
+
+
+def region_of_zone(zone: Optional[str]) -> Optional[str]:
+    # us-west-2a -> us-west-2; local zones such as us-west-2-lax-1a are not managed groups' zones.
+    return zone[:-1] if zone and zone[-1].isalpha() else None
+
+
+def node_from_api(item: dict) -> Node:
+    meta = item["metadata"]
+    spec = item.get("spec") or {}
+    status = item.get("status") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    instance_id, zone = parse_provider_id(spec.get("providerID") or "")
+    if instance_id is None and labels.get("aws/id"):
+        instance_id, zone = labels["aws/id"], labels.get("aws/az")
+    ready, heartbeat = False, None
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            ready = condition.get("status") == "True"
+            heartbeat = parse_time(condition.get("lastHeartbeatTime"))
+    last_busy = None
+    if annotations.get(LAST_BUSY_ANNOTATION):
+        try:
+            last_busy = parse_time(annotations[LAST_BUSY_ANNOTATION])
+        except ValueError:
+            log.warning("node %s: ignoring unreadable %s annotation", meta["name"], LAST_BUSY_ANNOTATION)
+    return Node(
+        name=meta["name"],
+        labels=labels,
+        allocatable=parse_resources(status.get("allocatable") or status.get("capacity")),
+        taints=tuple(
+            Taint(t["key"], t.get("value") or "", t.get("effect") or "NoSchedule") for t in spec.get("taints") or ()
+        ),
+        unschedulable=bool(spec.get("unschedulable")),
+        instance_id=instance_id,
+        zone=zone,
+        region=region_of_zone(zone),
+        ready=ready,
+        last_heartbeat=heartbeat,
+        created=parse_time(meta.get("creationTimestamp")),
+        last_busy=last_busy,
+    )
+
+
+def pod_requests(spec: dict) -> Resources:
+    """What the scheduler reserves for a pod: sum of containers, or the largest init container if
+    larger (per resource), plus overhead, plus one pod slot."""
+    total = Resources()
+    for container in spec.get("containers") or ():
+        total = total + _container_requests(container)
+    for container in spec.get("initContainers") or ():
+        total = total.max_with(_container_requests(container))
+    if spec.get("overhead"):
+        total = total + parse_resources(spec["overhead"])
+    return total + ONE_POD
+
+
+def _container_requests(container: dict) -> Resources:
+    resources = container.get("resources") or {}
+    # The API server defaults a missing request to the limit; servers we read may not have done it.
+    merged = dict(resources.get("limits") or {})
+    merged.update(resources.get("requests") or {})
+    return parse_resources(merged)
+
+
+def pod_from_api(item: dict) -> Pod:
+    meta = item["metadata"]
+    spec = item.get("spec") or {}
+    status = item.get("status") or {}
+    namespace = meta.get("namespace") or "default"
+    annotations = meta.get("annotations") or {}
+    safe = annotations.get(SAFE_TO_EVICT_ANNOTATION)
+    scheduled_at = None
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "True":
+            scheduled_at = parse_time(condition.get("lastTransitionTime"))
+    affinity = spec.get("affinity") or {}
+    try:
+        phase = PodPhase(status.get("phase") or "Pending")
+    except ValueError:
+        phase = PodPhase.UNKNOWN
+    return Pod(
+        namespace=namespace,
+        name=meta["name"],
+        uid=meta.get("uid") or "",
+        phase=phase,
+        requests=pod_requests(spec),
+        node_name=spec.get("nodeName") or None,
+        placement=Placement(
+            node_selector=tuple(sorted((spec.get("nodeSelector") or {}).items())),
+            tolerations=tuple(_toleration(t) for t in spec.get("tolerations") or ()),
+            node_affinity=_node_affinity(affinity.get("nodeAffinity") or {}),
+        ),
+        anti_affinity=_anti_affinity(affinity.get("podAntiAffinity") or {}, namespace),
+        labels=meta.get("labels") or {},
+        owner_kinds=tuple(ref.get("kind", "") for ref in meta.get("ownerReferences") or ()),
+        is_mirror=MIRROR_ANNOTATION in annotations,
+        safe_to_evict=None if safe is None else safe.strip().lower() == "true",
+        created=parse_time(meta.get("creationTimestamp")),
+        scheduled_at=scheduled_at or parse_time(status.get("startTime")),
+    )
+
+
+def _toleration(raw: dict) -> Toleration:
+    return Toleration(
+        key=raw.get("key") or "",
+        operator=raw.get("operator") or "Equal",
+        value=raw.get("value") or "",
+        effect=raw.get("effect") or "",
+    )
+
+
+def _requirements(expressions) -> tuple[Requirement, ...]:
+    return tuple(
+        Requirement(e["key"], e["operator"], tuple(str(v) for v in e.get("values") or ())) for e in expressions or ()
+    )
+
+
+def _node_affinity(node_affinity: dict) -> tuple[tuple[Requirement, ...], ...]:
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    return tuple(
+        _requirements(term.get("matchExpressions")) for term in required.get("nodeSelectorTerms") or ()
+    )
+
+
+def label_selector(raw: Optional[dict]) -> LabelSelector:
+    raw = raw or {}
+    return LabelSelector(
+        match_labels=tuple(sorted((raw.get("matchLabels") or {}).items())),
+        match_expressions=_requirements(raw.get("matchExpressions")),
+    )
+
+
+def _anti_affinity(anti: dict, namespace: str) -> tuple[AntiAffinityTerm, ...]:
+    terms = []
+    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or ():
+        if term.get("topologyKey") != HOSTNAME_LABEL:
+            continue  # only hostname spreading changes how many nodes a set of pods needs
+        namespaces = tuple(sorted(term.get("namespaces") or ())) or (namespace,)
+        terms.append(AntiAffinityTerm(label_selector(term.get("labelSelector")), namespaces))
+    return tuple(terms)
+
+
+def budget_from_api(item: dict) -> DisruptionBudget:
+    meta = item["metadata"]
+    return DisruptionBudget(
+        namespace=meta.get("namespace") or "default",
+        name=meta["name"],
+        selector=label_selector((item.get("spec") or {}).get("selector")),
+        disruptions_allowed=int((item.get("status") or {}).get("disruptionsAllowed") or 0),
+    )

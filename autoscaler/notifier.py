@@ -1,0 +1,51 @@
+"""ACT: Slack incoming-webhook messages. A failed post is logged and never stops the loop."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import requests
+
+log = logging.getLogger(__name__)
+
+POST_TIMEOUT_SECONDS = 5
+MAX_PODS_NAMED = 5
+
+
+class SlackNotifier:
+    def __init__(self, hook: Optional[str], session: Optional[requests.Session] = None):
+        self.hook = hook
+        self.session = session or requests.Session()
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.hook)
+
+    def post(self, text: str) -> bool:
+        if not self.hook:
+            return False
+        try:
+            response = self.session.post(self.hook, json={"text": text}, timeout=POST_TIMEOUT_SECONDS)
+            response.raise_for_status()
+        except requests.RequestException as error:
+            self.failed += 1
+            # The hook URL is a credential: name the failure, never the URL.
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            log.warning("Slack notification failed (%s%s); continuing", type(error).__name__, f", HTTP {status}" if status else "")
+            return False
+        self.sent += 1
+        return True
+
+
+def name_pods(pods, limit: int = MAX_PODS_NAMED) -> str:
+    """``a/b, a/c and 3 more`` — enough to find the jobs, short enough for a chat line."""
+    pods = list(pods)
+    named = ", ".join(pods[:limit])
+    return f"{named} and {len(pods) - limit} more" if len(pods) > limit else named
+
+
+def scale_up_message(group: str, region: str, previous: int, desired: int, pods) -> str:
+    text = f"Scaled up {group} ({region}) by {desired - previous}, from {previous} to {desired} instances"
+    return f"{text}, for pods: {name_pods(pods)}" if pods else text
