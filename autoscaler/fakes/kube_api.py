@@ -58,6 +58,7 @@ class _Fault:
     status: int
     remaining: int
     message: str
+    retry_after_seconds: Optional[int]
 
     def matches(self, method: str, path: str) -> bool:
         return self.method in ("*", method) and bool(self.path_pattern.search(path))
@@ -193,11 +194,13 @@ class FakeKubeApi:
             self._requests.clear()
 
     def fail_next(self, method: str, path_regex: str, status: int = 500, count: int = 1,
-                  message: Optional[str] = None) -> None:
+                  message: Optional[str] = None, retry_after_seconds: Optional[int] = None) -> None:
         """Answer the next ``count`` requests whose method matches (``"*"`` for any) and whose
-        path matches ``path_regex`` (re.search) with an error Status of ``status``."""
+        path matches ``path_regex`` (re.search) with an error Status of ``status``, and a
+        ``Retry-After`` header when ``retry_after_seconds`` is given (clients then retry reads)."""
         fault = _Fault(method.upper(), re.compile(path_regex), status, count,
-                       message or f"injected failure ({status}) for {method.upper()} {path_regex}")
+                       message or f"injected failure ({status}) for {method.upper()} {path_regex}",
+                       retry_after_seconds)
         with self._log_lock:
             self._faults.append(fault)
 
@@ -210,8 +213,10 @@ class FakeKubeApi:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
+                    headers = ({} if fault.retry_after_seconds is None
+                               else {"Retry-After": str(fault.retry_after_seconds)})
                     return KubeApiError(fault.status, REASONS_BY_CODE.get(fault.status, "InternalError"),
-                                        fault.message)
+                                        fault.message, headers=headers)
         return None
 
     # -- HTTP routing ------------------------------------------------------------------------
@@ -389,6 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = "/" + parts.path.strip("/")
         query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
+        headers = {}
         try:
             fault = api._record(self.command, path, query)
             if fault is not None:
@@ -396,13 +402,13 @@ class _Handler(BaseHTTPRequestHandler):
             status, document = api.handle(self.command, path, query,
                                           self.headers.get("Content-Type", ""), body)
         except KubeApiError as error:
-            status, document = error.code, error.status()
+            status, document, headers = error.code, error.status(), error.headers
         except Exception as error:  # a bug in the fake must reach the client as a 500, not a hang
             log.exception("fake API server failed on %s %s", self.command, self.path)
             status, document = 500, KubeApiError(500, "InternalError", f"fake API server: {error!r}").status()
-        self._send(status, document)
+        self._send(status, document, headers)
 
-    def _send(self, status: int, document: Union[dict, str]) -> None:
+    def _send(self, status: int, document: Union[dict, str], headers: dict) -> None:
         if isinstance(document, str):
             payload, content_type = document.encode(), "text/plain; charset=utf-8"
         else:
@@ -410,5 +416,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)

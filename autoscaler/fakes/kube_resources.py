@@ -151,12 +151,14 @@ def api_resource_list_document(group: str, version: str) -> dict:
 class KubeApiError(Exception):
     """An API error; ``status()`` is the body the server sends, ``code`` its HTTP status."""
 
-    def __init__(self, code: int, reason: str, message: str, details: Optional[dict] = None):
+    def __init__(self, code: int, reason: str, message: str, details: Optional[dict] = None,
+                 headers: Optional[dict] = None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.headers = headers or {}  # extra HTTP response headers, such as Retry-After
 
     def status(self) -> dict:
         body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

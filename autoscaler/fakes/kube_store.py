@@ -17,6 +17,7 @@ import base64
 import binascii
 import bisect
 import json
+import pickle
 import random
 import string
 import threading
@@ -37,7 +38,12 @@ ObjectPredicate = Callable[[dict], bool]
 
 
 def clone(obj):
-    """A deep copy of a JSON document (faster than copy.deepcopy for plain JSON)."""
+    """A deep copy of a stored document (pickle is about twice as fast as a JSON round trip)."""
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+
+
+def json_clone(obj):
+    """A deep copy of a caller's document that also proves it is JSON (TypeError otherwise)."""
     return json.loads(json.dumps(obj))
 
 
@@ -83,7 +89,10 @@ def decode_continue(token: str) -> tuple[str, str]:
 
 
 class KubeStore:
-    """Thread-safe object store; methods take a ResourceType and raise KubeApiError."""
+    """Thread-safe object store; methods take a ResourceType and raise KubeApiError.
+
+    Bodies passed to create/replace/patch become the stored object: pass a private copy (a
+    freshly parsed request body is one); ``add``/``put`` copy their argument themselves."""
 
     def __init__(self, clock: Optional[Callable[[], datetime]] = None):
         self.lock = threading.RLock()
@@ -181,13 +190,13 @@ class KubeStore:
 
     def _checked_body(self, resource_type: ResourceType, namespace: Optional[str], body,
                       name: Optional[str]) -> dict:
-        """A private copy of a request body, checked against the path it was sent to."""
+        """A request body (owned by the store from now on) checked against its path."""
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request must be a {resource_type.kind} object")
         if body.get("kind") not in (None, resource_type.kind):
             raise bad_request(f"the object provided is of kind {body.get('kind')!r}, "
                               f"not {resource_type.kind!r}")
-        obj = clone(body)
+        obj = body
         obj["kind"], obj["apiVersion"] = resource_type.kind, resource_type.api_version
         metadata = obj.get("metadata")
         if metadata is None:
@@ -243,7 +252,8 @@ class KubeStore:
             current = self.get(resource_type, namespace, name)
             draft = clone(current)
             changed = change(draft)
-            obj = self._checked_body(resource_type, namespace, draft if changed is None else changed, name)
+            obj = self._checked_body(resource_type, namespace,
+                                     draft if changed is None else json_clone(changed), name)
             obj["metadata"].pop("resourceVersion", None)
             return self._commit_update(resource_type, current, obj, subresource=None, keep_status=False)
 
@@ -289,7 +299,8 @@ class KubeStore:
         with self.lock:
             if resource_type.namespaced and self.find(NAMESPACES, None, namespace) is None:
                 self.create(NAMESPACES, None, make_namespace(namespace))
-            return self.create(resource_type, namespace if resource_type.namespaced else None, obj)
+            return self.create(resource_type, namespace if resource_type.namespaced else None,
+                               json_clone(obj))
 
     def delete(self, resource_type: ResourceType, namespace: Optional[str], name: str,
                preconditions: Optional[dict] = None) -> dict:
