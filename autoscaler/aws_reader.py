@@ -1,0 +1,415 @@
+"""READ the AWS side into model objects: groups (with launch settings, labels and shapes),
+instances, scaling activities and spot prices.
+
+API cost per region and loop: one paginated DescribeAutoScalingGroups, one DescribeLaunchConfigurations
+per 50 launch configurations, one DescribeLaunchTemplateVersions per launch template, one
+DescribeInstances per 200 instances, one DescribeScalingActivities page per 100 new activities,
+and DescribeInstanceTypes only for instance types never seen before. None of it grows with pods.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .capacity import CapacityCatalog
+from .config import Settings
+from .group_labels import node_template, parse_priority, sort_shapes
+from .model import Group, Instance, InstanceShape, Resources, ScalingActivity, SpotPrice
+from .resources import QuantityError, parse_resources
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 30
+MAX_ATTEMPTS = 8  # in all, the first try included; adaptive mode also rate-limits the client itself once AWS throttles it
+
+CLUSTER_TAG = "KubernetesCluster"
+ROLE_TAGS = ("Role", "KubernetesRole")
+# The original's README said Role=minion while its code took only the other two (behaviour.md §7.7).
+MANAGED_ROLES = frozenset({"minion", "worker", "kubernetes-minion"})
+GROUP_NAME_TAG = "aws:autoscaling:groupName"
+
+LAUNCH_CONFIGURATION_BATCH = 50  # DescribeLaunchConfigurations' limit of names per request
+# DescribeInstances by an instance-id filter rather than InstanceIds=: an id that vanished does
+# not fail the whole request. 200 is EC2's limit of values in one filter.
+INSTANCE_BATCH = 200
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"})
+
+
+class CloudError(RuntimeError):
+    """An AWS call failed. ``code`` is AWS's error code (or the botocore exception's name)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@contextmanager
+def cloud_errors(client: Any, doing: str) -> Iterator[None]:
+    """Turn botocore's exceptions into CloudError with a message an operator can act on."""
+    try:
+        yield
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = details.get("Code") or "Unknown"
+        aws_message = details.get("Message") or ""
+        if code in ACCESS_DENIED_CODES:
+            action = f"{client.meta.service_model.signing_name}:{error.operation_name}"
+            raise CloudError(code, f"{doing}: access denied; the AWS credentials need the IAM permission "
+                                   f"{action} ({aws_message})") from error
+        raise CloudError(code, f"{doing}: {code}: {aws_message}") from error
+    except BotoCoreError as error:
+        raise CloudError(type(error).__name__, f"{doing}: {error}") from error
+
+
+# ---------------------------------------------------------------------------------------- clients
+
+@dataclass(frozen=True)
+class RegionClients:
+    region: str
+    autoscaling: Any
+    ec2: Any
+
+
+def client_config() -> Config:
+    return Config(retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
+                  connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
+
+
+def make_session(settings: Settings) -> boto3.session.Session:
+    """Explicit keys when given, else the default credential chain (environment, profile,
+    instance profile, IAM roles for service accounts)."""
+    if settings.aws_access_key and settings.aws_secret_key:
+        return boto3.session.Session(aws_access_key_id=settings.aws_access_key,
+                                     aws_secret_access_key=settings.aws_secret_key)
+    return boto3.session.Session()
+
+
+def aws_clients(settings: Settings, region: str, session: Optional[boto3.session.Session] = None) -> RegionClients:
+    """Fresh clients for one region. AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2, ...) is honoured
+    by boto3 itself, which is how tests point the product at a moto server."""
+    session = session or make_session(settings)
+    config = client_config()
+    return RegionClients(region=region,
+                         autoscaling=session.client("autoscaling", region_name=region, config=config),
+                         ec2=session.client("ec2", region_name=region, config=config))
+
+
+class AwsClients:
+    """Clients per region, made on first use and kept for the life of the process; call it with a
+    region. One session, so credentials are resolved (and refreshed) once for all regions."""
+
+    def __init__(self, settings: Settings, session: Optional[boto3.session.Session] = None):
+        self._settings = settings
+        self._session = session
+        self._by_region: dict[str, RegionClients] = {}
+
+    def __call__(self, region: str) -> RegionClients:
+        clients = self._by_region.get(region)
+        if clients is None:
+            if self._session is None:
+                self._session = make_session(self._settings)
+            clients = self._by_region[region] = aws_clients(self._settings, region, self._session)
+        return clients
+
+
+ClientsArg = Union[RegionClients, AwsClients]
+
+
+def _for_region(clients: ClientsArg, region: str) -> RegionClients:
+    return clients(region) if isinstance(clients, AwsClients) else clients
+
+
+# ----------------------------------------------------------------------------------------- groups
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    instance_types: tuple[str, ...]
+    ami_id: Optional[str] = None
+    is_spot: bool = False
+    spot_price: Optional[str] = None
+
+
+def read_groups(clients: ClientsArg, settings: Settings, region: str,
+                catalog: Optional[CapacityCatalog] = None) -> tuple[Group, ...]:
+    """The managed groups of the region, sorted by name. Pass the loop's CapacityCatalog so
+    instance types are described once per process, not once per call."""
+    clients = _for_region(clients, region)
+    raw_groups = _describe_managed_groups(clients, settings.cluster_name, region)
+    launch = _read_launch_settings(clients, region, raw_groups)
+    catalog = catalog or CapacityCatalog(lambda _region: clients)
+    catalog.prefetch(region, sorted({t for s in launch.values() if isinstance(s, LaunchSettings) for t in s.instance_types}))
+    return tuple(_group_from(raw, launch[raw["AutoScalingGroupName"]], region, catalog) for raw in raw_groups)
+
+
+def _tags(raw_group: Mapping[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag.get("Value", "") for tag in raw_group.get("Tags", ())}
+
+
+def _describe_managed_groups(clients: RegionClients, cluster_name: str, region: str) -> list[dict]:
+    paginator = clients.autoscaling.get_paginator("describe_auto_scaling_groups")
+    groups = []
+    with cloud_errors(clients.autoscaling, f"reading Auto Scaling groups in {region}"):
+        for page in paginator.paginate(Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_name]}]):
+            for raw in page.get("AutoScalingGroups", ()):
+                tags = _tags(raw)
+                if tags.get(CLUSTER_TAG) == cluster_name and any(tags.get(k) in MANAGED_ROLES for k in ROLE_TAGS):
+                    groups.append(raw)
+    return sorted(groups, key=lambda raw: raw["AutoScalingGroupName"])
+
+
+def _template_key(spec: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
+    """((name-or-id parameter, value), version) of a launch template specification; the name when
+    given (it is what an operator recognises in a warning); version defaults to $Default."""
+    key = ("LaunchTemplateName", spec["LaunchTemplateName"]) if spec.get("LaunchTemplateName") else ("LaunchTemplateId", spec.get("LaunchTemplateId", ""))
+    return key, str(spec.get("Version") or "$Default")
+
+
+def _read_launch_settings(clients: RegionClients, region: str, raw_groups: Sequence[dict]) -> dict[str, Union[LaunchSettings, str]]:
+    """Group name -> its LaunchSettings, or a sentence saying why they could not be read."""
+    configs = _describe_launch_configurations(clients, region, sorted({
+        raw["LaunchConfigurationName"] for raw in raw_groups if raw.get("LaunchConfigurationName")}))
+    template_specs = {}
+    for raw in raw_groups:
+        spec = raw.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification") or raw.get("LaunchTemplate")
+        if spec:
+            template_specs[raw["AutoScalingGroupName"]] = _template_key(spec)
+    templates = _describe_template_versions(clients, region, set(template_specs.values()))
+
+    result: dict[str, Union[LaunchSettings, str]] = {}
+    for raw in raw_groups:
+        name = raw["AutoScalingGroupName"]
+        config_name = raw.get("LaunchConfigurationName")
+        if config_name:
+            config = configs.get(config_name)
+            result[name] = _from_launch_configuration(config) if config else f"launch configuration {config_name} not found"
+        elif name in template_specs:
+            (_, template), version = template_specs[name]
+            data = templates[template_specs[name]]
+            if isinstance(data, str):
+                result[name] = data
+            elif raw.get("MixedInstancesPolicy"):
+                result[name] = _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version)
+            else:
+                result[name] = _from_template(data, template, version)
+        else:
+            result[name] = "neither a launch configuration nor a launch template"
+    return result
+
+
+def _describe_launch_configurations(clients: RegionClients, region: str, names: Sequence[str]) -> dict[str, dict]:
+    paginator = clients.autoscaling.get_paginator("describe_launch_configurations")
+    configs = {}
+    with cloud_errors(clients.autoscaling, f"reading launch configurations in {region}"):
+        for start in range(0, len(names), LAUNCH_CONFIGURATION_BATCH):
+            for page in paginator.paginate(LaunchConfigurationNames=list(names[start:start + LAUNCH_CONFIGURATION_BATCH])):
+                for config in page.get("LaunchConfigurations", ()):
+                    configs[config["LaunchConfigurationName"]] = config
+    return configs
+
+
+def _describe_template_versions(clients: RegionClients, region: str, wanted: Iterable[tuple[tuple[str, str], str]]
+                                ) -> dict[tuple[tuple[str, str], str], Union[dict, str]]:
+    """(template key, version) -> LaunchTemplateData, or why not. One call per template, asking
+    for every version any group uses."""
+    versions_by_template: dict[tuple[str, str], set[str]] = {}
+    for key, version in wanted:
+        versions_by_template.setdefault(key, set()).add(version)
+    result: dict[tuple[tuple[str, str], str], Union[dict, str]] = {}
+    for key in sorted(versions_by_template):
+        versions = sorted(versions_by_template[key])
+        try:
+            entries = _describe_versions(clients, region, key, versions)
+        except CloudError as error:
+            if len(versions) == 1:
+                result[(key, versions[0])] = str(error)
+                continue
+            # One missing version fails the whole request; ask again per version, so only the
+            # groups that use the missing one are left without launch settings.
+            for version in versions:
+                try:
+                    found = _describe_versions(clients, region, key, [version])
+                    result[(key, version)] = found[0].get("LaunchTemplateData", {}) if found else str(error)
+                except CloudError as version_error:
+                    result[(key, version)] = str(version_error)
+            continue
+        for version in versions:
+            if version == "$Default":
+                found = [e for e in entries if e.get("DefaultVersion")]
+            elif version == "$Latest":
+                found = sorted(entries, key=lambda e: e["VersionNumber"])[-1:]
+            else:
+                found = [e for e in entries if str(e["VersionNumber"]) == version]
+            result[(key, version)] = found[0].get("LaunchTemplateData", {}) if found else f"launch template {key[1]} has no version {version}"
+    return result
+
+
+def _describe_versions(clients: RegionClients, region: str, key: tuple[str, str], versions: list[str]) -> list[dict]:
+    paginator = clients.ec2.get_paginator("describe_launch_template_versions")
+    with cloud_errors(clients.ec2, f"reading launch template {key[1]} in {region}"):
+        return [entry for page in paginator.paginate(**{key[0]: key[1]}, Versions=versions)
+                for entry in page.get("LaunchTemplateVersions", ())]
+
+
+def _from_launch_configuration(config: Mapping[str, Any]) -> LaunchSettings:
+    spot_price = config.get("SpotPrice") or None
+    return LaunchSettings((config["InstanceType"],), config.get("ImageId"), spot_price is not None, spot_price)
+
+
+def _from_template(data: Mapping[str, Any], template: str, version: str) -> Union[LaunchSettings, str]:
+    if not data.get("InstanceType"):
+        return f"launch template {template} version {version} sets no instance type"
+    market = data.get("InstanceMarketOptions", {})
+    is_spot = market.get("MarketType") == "spot"
+    spot_price = market.get("SpotOptions", {}).get("MaxPrice") if is_spot else None
+    return LaunchSettings((data["InstanceType"],), data.get("ImageId"), is_spot, spot_price or None)
+
+
+def _from_mixed_policy(policy: Mapping[str, Any], data: Mapping[str, Any], template: str, version: str) -> Union[LaunchSettings, str]:
+    overrides = policy.get("LaunchTemplate", {}).get("Overrides", ())
+    types = tuple(dict.fromkeys(o["InstanceType"] for o in overrides if o.get("InstanceType")))
+    if overrides and not types:
+        return "its mixed instances policy selects types by attributes (InstanceRequirements), which is not supported"
+    if not types:
+        if not data.get("InstanceType"):
+            return f"launch template {template} version {version} sets no instance type and the policy has no overrides"
+        types = (data["InstanceType"],)
+    distribution = policy.get("InstancesDistribution", {})
+    # Only an all-spot policy (above the on-demand base) counts as a spot group; AWS's default is 100.
+    is_spot = int(distribution.get("OnDemandPercentageAboveBaseCapacity", 100)) == 0
+    spot_price = (distribution.get("SpotMaxPrice") or None) if is_spot else None
+    return LaunchSettings(types, data.get("ImageId"), is_spot, spot_price)
+
+
+def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], region: str, catalog: CapacityCatalog) -> Group:
+    name = raw["AutoScalingGroupName"]
+    tags = _tags(raw)
+    zones = tuple(sorted(raw.get("AvailabilityZones", ())))
+    settings = launch if isinstance(launch, LaunchSettings) else LaunchSettings(())
+    if isinstance(launch, str):
+        log.warning("group %s (%s): cannot read its launch settings (%s); scale up will skip it", name, region, launch)
+    architectures = {t: a for t in settings.instance_types if (a := catalog.architecture(t))}
+    template = node_template(tags, settings.instance_types, region, zones, settings.ami_id, architectures)
+    declared = _declared_resources(template.resource_quantities, name)
+    shapes = []
+    for instance_type in settings.instance_types:
+        capacity = catalog.get(instance_type)
+        if capacity is None:
+            log.warning("group %s (%s): instance type %s is unknown to DescribeInstanceTypes and to the shipped "
+                        "table; it is left out of the group's shapes", name, region, instance_type)
+            continue
+        # A declared quantity replaces the estimate for that resource (e.g. ephemeral-storage).
+        overridden = Resources({k: v for k, v in capacity.items() if k not in declared.names()})
+        shapes.append(InstanceShape(instance_type, overridden + declared))
+    return Group(
+        name=name, region=region,
+        min_size=int(raw.get("MinSize", 0)), max_size=int(raw.get("MaxSize", 0)), desired=int(raw.get("DesiredCapacity", 0)),
+        instance_ids=tuple(sorted(i["InstanceId"] for i in raw.get("Instances", ()))),
+        zones=zones, labels=template.labels, taints=template.taints, shapes=sort_shapes(shapes),
+        is_spot=settings.is_spot, spot_price=settings.spot_price, priority=parse_priority(tags, name),
+        tags=tags, created=raw.get("CreatedTime"),
+    )
+
+
+def _declared_resources(quantities: Sequence[tuple[str, str]], group_name: str) -> Resources:
+    declared = Resources()
+    for resource, text in quantities:
+        try:
+            declared = declared + parse_resources({resource: text})
+        except QuantityError as error:
+            log.warning("group %s: ignoring node-template resource tag: %s", group_name, error)
+    return declared
+
+
+# ------------------------------------------------------------------------------------- instances
+
+def read_instances(clients: ClientsArg, region: str, instance_ids: Iterable[str]) -> dict[str, Instance]:
+    """The EC2 instances with these ids that still exist, by id."""
+    clients = _for_region(clients, region)
+    ids = sorted(set(instance_ids))
+    paginator = clients.ec2.get_paginator("describe_instances")
+    instances: dict[str, Instance] = {}
+    with cloud_errors(clients.ec2, f"reading instances in {region}"):
+        for start in range(0, len(ids), INSTANCE_BATCH):
+            batch = ids[start:start + INSTANCE_BATCH]
+            for page in paginator.paginate(Filters=[{"Name": "instance-id", "Values": batch}], PaginationConfig={"PageSize": 1000}):
+                for reservation in page.get("Reservations", ()):
+                    for raw in reservation.get("Instances", ()):
+                        instances[raw["InstanceId"]] = _instance_from(raw, region)
+    return instances
+
+
+def _instance_from(raw: Mapping[str, Any], region: str) -> Instance:
+    tags = {tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags", ())}
+    return Instance(
+        id=raw["InstanceId"], region=region,
+        zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
+        state=raw.get("State", {}).get("Name", "unknown"),
+        instance_type=raw.get("InstanceType", ""),
+        launch_time=raw.get("LaunchTime"),
+        group_name=tags.get(GROUP_NAME_TAG),
+        lifecycle="spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
+        spot_request_id=raw.get("SpotInstanceRequestId"),
+    )
+
+
+# ------------------------------------------------------------------------------------ activities
+
+def read_activities(clients: ClientsArg, region: str, group_names: Iterable[str], since: datetime) -> tuple[ScalingActivity, ...]:
+    """Scaling activities of these groups that started at or after ``since`` (timezone-aware),
+    oldest first. AWS returns newest first, so paging stops at the first older activity.
+
+    One group: filtered by its name. Several: unfiltered (every group of the account, one stream),
+    which costs pages of new activities rather than a call per group every loop.
+    """
+    clients = _for_region(clients, region)
+    names = sorted(set(group_names))
+    if not names:
+        return ()
+    query = {"AutoScalingGroupName": names[0]} if len(names) == 1 else {}
+    wanted = set(names)
+    activities = []
+    paginator = clients.autoscaling.get_paginator("describe_scaling_activities")
+    with cloud_errors(clients.autoscaling, f"reading scaling activities in {region}"):
+        for page in paginator.paginate(**query):
+            reached_older = False
+            for raw in page.get("Activities", ()):
+                if raw["StartTime"] < since:
+                    reached_older = True
+                elif raw.get("AutoScalingGroupName") in wanted:
+                    activities.append(_activity_from(raw, region))
+            if reached_older:
+                break
+    return tuple(sorted(activities, key=lambda a: (a.start_time, a.activity_id)))
+
+
+def _activity_from(raw: Mapping[str, Any], region: str) -> ScalingActivity:
+    return ScalingActivity(
+        activity_id=raw["ActivityId"], group_name=raw["AutoScalingGroupName"], region=region,
+        status_code=raw.get("StatusCode", ""), status_message=raw.get("StatusMessage", ""),
+        description=raw.get("Description", ""), cause=raw.get("Cause", ""),
+        start_time=raw["StartTime"], end_time=raw.get("EndTime"),
+    )
+
+
+def read_spot_prices(clients: ClientsArg, region: str, instance_types: Iterable[str], since: datetime) -> tuple[SpotPrice, ...]:
+    """Linux spot price history of these types since ``since``, by type, zone, then time."""
+    clients = _for_region(clients, region)
+    types = sorted(set(instance_types))
+    if not types:
+        return ()
+    prices = []
+    paginator = clients.ec2.get_paginator("describe_spot_price_history")
+    with cloud_errors(clients.ec2, f"reading spot price history in {region}"):
+        for page in paginator.paginate(InstanceTypes=types, ProductDescriptions=["Linux/UNIX"], StartTime=since):
+            for raw in page.get("SpotPriceHistory", ()):
+                prices.append(SpotPrice(region=region, zone=raw.get("AvailabilityZone", ""), instance_type=raw["InstanceType"],
+                                        timestamp=raw["Timestamp"], price=float(raw["SpotPrice"])))
+    return tuple(sorted(prices, key=lambda p: (p.instance_type, p.zone, p.timestamp)))

@@ -1,0 +1,350 @@
+"""aws_reader against moto in-process: groups and their launch settings, instances, activities,
+spot prices, clients and error translation."""
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from autoscaler import aws_reader
+from autoscaler.aws_reader import (AwsClients, CloudError, RegionClients, aws_clients, make_session, read_activities,
+                                   read_groups, read_instances, read_spot_prices)
+from autoscaler.capacity import CapacityCatalog
+from autoscaler.config import Settings
+from autoscaler.model import Taint
+
+CLUSTER = "batch"
+REGION = "us-west-2"
+AMI = "ami-12345678"
+SETTINGS = Settings(cluster_name=CLUSTER, regions=(REGION, "us-east-1"))
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # loading moto's AMI catalogue is most of a test's time
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield AwsClients(SETTINGS)
+
+
+def count_calls(client):
+    calls = []
+    client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def make_launch_configuration(clients, name="lc", instance_type="m5.large", **extra):
+    clients.autoscaling.create_launch_configuration(LaunchConfigurationName=name, ImageId=AMI, InstanceType=instance_type, **extra)
+
+
+def make_template(clients, name="tmpl", instance_type="m5.large", **data):
+    clients.ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": AMI, "InstanceType": instance_type, **data})
+
+
+def make_group(clients, name, *, cluster=CLUSTER, role=("Role", "minion"), tags=None, zones=None, desired=0, **launch):
+    all_tags = {"KubernetesCluster": cluster, **({role[0]: role[1]} if role else {}), **(tags or {})}
+    if not launch:
+        launch = {"LaunchConfigurationName": "lc"}
+    clients.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name, MinSize=0, MaxSize=10, DesiredCapacity=desired,
+        AvailabilityZones=list(zones or [clients.region + "a", clients.region + "b"]),
+        Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in all_tags.items()], **launch)
+
+
+def by_name(groups):
+    return {group.name: group for group in groups}
+
+
+# ---------------------------------------------------------------------------------------- groups
+
+def test_groups_are_filtered_by_cluster_tag_and_role(aws):
+    clients = aws(REGION)
+    make_launch_configuration(clients)
+    make_group(clients, "minion", role=("Role", "minion"))  # the README's word (behaviour.md §7.7)
+    make_group(clients, "worker", role=("KubernetesRole", "worker"))
+    make_group(clients, "kubernetes-minion", role=("Role", "kubernetes-minion"))
+    make_group(clients, "master", role=("Role", "master"))
+    make_group(clients, "no-role", role=None)
+    make_group(clients, "other-cluster", cluster="other", role=("Role", "worker"))
+    groups = read_groups(aws, SETTINGS, REGION)
+    assert [g.name for g in groups] == ["kubernetes-minion", "minion", "worker"]
+
+
+def test_group_from_launch_configuration(aws):
+    clients = aws(REGION)
+    make_launch_configuration(clients, instance_type="p3.2xlarge", SpotPrice="1.25")
+    make_group(clients, "gpu", zones=["us-west-2a"], desired=2, tags={
+        "kube/team": "ml", "k8s.io/cluster-autoscaler/priority": "7",
+        "k8s.io/cluster-autoscaler/node-template/taint/dedicated": "gpu:NoSchedule",
+        "k8s.io/cluster-autoscaler/node-template/resources/ephemeral-storage": "100Gi"})
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert (group.region, group.min_size, group.max_size, group.desired, group.zones) == (REGION, 0, 10, 2, ("us-west-2a",))
+    assert len(group.instance_ids) == 2
+    assert (group.is_spot, group.spot_price, group.priority) == (True, "1.25", 7)
+    assert group.taints == (Taint("dedicated", "gpu", "NoSchedule"),)
+    assert group.created is not None and group.tags["kube/team"] == "ml"
+    assert {k: group.labels[k] for k in ("aws/type", "aws/class", "aws/ami-id", "aws/region", "team", "topology.kubernetes.io/zone")} == {
+        "aws/type": "p3.2xlarge", "aws/class": "p", "aws/ami-id": AMI, "aws/region": REGION, "team": "ml",
+        "topology.kubernetes.io/zone": "us-west-2a"}
+    (shape,) = group.shapes
+    assert shape.instance_type == "p3.2xlarge"  # moto does not know it: from the shipped table
+    assert shape.capacity.get("nvidia.com/gpu") == 1000
+    assert shape.capacity.get("cpu") == 8000 - 90
+    assert shape.capacity.get("ephemeral-storage") == 100 * (1 << 30) * 1000
+
+
+@pytest.mark.parametrize("version, expected_type", [
+    (None, "m5.large"), ("$Default", "m5.large"), ("$Latest", "m5.2xlarge"), ("2", "m5.xlarge"), ("1", "m5.large"),
+], ids=["no-version", "default", "latest", "explicit-2", "explicit-1"])
+def test_group_from_launch_template_version(aws, version, expected_type):
+    clients = aws(REGION)
+    make_template(clients)
+    for instance_type in ("m5.xlarge", "m5.2xlarge"):
+        clients.ec2.create_launch_template_version(LaunchTemplateName="tmpl", LaunchTemplateData={"ImageId": AMI, "InstanceType": instance_type})
+    spec = {"LaunchTemplateName": "tmpl", **({"Version": version} if version else {})}
+    make_group(clients, "g", LaunchTemplate=spec)
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert [s.instance_type for s in group.shapes] == [expected_type]
+    assert group.labels["node.kubernetes.io/instance-type"] == expected_type
+    assert not group.is_spot
+
+
+def test_launch_template_spot_market(aws):
+    clients = aws(REGION)
+    make_template(clients, InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"MaxPrice": "0.4"}})
+    make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": "$Latest"})
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert (group.is_spot, group.spot_price) == (True, "0.4")
+
+
+@pytest.mark.parametrize("distribution, is_spot, spot_price", [
+    ({"OnDemandPercentageAboveBaseCapacity": 0, "SpotMaxPrice": "0.3"}, True, "0.3"),
+    ({"OnDemandPercentageAboveBaseCapacity": 0}, True, None),
+    ({"OnDemandPercentageAboveBaseCapacity": 50, "SpotMaxPrice": "0.3"}, False, None),
+    ({}, False, None),
+], ids=["all-spot-bid", "all-spot-on-demand-cap", "half-spot", "default-on-demand"])
+def test_mixed_instances_policy(aws, distribution, is_spot, spot_price):
+    clients = aws(REGION)
+    make_template(clients)
+    make_group(clients, "mixed", MixedInstancesPolicy={
+        "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateName": "tmpl", "Version": "$Default"},
+                           "Overrides": [{"InstanceType": "m5.2xlarge"}, {"InstanceType": "c5.large"}, {"InstanceType": "m5.large"}]},
+        "InstancesDistribution": distribution})
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    # smallest first, never the first override's size
+    assert [s.instance_type for s in group.shapes] == ["c5.large", "m5.large", "m5.2xlarge"]
+    assert (group.is_spot, group.spot_price) == (is_spot, spot_price)
+    assert "aws/type" not in group.labels and "aws/class" not in group.labels
+    assert group.labels["kubernetes.io/arch"] == "amd64"
+
+
+def test_two_regions(aws):
+    for region, instance_type in ((REGION, "m5.large"), ("us-east-1", "c5.xlarge")):
+        clients = aws(region)
+        make_launch_configuration(clients, instance_type=instance_type)
+        make_group(clients, f"workers-{region}")
+    catalog = CapacityCatalog(aws)
+    west, east = (read_groups(aws, SETTINGS, region, catalog) for region in SETTINGS.regions)
+    assert [(g.name, g.region, g.instance_type) for g in west + east] == [
+        ("workers-us-west-2", REGION, "m5.large"), ("workers-us-east-1", "us-east-1", "c5.xlarge")]
+    assert east[0].labels["topology.kubernetes.io/region"] == "us-east-1"
+
+
+def delete_template(clients):
+    clients.ec2.delete_launch_template(LaunchTemplateName="other")
+
+
+def delete_launch_configuration(clients):
+    clients.autoscaling.delete_launch_configuration(LaunchConfigurationName="lc")
+
+
+@pytest.mark.parametrize("launch, break_it, reason", [
+    ({"LaunchTemplate": {"LaunchTemplateName": "tmpl", "Version": "9"}}, None, "version 9"),
+    ({"LaunchTemplate": {"LaunchTemplateName": "other"}}, delete_template, "other"),
+    ({"LaunchConfigurationName": "lc"}, delete_launch_configuration, "launch configuration lc not found"),
+    ({"LaunchConfigurationName": "lc-unknown-type"}, None, "zz9.huge"),
+], ids=["missing-version", "deleted-template", "deleted-launch-configuration", "unknown-instance-type"])
+def test_unreadable_launch_settings_give_empty_shapes_and_a_warning(aws, caplog, launch, break_it, reason):
+    clients = aws(REGION)
+    make_template(clients)
+    make_template(clients, name="other")
+    make_launch_configuration(clients)
+    make_launch_configuration(clients, name="lc-fine")
+    make_launch_configuration(clients, name="lc-unknown-type", instance_type="zz9.huge")
+    make_group(clients, "broken", **launch)
+    # Neighbours on the same template (another version) and on a launch configuration still work.
+    make_group(clients, "fine-template", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": "$Default"})
+    make_group(clients, "fine", LaunchConfigurationName="lc-fine")
+    if break_it:
+        break_it(clients)
+    with caplog.at_level(logging.WARNING):
+        groups = by_name(read_groups(aws, SETTINGS, REGION))
+    assert groups["broken"].shapes == ()
+    assert groups["fine"].shapes and groups["fine-template"].shapes
+    assert "broken" in caplog.text and reason in caplog.text
+    assert "fine" not in caplog.text
+
+
+def test_read_groups_batches_launch_settings(aws):
+    clients = aws(REGION)
+    for index in range(3):
+        make_launch_configuration(clients, name=f"lc{index}")
+        make_group(clients, f"lc-group{index}", LaunchConfigurationName=f"lc{index}")
+    make_template(clients)
+    for index in range(3):
+        make_group(clients, f"lt-group{index}", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": ["$Default", "$Latest", "1"][index]})
+    asg_calls, ec2_calls = count_calls(clients.autoscaling), count_calls(clients.ec2)
+    catalog = CapacityCatalog(aws)
+    assert len(read_groups(aws, SETTINGS, REGION, catalog)) == 6
+    assert asg_calls == ["DescribeAutoScalingGroups", "DescribeLaunchConfigurations"]
+    assert ec2_calls == ["DescribeLaunchTemplateVersions", "DescribeInstanceTypes"]
+    read_groups(aws, SETTINGS, REGION, catalog)  # instance types are not described again
+    assert ec2_calls.count("DescribeInstanceTypes") == 1
+
+
+# ------------------------------------------------------------------------------------- instances
+
+def test_read_instances_of_a_group(aws):
+    clients = aws(REGION)
+    make_launch_configuration(clients)
+    make_group(clients, "workers", desired=3)
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    instances = read_instances(aws, REGION, group.instance_ids + ("i-0000000000000dead",))
+    assert sorted(instances) == sorted(group.instance_ids)
+    instance = instances[group.instance_ids[0]]
+    assert (instance.region, instance.state, instance.instance_type, instance.group_name, instance.lifecycle) == (
+        REGION, "running", "m5.large", "workers", "on-demand")
+    assert instance.zone.startswith(REGION) and instance.launch_time is not None
+
+
+def test_read_instances_spot_lifecycle(aws):
+    clients = aws(REGION)
+    clients.ec2.request_spot_instances(SpotPrice="0.5", InstanceCount=1, LaunchSpecification={"ImageId": AMI, "InstanceType": "m5.large"})
+    (instance_id,) = [i["InstanceId"] for r in clients.ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert read_instances(aws, REGION, [instance_id])[instance_id].lifecycle == "spot"
+
+
+@pytest.mark.parametrize("count, expected_calls", [(0, 0), (5, 1), (10, 1), (11, 2), (25, 3)], ids=lambda v: str(v))
+def test_read_instances_calls_grow_only_by_batch(aws, monkeypatch, count, expected_calls):
+    monkeypatch.setattr(aws_reader, "INSTANCE_BATCH", 10)  # the real batch is 200; the rule is the same
+    clients = aws(REGION)
+    ids = []
+    if count:
+        ids = [i["InstanceId"] for i in clients.ec2.run_instances(ImageId=AMI, InstanceType="m5.large", MinCount=count, MaxCount=count)["Instances"]]
+    calls = count_calls(clients.ec2)
+    assert sorted(read_instances(aws, REGION, ids)) == sorted(ids)
+    assert calls == ["DescribeInstances"] * expected_calls
+
+
+def test_instance_batch_is_within_ec2_limits():
+    assert 0 < aws_reader.INSTANCE_BATCH <= 1000
+
+
+# ------------------------------------------------------------------------------------ activities
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def test_no_scaling_activity_is_normal(aws):
+    assert read_activities(aws, REGION, ["workers", "gpu"], NOW - timedelta(hours=1)) == ()
+    assert read_activities(aws, REGION, ["workers"], NOW - timedelta(hours=1)) == ()
+    assert read_activities(aws, REGION, [], NOW - timedelta(hours=1)) == ()
+
+
+def raw_activity(activity_id, group, minutes_ago, status="Successful", message=""):
+    start = NOW - timedelta(minutes=minutes_ago)
+    return {"ActivityId": activity_id, "AutoScalingGroupName": group, "Cause": f"cause {activity_id}",
+            "StartTime": start, "StatusCode": status, "Progress": 100, "Description": f"description {activity_id}",
+            **({"StatusMessage": message} if message else {}), **({"EndTime": start} if status != "InProgress" else {})}
+
+
+def test_activities_are_parsed_filtered_and_paging_stops_at_older_ones(aws):
+    clients = aws(REGION)
+    message = "Insufficient capacity. Launching EC2 instance failed."
+    with Stubber(clients.autoscaling) as stub:
+        stub.add_response("describe_scaling_activities", {"Activities": [
+            raw_activity("a3", "workers", 5, "Failed", message), raw_activity("x1", "someone-else", 10),
+            raw_activity("a2", "gpu", 20, "InProgress")], "NextToken": "page2"}, {})
+        stub.add_response("describe_scaling_activities", {"Activities": [
+            raw_activity("a1", "workers", 50), raw_activity("old", "workers", 61)], "NextToken": "page3"}, {"NextToken": "page2"})
+        activities = read_activities(aws, REGION, ["workers", "gpu"], NOW - timedelta(hours=1))
+        stub.assert_no_pending_responses()  # page3 was never asked for
+    assert [a.activity_id for a in activities] == ["a1", "a2", "a3"]  # oldest first
+    failed = activities[-1]
+    assert (failed.group_name, failed.region, failed.status_code, failed.status_message, failed.cause) == (
+        "workers", REGION, "Failed", message, "cause a3")
+    assert failed.start_time == NOW - timedelta(minutes=5) and activities[1].end_time is None
+
+
+def test_activities_of_one_group_are_asked_for_by_name(aws):
+    clients = aws(REGION)
+    with Stubber(clients.autoscaling) as stub:
+        stub.add_response("describe_scaling_activities", {"Activities": [raw_activity("a1", "workers", 5)]},
+                          {"AutoScalingGroupName": "workers"})
+        assert [a.activity_id for a in read_activities(aws, REGION, ["workers"], NOW - timedelta(hours=1))] == ["a1"]
+
+
+# ----------------------------------------------------------------------------------- spot prices
+
+def test_spot_prices(aws):
+    prices = read_spot_prices(aws, REGION, ["m5.large"], NOW - timedelta(hours=5))
+    assert prices and all(p.instance_type == "m5.large" and p.region == REGION and p.price >= 0 for p in prices)
+    assert list(prices) == sorted(prices, key=lambda p: (p.instance_type, p.zone, p.timestamp))
+    assert read_spot_prices(aws, REGION, [], NOW) == ()
+
+
+# -------------------------------------------------------------------------------- clients, errors
+
+def test_clients_are_cached_per_region_and_use_adaptive_retries(aws):
+    assert aws(REGION) is aws(REGION) and aws(REGION) is not aws("us-east-1")
+    config = aws(REGION).ec2.meta.config
+    assert config.retries["mode"] == "adaptive" and config.retries["total_max_attempts"] == aws_reader.MAX_ATTEMPTS
+    assert (config.connect_timeout, config.read_timeout) == (aws_reader.CONNECT_TIMEOUT_SECONDS, aws_reader.READ_TIMEOUT_SECONDS)
+    assert aws(REGION).autoscaling.meta.region_name == REGION
+
+
+def test_explicit_keys_win_over_the_default_chain(aws):
+    explicit = make_session(Settings(cluster_name=CLUSTER, aws_access_key="AKIAEXPLICIT", aws_secret_key="secret"))
+    assert explicit.get_credentials().access_key == "AKIAEXPLICIT"
+    assert make_session(SETTINGS).get_credentials().access_key == os.environ["AWS_ACCESS_KEY_ID"]  # the default chain
+
+
+def test_aws_endpoint_url_is_honoured(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5999")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    clients = aws_clients(SETTINGS, REGION)
+    assert clients.ec2.meta.endpoint_url == "http://127.0.0.1:5999"
+    assert clients.autoscaling.meta.endpoint_url == "http://127.0.0.1:5999"
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("AccessDenied", "autoscaling:DescribeAutoScalingGroups"),
+    ("Throttling", "Throttling: Rate exceeded"),
+], ids=["access-denied", "other"])
+def test_errors_become_cloud_errors(aws, code, expected):
+    clients = aws(REGION)
+    with Stubber(clients.autoscaling) as stub:
+        stub.add_client_error("describe_auto_scaling_groups", service_error_code=code, service_message="Rate exceeded" if code == "Throttling" else "no")
+        with pytest.raises(CloudError) as raised:
+            read_groups(aws, SETTINGS, REGION)
+    assert raised.value.code == code and expected in str(raised.value) and REGION in str(raised.value)
+
+
+def test_unauthorized_ec2_call_names_the_ec2_action(aws):
+    clients = aws(REGION)
+    with Stubber(clients.ec2) as stub:
+        stub.add_client_error("describe_instances", service_error_code="UnauthorizedOperation", service_message="no")
+        with pytest.raises(CloudError, match="ec2:DescribeInstances"):
+            read_instances(aws, REGION, ["i-0123456789abcdef0"])
+
+
+def test_read_functions_accept_one_region_clients(aws):
+    clients = aws(REGION)
+    assert isinstance(clients, RegionClients)
+    assert read_groups(clients, SETTINGS, REGION) == ()
