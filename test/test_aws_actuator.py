@@ -1,0 +1,86 @@
+"""aws_actuator against moto in-process: each call really changes the (simulated) AWS state."""
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from autoscaler.aws_actuator import AwsActuator
+from autoscaler.aws_reader import AwsClients, CloudError
+from autoscaler.config import Settings
+
+REGION = "us-west-2"
+AMI = "ami-12345678"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield AwsClients(Settings(cluster_name="batch", regions=(REGION,)))
+
+
+def make_group(aws, name="workers", desired=2, region=REGION):
+    autoscaling = aws(region).autoscaling
+    autoscaling.create_launch_configuration(LaunchConfigurationName="lc", ImageId=AMI, InstanceType="m5.large")
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc", MinSize=0, MaxSize=10,
+                                          DesiredCapacity=desired, AvailabilityZones=[region + "a"])
+
+
+def describe_group(aws, name="workers", region=REGION):
+    return aws(region).autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+
+
+def instance_state(aws, instance_id, region=REGION):
+    reservations = aws(region).ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return reservations[0]["Instances"][0]["State"]["Name"]
+
+
+@pytest.mark.parametrize("region", [REGION, "us-east-1"])
+def test_set_desired_capacity_changes_the_group(aws, region):
+    make_group(aws, desired=1, region=region)
+    AwsActuator(aws).set_desired_capacity("workers", region, 4)
+    group = describe_group(aws, region=region)
+    assert group["DesiredCapacity"] == 4
+    assert len(group["Instances"]) == 4  # moto launches them, as AWS would
+
+
+@pytest.mark.parametrize("decrement, desired_after", [(True, 1), (False, 2)], ids=["decrement", "keep"])
+def test_terminate_instance_in_group(aws, decrement, desired_after):
+    make_group(aws, desired=2)
+    instance_id = describe_group(aws)["Instances"][0]["InstanceId"]
+    AwsActuator(aws).terminate_instance(instance_id, REGION, decrement)
+    assert instance_state(aws, instance_id) in ("shutting-down", "terminated")
+    group = describe_group(aws)
+    assert group["DesiredCapacity"] == desired_after
+    assert instance_id not in [i["InstanceId"] for i in group["Instances"]]
+
+
+def test_cancel_spot_request(aws):
+    ec2 = aws(REGION).ec2
+    request_id = ec2.request_spot_instances(SpotPrice="0.5", InstanceCount=1, LaunchSpecification={
+        "ImageId": AMI, "InstanceType": "m5.large"})["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
+    AwsActuator(aws).cancel_spot_request(REGION, request_id)
+    # moto forgets a cancelled request; AWS keeps it in state "cancelled". Either way it is no longer open.
+    open_requests = [r for r in ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+                     if r["SpotInstanceRequestId"] == request_id and r["State"] in ("open", "active")]
+    assert open_requests == []
+
+
+@pytest.mark.parametrize("call, client, operation, code, expected", [
+    (lambda a: a.set_desired_capacity("workers", REGION, 3), "autoscaling", "set_desired_capacity", "AccessDenied",
+     "autoscaling:SetDesiredCapacity"),
+    (lambda a: a.set_desired_capacity("workers", REGION, 30), "autoscaling", "set_desired_capacity", "ValidationError",
+     "setting desired capacity of workers (us-west-2) to 30: ValidationError"),
+    (lambda a: a.terminate_instance("i-0123456789abcdef0", REGION, True), "autoscaling",
+     "terminate_instance_in_auto_scaling_group", "AccessDenied", "autoscaling:TerminateInstanceInAutoScalingGroup"),
+    (lambda a: a.cancel_spot_request(REGION, "sir-12345678"), "ec2", "cancel_spot_instance_requests",
+     "UnauthorizedOperation", "ec2:CancelSpotInstanceRequests"),
+], ids=["set-denied", "set-invalid", "terminate-denied", "cancel-denied"])
+def test_errors_are_cloud_errors_with_a_clear_message(aws, call, client, operation, code, expected):
+    with Stubber(getattr(aws(REGION), client)) as stub:
+        stub.add_client_error(operation, service_error_code=code, service_message="refused")
+        with pytest.raises(CloudError) as raised:
+            call(AwsActuator(aws))
+    assert raised.value.code == code and expected in str(raised.value)
