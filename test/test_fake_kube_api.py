@@ -567,6 +567,9 @@ def test_python_api_round_trip():
     api.put(make_node("n1", cpu="2"))
     api.put(make_node("n1", cpu="8"))
     assert api.get("nodes", "n1")["status"]["allocatable"]["cpu"] == "8"
+    api.put(make_pod("q", phase="Running"))
+    api.put(make_pod("q", phase="Succeeded"))
+    assert api.get("pods", "q", "default")["status"]["phase"] == "Succeeded"
     assert api.delete("pods", "p1", "batch")["metadata"]["name"] == "p1"
     assert api.delete("pods", "p1", "batch") is None
     with pytest.raises(KeyError):

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,11 +75,13 @@ class _Target:
 
 
 class FakeKubeApi:
-    def __init__(self, clock: Optional[Callable[[], datetime]] = None):
-        """``clock`` stamps creationTimestamp (a simulator passes its simulated clock)."""
+    def __init__(self, clock: Optional[Callable[[], datetime]] = None, request_log_limit: int = 100_000):
+        """``clock`` stamps creationTimestamp (a simulator passes its simulated clock); the
+        request log keeps the latest ``request_log_limit`` requests, so a long sandbox run
+        does not grow without bound."""
         self.store = KubeStore(clock)
         self._log_lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
+        self._requests: deque[RecordedRequest] = deque(maxlen=request_log_limit)
         self._faults: list[_Fault] = []
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None

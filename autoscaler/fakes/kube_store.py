@@ -287,11 +287,11 @@ class KubeStore:
     def put(self, resource_type: ResourceType, obj: dict) -> dict:
         """Seeding: create, or replace whatever is stored under that name (status included)."""
         metadata = obj.get("metadata") or {}
+        namespace = (metadata.get("namespace") or "default") if resource_type.namespaced else None
         with self.lock:
-            if self.find(resource_type, metadata.get("namespace"), metadata.get("name", "")) is None:
+            if self.find(resource_type, namespace, metadata.get("name", "")) is None:
                 return self.add(resource_type, obj)
-            return self.update(resource_type, metadata.get("namespace"), metadata["name"],
-                               lambda _draft: obj)
+            return self.update(resource_type, namespace, metadata["name"], lambda _draft: obj)
 
     def add(self, resource_type: ResourceType, obj: dict) -> dict:
         """Seeding: create, making the namespace first if it does not exist yet."""
