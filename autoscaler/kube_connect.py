@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes.config.config_exception import ConfigException
@@ -27,6 +28,7 @@ def connect(kubeconfig: Optional[str]) -> kube_client.ApiClient:
     except ConfigException as error:
         where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster service account (no --kubeconfig given)"
         raise KubeConfigError(f"{where}: {error}") from None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+    except (yaml.YAMLError, OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         # A kubeconfig that is YAML but not a kubeconfig fails inside the loader in odd ways.
-        raise KubeConfigError(f"--kubeconfig {kubeconfig}: not a usable kubeconfig ({type(error).__name__}: {error})") from None
+        detail = " ".join(str(error).split())  # YAML errors span lines; the operator gets one
+        raise KubeConfigError(f"--kubeconfig {kubeconfig}: not a usable kubeconfig ({type(error).__name__}: {detail})") from None

@@ -119,7 +119,9 @@ def _group_of_instance(snapshot: Snapshot) -> dict[str, Group]:
 
 def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> ScaleDownResult:
     group_of = _group_of_instance(snapshot)
-    nodes = sorted((node for node in snapshot.nodes if node.is_managed), key=lambda node: node.name)
+    # Only nodes in --regions: their instances were read, so a missing one really is gone.
+    nodes = sorted((node for node in snapshot.nodes if node.is_managed and node.region in settings.regions),
+                   key=lambda node: node.name)
     pods_by_node: dict[str, list[Pod]] = defaultdict(list)
     for pod in snapshot.pods:
         if pod.occupies_node:

@@ -25,3 +25,17 @@ def fake_aws(fake_aws_server):
     fake_aws_server.reset()
 
 # ---- end of fake AWS ----------------------------------------------------------------------------
+
+# ---- fake Kubernetes API (autoscaler/fakes/kube_api.py) -----------------------------------------
+# A fresh server per test: starting one costs a thread and a socket, and state never leaks.
+
+
+@pytest.fixture
+def fake_kube(tmp_path):
+    from autoscaler.fakes.kube_api import FakeKubeApi
+
+    with FakeKubeApi() as server:
+        server.kubeconfig = str(server.write_kubeconfig(tmp_path / "kubeconfig"))
+        yield server
+
+# ---- end of fake Kubernetes API -----------------------------------------------------------------

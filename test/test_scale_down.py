@@ -11,7 +11,7 @@ from autoscaler.plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, 
 from autoscaler.scale_down import plan_scale_down, scale_in_limit
 from builders import NOW, make_group, make_node, make_pod
 
-SETTINGS = Settings(cluster_name="test", idle_threshold=600, type_idle_threshold=3600, max_scale_in_fraction=1.0)
+SETTINGS = Settings(cluster_name="test", regions=("us-west-2",), idle_threshold=600, type_idle_threshold=3600, max_scale_in_fraction=1.0)
 
 
 def ago(seconds):
