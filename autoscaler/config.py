@@ -56,6 +56,11 @@ class Settings:
     once: bool = False
     verbosity: int = 0
     group_timeout: float = GROUP_TIMEOUT_SECONDS
+    # Fixed by behaviour.md; settings only so that tests and the sandbox can shorten them.
+    dead_node_seconds: float = DEAD_NODE_SECONDS
+    drain_grace_seconds: float = DRAIN_GRACE_SECONDS
+    spot_wait_seconds: float = SPOT_WAIT_SECONDS
+    spare_idle_nodes: int = SPARE_IDLE_NODES_PER_GROUP
 
     def region_rank(self, region: str) -> int:
         """Position of a region in --regions; unknown regions sort last."""

@@ -174,7 +174,7 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
     for group in sorted(snapshot.groups, key=lambda g: g.key):
         activities = activities_by_group.get(group.key, [])
         latest = _latest_launch(activities)
-        kind = _failure_of(latest, group, now) if latest else None
+        kind = _failure_of(latest, group, now, settings) if latest else None
         if kind is not None and latest.start_time + timeout > now:
             meaning = _MEANINGS[kind]
             reason = f"{meaning} (activity {latest.activity_id} started {latest.start_time.isoformat()})"
@@ -230,14 +230,14 @@ def _is_launch(activity: ScalingActivity) -> bool:
     )
 
 
-def _failure_of(activity: ScalingActivity, group: Group, now: datetime) -> Optional[FailureKind]:
+def _failure_of(activity: ScalingActivity, group: Group, now: datetime, settings: Settings) -> Optional[FailureKind]:
     """The table row that applies to this launch of this group now, if any."""
     kind = classify_failure(activity.status_message, activity.status_code)
     if kind is FailureKind.AZ_CAPACITY and len(group.zones) != 1:
         return None
     if kind is FailureKind.SPOT_WAITING:
         waiting = (now - activity.start_time).total_seconds()
-        if waiting <= config.SPOT_WAIT_SECONDS or AZ_REBALANCE_CAUSE.search(activity.cause or ""):
+        if waiting <= settings.spot_wait_seconds or AZ_REBALANCE_CAUSE.search(activity.cause or ""):
             return None
     return kind
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Optional
 
-from .config import DEAD_NODE_SECONDS, DRAIN_GRACE_SECONDS, SPARE_IDLE_NODES_PER_GROUP, Settings
+from .config import DRAIN_GRACE_SECONDS, Settings
 from .model import Group, Instance, Node, NodeState, Pod, Resources
 
 # The resources utilization is measured on; others (pods, ephemeral storage) rarely bind.
@@ -45,7 +45,7 @@ def is_busy_pod(pod: Pod) -> bool:
     return not (pod.is_daemonset or pod.is_mirror)
 
 
-def why_undrainable(pod: Pod, now: datetime) -> Optional[str]:
+def why_undrainable(pod: Pod, now: datetime, grace_seconds: float = DRAIN_GRACE_SECONDS) -> Optional[str]:
     """None when the pod may be evicted to drain its node, else why not.
 
     DaemonSet and mirror pods never block a drain (they are not evicted). An explicit
@@ -66,13 +66,13 @@ def why_undrainable(pod: Pod, now: datetime) -> Optional[str]:
     if scheduled is None:
         return f"pod {pod.key} has no known scheduling time"
     age = (now - scheduled).total_seconds()
-    if age <= DRAIN_GRACE_SECONDS:
-        return f"pod {pod.key} was scheduled {age:.0f}s ago, within the {DRAIN_GRACE_SECONDS}s drain grace"
+    if age <= grace_seconds:
+        return f"pod {pod.key} was scheduled {age:.0f}s ago, within the {grace_seconds:g}s drain grace"
     return None
 
 
-def is_drainable(pod: Pod, now: datetime) -> bool:
-    return why_undrainable(pod, now) is None
+def is_drainable(pod: Pod, now: datetime, grace_seconds: float = DRAIN_GRACE_SECONDS) -> bool:
+    return why_undrainable(pod, now, grace_seconds) is None
 
 
 def utilization(node: Node, busy_pods: Iterable[Pod]) -> float:
@@ -118,7 +118,7 @@ def classify(
         return NodeVerdict(node, NodeState.DETACHED, "labelled openai/detached=true", None)
     if node.last_heartbeat is not None:
         silent = (now - node.last_heartbeat).total_seconds()
-        if silent > DEAD_NODE_SECONDS:
+        if silent > settings.dead_node_seconds:
             return NodeVerdict(node, NodeState.DEAD, f"no Ready heartbeat for {silent:.0f}s", None)
     if group is not None and group_node_count <= group.min_size:
         return NodeVerdict(
@@ -150,19 +150,19 @@ def classify(
             )
         if (
             group is not None
-            and idle_nodes_kept_in_group < SPARE_IDLE_NODES_PER_GROUP
+            and idle_nodes_kept_in_group < settings.spare_idle_nodes
             and idle_seconds < settings.type_idle_threshold
         ):
             return NodeVerdict(
                 node,
                 NodeState.TYPE_GRACE_PERIOD,
                 f"idle {idle_seconds:.0f}s, kept as spare {idle_nodes_kept_in_group + 1} of "
-                f"{SPARE_IDLE_NODES_PER_GROUP} in {group.name} (--type-idle-threshold {settings.type_idle_threshold:g}s)",
+                f"{settings.spare_idle_nodes} in {group.name} (--type-idle-threshold {settings.type_idle_threshold:g}s)",
                 idle_seconds,
             )
 
     if under_utilized:
-        blockers = [reason for reason in (why_undrainable(pod, now) for pod in busy_pods) if reason]
+        blockers = [reason for reason in (why_undrainable(pod, now, settings.drain_grace_seconds) for pod in busy_pods) if reason]
         used = utilization(node, busy_pods)
         summary = f"{used:.0%} utilized, under --drain-utilization {settings.drain_utilization:.0%}"
         if blockers:
