@@ -1,0 +1,97 @@
+"""The dispatcher: dry-run changes nothing, each action is applied on its own, Slack is never fatal."""
+import logging
+
+import pytest
+from slack_capture import SlackCapture
+
+from autoscaler import plan as p
+from autoscaler.actuator import Actuator
+from autoscaler.notifier import SlackNotifier, name_pods
+
+
+class Recorder:
+    """Stands in for the AWS and Kubernetes actuators; records what reached them, fails on demand."""
+
+    def __init__(self, fail_on=()):
+        self.calls = []
+        self.fail_on = set(fail_on)
+
+    def __getattr__(self, name):
+        def call(*args):
+            if name in self.fail_on:
+                raise RuntimeError(f"{name} refused")
+            self.calls.append((name, *args))
+            return True
+        return call
+
+
+@pytest.fixture
+def slack():
+    capture = SlackCapture()
+    yield capture
+    capture.close()
+
+
+PLAN = (
+    p.SetDesiredCapacity("gpu", "us-west-2", 3, 1, "2 pods need 2 instances", pods=("default/a", "default/b")),
+    p.Cordon("n1", "idle"),
+    p.TerminateInstance("i-1", "gpu", "us-west-2", True, "idle", node="n2"),
+    p.Notify("infeasible-pods", "1 pod fits no instance type"),
+)
+
+
+def test_dry_run_logs_every_action_and_calls_nothing(slack, caplog):
+    aws, kube = Recorder(), Recorder()
+    with caplog.at_level(logging.INFO):
+        result = Actuator(aws, kube, SlackNotifier(slack.url), dry_run=True).apply(PLAN)
+    assert aws.calls == [] and kube.calls == [] and slack.messages == []
+    assert "[dry-run] would set desired capacity of gpu (us-west-2) from 1 to 3" in caplog.text
+    assert "[dry-run] would terminate instance i-1" in caplog.text
+    assert "1 pod fits no instance type" in caplog.text  # the operator still sees the warning
+    assert sum(result.applied.values()) == len(PLAN)
+
+
+def test_real_run_applies_in_order_and_posts_to_slack(slack):
+    aws, kube = Recorder(), Recorder()
+    result = Actuator(aws, kube, SlackNotifier(slack.url), dry_run=False).apply(PLAN)
+    assert aws.calls == [("set_desired_capacity", "gpu", "us-west-2", 3), ("terminate_instance", "i-1", "us-west-2", True)]
+    assert kube.calls == [("cordon", "n1"), ("delete_node", "n2")]
+    assert slack.messages[0] == "Scaled up gpu (us-west-2) by 2, from 1 to 3 instances, for pods: default/a, default/b"
+    assert slack.messages[1] == "1 pod fits no instance type"
+    assert result.cloud_errors == 0
+
+
+def test_one_failed_action_does_not_stop_the_others(slack, caplog):
+    aws, kube = Recorder(fail_on={"set_desired_capacity"}), Recorder()
+    result = Actuator(aws, kube, SlackNotifier(slack.url), dry_run=False).apply(PLAN)
+    assert ("cordon", "n1") in kube.calls and ("terminate_instance", "i-1", "us-west-2", True) in aws.calls
+    assert result.failed["SetDesiredCapacity"] == 1 and result.cloud_errors == 1
+    assert "set_desired_capacity refused" in caplog.text
+
+
+def test_a_failing_slack_hook_is_logged_without_its_url_and_never_fatal(caplog):
+    failing = SlackCapture(status=500)
+    try:
+        aws, kube = Recorder(), Recorder()
+        result = Actuator(aws, kube, SlackNotifier(failing.url), dry_run=False).apply(PLAN)
+    finally:
+        failing.close()
+    assert result.cloud_errors == 0 and aws.calls
+    assert "Slack notification failed" in caplog.text and "secret-token" not in caplog.text
+
+
+def test_unreachable_slack_hook_is_not_fatal(caplog):
+    notifier = SlackNotifier("http://127.0.0.1:9/hook")
+    assert notifier.post("hello") is False and notifier.failed == 1
+
+
+@pytest.mark.parametrize(
+    "pods, expected",
+    [
+        pytest.param([], "", id="none"),
+        pytest.param(["a/1", "a/2"], "a/1, a/2", id="few"),
+        pytest.param([f"a/{i}" for i in range(8)], "a/0, a/1, a/2, a/3, a/4 and 3 more", id="many"),
+    ],
+)
+def test_name_pods(pods, expected):
+    assert name_pods(pods) == expected
