@@ -11,6 +11,8 @@ Rules this port settles where §5 is silent:
 - grace-period and type-grace-period need a schedulable node, as in the original: a cordoned idle
   node is idle-unschedulable at once, whoever cordoned it (set ``openai/detached=true`` to keep a
   node out of scale in).
+- pod-pending also holds for an idle node the autoscaler cordoned (unless scale up is off): scale
+  up takes such a node back for the pending pod, so scale in must not remove it in the same loop.
 - Under-utilization is only considered with ``--drain-utilization`` above 0, and only for nodes
   that run a busy pod; an idle node is never "under-utilized".
 - Utilization counts the busy pods (not DaemonSet or mirror pods, which run on every node and do
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Optional
 
-from .config import DRAIN_GRACE_SECONDS, Settings
+from .config import Settings
 from .model import Group, Instance, Node, NodeState, Pod, Resources
 
 # The resources utilization is measured on; others (pods, ephemeral storage) rarely bind.
@@ -45,8 +47,9 @@ def is_busy_pod(pod: Pod) -> bool:
     return not (pod.is_daemonset or pod.is_mirror)
 
 
-def why_undrainable(pod: Pod, now: datetime, grace_seconds: float = DRAIN_GRACE_SECONDS) -> Optional[str]:
-    """None when the pod may be evicted to drain its node, else why not.
+def why_undrainable(pod: Pod, now: datetime, grace_seconds: float) -> Optional[str]:
+    """None when the pod may be evicted to drain its node, else why not. ``grace_seconds``: how
+    long after being scheduled a pod is still protected (Settings.drain_grace_seconds).
 
     DaemonSet and mirror pods never block a drain (they are not evicted). An explicit
     ``safe-to-evict: "true"`` lets a bare or young pod go, as in cluster-autoscaler, but never
@@ -71,7 +74,7 @@ def why_undrainable(pod: Pod, now: datetime, grace_seconds: float = DRAIN_GRACE_
     return None
 
 
-def is_drainable(pod: Pod, now: datetime, grace_seconds: float = DRAIN_GRACE_SECONDS) -> bool:
+def is_drainable(pod: Pod, now: datetime, grace_seconds: float) -> bool:
     return why_undrainable(pod, now, grace_seconds) is None
 
 
@@ -108,7 +111,8 @@ def classify(
 
     ``pods_on_node``: the pods bound to it (finished ones are ignored here).
     ``group_node_count``: how many nodes its group has. ``pending_pods_fitting``: a pending,
-    unassigned pod matches the node and fits its free room. ``idle_nodes_kept_in_group``: idle
+    unassigned pod matches the node and fits its free room (the caller may skip the match for
+    nodes where it cannot matter: cordoned by someone else, or busy without draining). ``idle_nodes_kept_in_group``: idle
     nodes of its group already kept this loop (grace-period or type-grace-period).
     """
     if instance is None or not instance.is_running:
@@ -139,6 +143,8 @@ def classify(
 
     if pending_pods_fitting and not node.unschedulable:
         return NodeVerdict(node, NodeState.POD_PENDING, "a pending pod could run here", idle_seconds if not busy_pods else 0.0)
+    if pending_pods_fitting and node.cordoned_by_autoscaler and not busy_pods and not settings.no_scale:
+        return NodeVerdict(node, NodeState.POD_PENDING, "a pending pod could run here; scale up takes it back", idle_seconds)
 
     if not busy_pods and not node.unschedulable:
         if idle_seconds is None:

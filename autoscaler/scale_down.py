@@ -5,7 +5,9 @@ What each state does (behaviour.md §5):
   the Node when it belongs to no managed group).
 - idle-schedulable: cordon (the actuator labels it as cordoned by the autoscaler).
 - idle-unschedulable: terminate through the ASG, lowering desired capacity, then delete the Node.
-  This holds whoever cordoned the node, as in the original.
+  This holds whoever cordoned the node, as in the original (a person keeps a node with
+  ``openai/detached=true``). An idle node the autoscaler cordoned that a pending pod fits is
+  pod-pending instead: scale up uncordons it in the same plan, which must not also remove it.
 - under-utilized-drainable: cordon, evict its busy pods, notify which (once, when the drain
   starts; later loops retry evictions a PodDisruptionBudget refused).
 - busy-unschedulable, asg-min-size, under-utilized-undrainable: a node the autoscaler cordoned is
@@ -131,10 +133,15 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
 
     def pending_fits(node: Node) -> bool:
         on_node = pods_by_node.get(node.name, ())
-        # Only nodes that could reach the pod-pending check are worth the match.
-        if node.unschedulable or not demand:
+        if not demand:
             return False
-        if settings.drain_utilization <= 0 and any(is_busy_pod(pod) for pod in on_node):
+        # Only nodes that could reach the pod-pending check are worth the match: schedulable ones,
+        # and idle ones the autoscaler cordoned (scale up takes those back for pending pods).
+        busy = any(is_busy_pod(pod) for pod in on_node)
+        if node.unschedulable:
+            if not node.cordoned_by_autoscaler or busy or settings.no_scale:
+                return False
+        elif busy and settings.drain_utilization <= 0:
             return False
         used = sum((pod.requests for pod in on_node), Resources())
         return demand.fits(node, node.allocatable - used)

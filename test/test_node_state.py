@@ -1,4 +1,5 @@
 """node_state: the state machine of behaviour.md §5, drainability and utilization, by table."""
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -114,7 +115,16 @@ STATE_CASES = {
         dict(pods=[make_pod(phase=PodPhase.SUCCEEDED), make_pod("p2", phase=PodPhase.FAILED)]), NodeState.IDLE_SCHEDULABLE, "idle"),
     "pod-pending": (dict(pending=True), NodeState.POD_PENDING, "pending"),
     "pod-pending-beats-grace-period": (dict(instance=make_instance(launch_ago=60), pending=True), NodeState.POD_PENDING, "pending"),
-    "pod-pending-needs-schedulable": (dict(node=make_node(by_autoscaler=True), pending=True), NodeState.IDLE_UNSCHEDULABLE, "autoscaler"),
+    "pod-pending-on-idle-node-the-autoscaler-cordoned": (
+        dict(node=make_node(by_autoscaler=True), pending=True), NodeState.POD_PENDING, "scale up takes it back"),
+    "pod-pending-not-on-a-node-a-person-cordoned": (
+        dict(node=make_node(cordoned=True), pending=True), NodeState.IDLE_UNSCHEDULABLE, "someone else"),
+    "pod-pending-not-on-autoscaler-cordoned-node-without-scale-up": (
+        dict(node=make_node(by_autoscaler=True), pending=True, settings=replace(SETTINGS, no_scale=True)),
+        NodeState.IDLE_UNSCHEDULABLE, "autoscaler"),
+    "pod-pending-not-on-a-draining-node": (
+        dict(node=make_node(by_autoscaler=True), pods=[make_pod(cpu=1)], pending=True, settings=DRAINING),
+        NodeState.UNDER_UTILIZED_DRAINABLE, "drainable"),
     "grace-period-from-launch": (dict(instance=make_instance(launch_ago=300)), NodeState.GRACE_PERIOD, "idle 300s"),
     "grace-period-from-last-busy": (dict(node=make_node(last_busy_ago=120)), NodeState.GRACE_PERIOD, "idle 120s"),
     "grace-period-from-node-creation": (dict(node=make_node(created_ago=200)), NodeState.GRACE_PERIOD, "idle 200s"),
@@ -191,8 +201,8 @@ DRAIN_CASES = {
 
 @pytest.mark.parametrize("pod, drainable, words", list(DRAIN_CASES.values()), ids=list(DRAIN_CASES))
 def test_drainability(pod, drainable, words):
-    assert is_drainable(pod, NOW) is drainable
-    reason = why_undrainable(pod, NOW)
+    assert is_drainable(pod, NOW, 3600) is drainable
+    reason = why_undrainable(pod, NOW, 3600)
     assert (reason is None) is drainable
     if not drainable:
         assert words in reason and pod.key in reason
@@ -216,3 +226,29 @@ def test_is_busy_pod(pod, busy):
 ], ids=["nothing", "cpu", "gpu-dominates", "memory-dominates"])
 def test_utilization_is_the_highest_ratio(node, pods, expected):
     assert utilization(node, pods) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("grace, drainable", [(60, True), (1800, False)], ids=["short-grace", "default-like-grace"])
+def test_drain_grace_comes_from_settings(grace, drainable):
+    """A Job pod scheduled 10 minutes ago on an under-utilized node: the grace is the setting's."""
+    settings = Settings(cluster_name="test", idle_threshold=600, type_idle_threshold=3600, drain_utilization=0.5,
+                        drain_grace_seconds=grace)
+    verdict = verdict_for(pods=[make_pod(scheduled_ago=600)], settings=settings)
+    expected = NodeState.UNDER_UTILIZED_DRAINABLE if drainable else NodeState.UNDER_UTILIZED_UNDRAINABLE
+    assert verdict.state is expected, verdict.reason
+
+
+@pytest.mark.parametrize("heartbeat_ago, dead_after, expected", [
+    (120, 60, NodeState.DEAD), (120, 3600, NodeState.IDLE_SCHEDULABLE)], ids=["shortened", "default"])
+def test_dead_node_threshold_comes_from_settings(heartbeat_ago, dead_after, expected):
+    settings = Settings(cluster_name="test", idle_threshold=600, type_idle_threshold=3600, dead_node_seconds=dead_after)
+    assert verdict_for(make_node(heartbeat_ago=heartbeat_ago), settings=settings).state is expected
+
+
+@pytest.mark.parametrize("spares, kept, expected", [
+    (2, 1, NodeState.TYPE_GRACE_PERIOD), (2, 2, NodeState.IDLE_SCHEDULABLE), (0, 0, NodeState.IDLE_SCHEDULABLE)],
+    ids=["second-of-two", "third-of-two", "no-spares"])
+def test_spare_count_comes_from_settings(spares, kept, expected):
+    settings = Settings(cluster_name="test", idle_threshold=600, type_idle_threshold=3600, spare_idle_nodes=spares)
+    verdict = verdict_for(instance=make_instance(launch_ago=1800), kept=kept, settings=settings)
+    assert verdict.state is expected, verdict.reason

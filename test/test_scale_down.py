@@ -242,9 +242,19 @@ def test_pod_pending(pending, expected):
     assert states(result)["a"] is expected
 
 
-def test_pending_pod_does_not_keep_a_cordoned_node():
-    result = run(world([node("a", by_autoscaler=True), node("b", idle=60)], [make_pod("p", cpu="1")]))
-    assert states(result)["a"] is NodeState.IDLE_UNSCHEDULABLE
+@pytest.mark.parametrize("cordon, settings, expected", [
+    ("autoscaler", SETTINGS, NodeState.POD_PENDING),
+    ("autoscaler", replace(SETTINGS, no_scale=True), NodeState.IDLE_UNSCHEDULABLE),
+    ("person", SETTINGS, NodeState.IDLE_UNSCHEDULABLE),
+], ids=["autoscaler-cordon-is-taken-back-by-scale-up", "no-scale-takes-nothing-back", "person-cordon-is-not-taken-back"])
+def test_pending_pod_and_a_cordoned_idle_node(cordon, settings, expected):
+    """Scale up uncordons an idle node the autoscaler cordoned when a pending pod fits it; the
+    same plan must not terminate that node."""
+    cordoned = node("a", by_autoscaler=True) if cordon == "autoscaler" else node("a", cordoned=True)
+    result = run(world([cordoned, node("b", idle=60)], [make_pod("p", cpu="1")]), settings)
+    assert states(result)["a"] is expected
+    terminated = [a.node for a in of_type(result, TerminateInstance)]
+    assert terminated == ([] if expected is NodeState.POD_PENDING else ["a"])
 
 
 @pytest.mark.parametrize("fraction, total, limit", [(0.1, 10, 1), (0.1, 30, 3), (0.1, 31, 4), (0.1, 1, 1), (0.0, 50, 0),
