@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from . import plan as p
 from .kube_actuator import EvictionRefused
@@ -22,6 +23,9 @@ class ApplyResult:
     failed: Counter = field(default_factory=Counter)
     errors: list = field(default_factory=list)
     cloud_errors: int = 0  # failures of AWS or Kubernetes calls, for the loop's backoff
+    done: list = field(default_factory=list)  # the actions applied, in order (events, metrics)
+    failures: list = field(default_factory=list)  # (action, exception) of each failed action
+    not_attempted: int = 0  # actions left unapplied because should_stop said so
 
 
 class Actuator:
@@ -31,9 +35,16 @@ class Actuator:
         self.notifier = notifier
         self.dry_run = dry_run
 
-    def apply(self, actions) -> ApplyResult:
+    def apply(self, actions, should_stop: Optional[Callable[[], bool]] = None) -> ApplyResult:
+        """``should_stop`` is asked before each action (SIGTERM, a lost lease): the action under
+        way always finishes, and nothing more is applied once it says True."""
         result = ApplyResult()
-        for action in actions:
+        actions = list(actions)
+        for position, action in enumerate(actions):
+            if should_stop is not None and should_stop():
+                result.not_attempted = len(actions) - position
+                log.warning("stopping: %d action(s) of this loop not applied", result.not_attempted)
+                break
             name = type(action).__name__
             if self.dry_run:
                 if isinstance(action, p.Notify):
@@ -51,9 +62,11 @@ class Actuator:
                 log.error("failed to %s: %s", action.describe(), error)
                 result.failed[name] += 1
                 result.errors.append(f"{action.describe()}: {error}")
+                result.failures.append((action, error))
                 result.cloud_errors += 1
             else:
                 result.applied[name] += 1
+                result.done.append(action)
         return result
 
     def _apply_one(self, action) -> None:

@@ -10,12 +10,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Optional
 
 from .config import Settings
 from .group_health import GroupHealthState, assess_groups
 from .model import Snapshot
 from .scale_down import plan_scale_down
-from .scale_up import plan_scale_up
+from .scale_up import ScaleUpResult, plan_scale_up
 
 log = logging.getLogger("autoscaler.cluster")
 
@@ -27,6 +28,9 @@ class Decision:
     actions: tuple
     health: GroupHealthState
     counters: dict = field(default_factory=dict)
+    # For events and metrics: which pods scale up could not serve and why, which groups are out.
+    scale_up: Optional[ScaleUpResult] = None
+    timed_out: frozenset = frozenset()  # Group.key of the groups timed out this loop
 
 
 def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
@@ -34,6 +38,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)
     counters["groups_timed_out"] = len(assessment.timed_out)
+    up = None
 
     if settings.no_scale:
         log.info("Scale up is off (--no-scale)")
@@ -59,4 +64,4 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         states = Counter(verdict.state.value for verdict in down.verdicts)
         counters.update({f"nodes_{state.replace('-', '_')}": count for state, count in sorted(states.items())})
 
-    return Decision(tuple(actions), assessment.state, dict(counters))
+    return Decision(tuple(actions), assessment.state, dict(counters), up, frozenset(assessment.timed_out))
