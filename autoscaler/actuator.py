@@ -17,6 +17,10 @@ from .notifier import SlackNotifier, scale_up_message
 log = logging.getLogger(__name__)
 
 
+def _log_notice(notice: p.Notify) -> None:
+    log.log(logging.ERROR if notice.error else logging.WARNING, "%s", notice.message)
+
+
 @dataclass
 class ApplyResult:
     applied: Counter = field(default_factory=Counter)  # action type name -> count
@@ -48,7 +52,7 @@ class Actuator:
             name = type(action).__name__
             if self.dry_run:
                 if isinstance(action, p.Notify):
-                    log.warning("%s", action.message)  # the operator still sees it; Slack does not
+                    _log_notice(action)  # the operator still sees it; Slack does not
                 log.info("[dry-run] would %s", action.describe())
                 result.applied[name] += 1
                 continue
@@ -71,7 +75,7 @@ class Actuator:
 
     def _apply_one(self, action) -> None:
         if isinstance(action, p.Notify):
-            log.warning("%s", action.message)
+            _log_notice(action)
             self.notifier.post(action.message)
             return
         log.info("%s", action.describe()[:1].upper() + action.describe()[1:])

@@ -102,6 +102,7 @@ class Notify:
 
     kind: str  # scale-up-failed, infeasible-pods, capacity-corrected, drained, ...
     message: str
+    error: bool = False  # logged as an error, not a warning (the scale-in cap held everything back)
 
     def describe(self) -> str:
         return f"notify ({self.kind}): {self.message}"

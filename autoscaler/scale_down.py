@@ -314,5 +314,6 @@ def _apply_cap(actions: list, verdict_of: dict[str, NodeVerdict], snapshot: Snap
         "scale-in-capped",
         f"scale in would remove {len(terminations)} of {total} instances, more than --max-scale-in-fraction "
         f"{settings.max_scale_in_fraction:g} allows ({limit}); removing none this loop",
+        error=True,
     ))
     return True

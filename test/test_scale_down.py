@@ -277,7 +277,7 @@ def test_cap_holds_back_every_removal_but_not_cordons():
     assert result.capped and of_type(result, TerminateInstance) == []
     assert [a.node for a in of_type(result, Cordon)] == ["fresh"]
     [notice] = of_type(result, Notify)
-    assert notice.kind == "scale-in-capped" and "3 of 11" in notice.message
+    assert notice.kind == "scale-in-capped" and "3 of 11" in notice.message and notice.error
     held = next(v for v in result.verdicts if v.node.name == "idle0")
     assert "scale-in cap" in held.reason
 
