@@ -17,6 +17,8 @@ DEFAULT_INSTANCE_INIT_TIME = 25 * 60
 DEFAULT_OVER_PROVISION = 5
 DEFAULT_MAX_SCALE_IN_FRACTION = 0.1
 DEFAULT_DRAIN_UTILIZATION = 0.0
+DEFAULT_METRICS_PORT = 8080
+DEFAULT_LEADER_ELECT_NAMESPACE = "kube-system"
 
 # Fixed rules of behaviour.md, named so that tests and the sandbox can shorten them.
 GROUP_TIMEOUT_SECONDS = 3600
@@ -61,6 +63,15 @@ class Settings:
     drain_grace_seconds: float = DRAIN_GRACE_SECONDS
     spot_wait_seconds: float = SPOT_WAIT_SECONDS
     spare_idle_nodes: int = SPARE_IDLE_NODES_PER_GROUP
+    # Operations (README "Running in production"): not read by decisions.
+    metrics_port: int = DEFAULT_METRICS_PORT  # /metrics and /healthz; 0 turns the server off
+    log_format: str = "text"  # or "json"
+    leader_elect: Optional[bool] = None  # None: on in-cluster (no --kubeconfig), off otherwise
+    leader_elect_namespace: str = DEFAULT_LEADER_ELECT_NAMESPACE
+
+    @property
+    def leader_election(self) -> bool:
+        return (self.kubeconfig is None) if self.leader_elect is None else self.leader_elect
 
     def region_rank(self, region: str) -> int:
         """Position of a region in --regions; unknown regions sort last."""
