@@ -84,7 +84,9 @@ class Actuator:
             if action.desired > action.previous:
                 self.notifier.post(scale_up_message(action.group, action.region, action.previous, action.desired, action.pods))
             else:
-                self.notifier.post(f"Set {action.group} ({action.region}) desired capacity to {action.desired}: {action.reason}")
+                # Only group health lowers desired capacity: a launch that cannot succeed is set back.
+                self.notifier.post(f"Capacity correction: set {action.group} ({action.region}) desired capacity back from "
+                                   f"{action.previous} to {action.desired}: {action.reason}")
         elif isinstance(action, p.Cordon):
             self.kube.cordon(action.node)
         elif isinstance(action, p.Uncordon):
@@ -102,5 +104,7 @@ class Actuator:
             self.kube.delete_node(action.node)
         elif isinstance(action, p.CancelSpotRequest):
             self.aws.cancel_spot_request(action.region, action.request_id)
+            self.notifier.post(f"Capacity correction: cancelled spot request {action.request_id} of {action.group} "
+                               f"({action.region}): {action.reason}")
         else:
             raise TypeError(f"unknown action {action!r}")

@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .aws_reader import cloud_errors
+from .aws_reader import CloudError, cloud_errors
 
 log = logging.getLogger(__name__)
+
+SPOT_REQUEST_NOT_FOUND = "InvalidSpotInstanceRequestID.NotFound"
 
 
 class AwsActuator:
@@ -37,7 +39,18 @@ class AwsActuator:
                  "lowering" if decrement_desired else "keeping")
 
     def cancel_spot_request(self, region: str, request_id: str) -> None:
+        """Cancel an open spot request. One that is already gone is not an error: the goal (no
+        open request) holds, and a request cancelled by someone else must not fail the loop."""
         ec2 = self._clients_for_region(region).ec2
-        with cloud_errors(ec2, f"cancelling spot instance request {request_id} ({region})"):
-            ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
-        log.info("cancelled spot instance request %s (%s)", request_id, region)
+        try:
+            with cloud_errors(ec2, f"cancelling spot instance request {request_id} ({region})"):
+                answer = ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
+        except CloudError as error:
+            if error.code != SPOT_REQUEST_NOT_FOUND:
+                raise
+            log.info("spot instance request %s (%s) is already gone; nothing to cancel", request_id, region)
+            return
+        states = [r.get("State", "") for r in answer.get("CancelledSpotInstanceRequests", ())
+                  if r.get("SpotInstanceRequestId") == request_id]
+        # AWS answers a request that was already cancelled or closed with its state, not an error.
+        log.info("cancelled spot instance request %s (%s), now %s", request_id, region, states[0] if states else "cancelled")

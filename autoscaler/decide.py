@@ -38,6 +38,10 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)
     counters["groups_timed_out"] = len(assessment.timed_out)
+    # Every loop, not only when a group goes out: an operator reading any loop's log sees why a
+    # group is being skipped and until when.
+    for line in assessment.describe_timeouts():
+        log.info("Timed out: %s", line)
     up = None
 
     if settings.no_scale:

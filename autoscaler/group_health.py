@@ -13,8 +13,10 @@ Decisions written down here, where the spec leaves room:
   time even when a later launch succeeds ("a later successful launch clears nothing early").
 - A failure whose timeout has already run out (started ``group_timeout`` ago or more) is history
   too: no correction is applied for it.
-- "Spot instance request: sir-... has been cancelled." is the echo of our own cancellation, not a
-  launch: the group's previous launch stands, as in the original.
+- "Spot instance request: sir-... has been cancelled." is what the waiting launch turns into once
+  its request is cancelled (by us, after 5 minutes). It times the group out from the launch's start
+  like the waiting one did, and corrects nothing (the cancellation came with its correction). So a
+  restarted autoscaler, which knows only the last hour's activities, keeps the group out as well.
 - Not enough capacity in the requested zone is a failure only for a single-AZ group. A multi-AZ
   group's next launch goes to another of its zones, so it is neither corrected nor timed out; if
   every zone is out of capacity, the silent-failure rule times it out after --instance-init-time.
@@ -26,7 +28,9 @@ Decisions written down here, where the spec leaves room:
   group's zones that have price history (a zone without history gives no evidence). A group that
   can launch several types is outbid only if even its least-outbid type is. The timeout is renewed
   every loop while the group is outbid.
-- A group is notified as timed out once, when it goes from not timed out to timed out.
+- A group is notified as timed out once, when it goes from not timed out to timed out. Capacity
+  corrections and cancellations are reported by the actuator when it has made them (and logged as
+  ``[dry-run] would ...`` in a dry run), so Slack never hears of a correction that failed.
 - ``handled_activities`` keeps only ids still present in the snapshot, which holds the last
   hour's activities each loop; older ids can never come back.
 """
@@ -63,6 +67,7 @@ class FailureKind(str, enum.Enum):
     AZ_CAPACITY = "az-capacity"
     SPOT_COUNT = "spot-count"
     SPOT_WAITING = "spot-waiting"
+    SPOT_CANCELLED = "spot-cancelled"
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,19 @@ FAILURE_PATTERNS: tuple[FailurePattern, ...] = (
         frozenset({WAITING_FOR_SPOT}),
         f"spot request not fulfilled within {config.SPOT_WAIT_SECONDS // 60} minutes",
     ),
+    # Not a row of the table: the spot-waiting row's launch after its request was cancelled.
+    FailurePattern(
+        FailureKind.SPOT_CANCELLED,
+        re.compile(r"Spot instance request: sir-\w+ has been cancelled"),
+        FAILED_STATUS_CODES,
+        "spot request cancelled before it was fulfilled",
+    ),
 )
 _MEANINGS = {pattern.kind: pattern.meaning for pattern in FAILURE_PATTERNS}
 
 LAUNCH_CAUSE = re.compile(r"increasing the capacity from (?P<before>\d+) to (?P<requested>\d+)")
 AZ_REBALANCE_CAUSE = re.compile(r"launched to aid in balancing the group's zones")
 SPOT_REQUEST_ID = re.compile(r"\b(sir-\w+)")
-SPOT_REQUEST_CANCELLED = re.compile(r"Spot instance request: sir-\w+ has been cancelled")
 
 
 def classify_failure(status_message: str, status_code: str) -> Optional[FailureKind]:
@@ -219,8 +230,6 @@ def _latest_launch(activities: list[ScalingActivity]) -> Optional[ScalingActivit
 
 
 def _is_launch(activity: ScalingActivity) -> bool:
-    if SPOT_REQUEST_CANCELLED.search(activity.status_message or ""):
-        return False
     return bool(
         activity.description.startswith("Launching")
         or activity.status_code == WAITING_FOR_SPOT
@@ -265,13 +274,7 @@ def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity, nod
         target = max(group.min_size, min(target, group.max_size))
         if target < group.desired:
             actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired, reason=meaning))
-    if actions:
-        done = ", ".join(
-            f"cancelled spot request {action.request_id}" if isinstance(action, CancelSpotRequest)
-            else f"desired capacity {action.previous} -> {action.desired}"
-            for action in actions
-        )
-        actions.append(Notify(kind="capacity-corrected", message=f"{group.describe()}: {meaning}; {done}"))
+    # No Notify here: the actuator reports each correction to Slack once it has been made.
     return actions
 
 

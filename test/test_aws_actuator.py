@@ -84,3 +84,22 @@ def test_errors_are_cloud_errors_with_a_clear_message(aws, call, client, operati
         with pytest.raises(CloudError) as raised:
             call(AwsActuator(aws))
     assert raised.value.code == code and expected in str(raised.value)
+
+
+@pytest.mark.parametrize("answer, log_text", [
+    pytest.param({"error": "InvalidSpotInstanceRequestID.NotFound"}, "is already gone", id="request-gone"),
+    pytest.param({"state": "cancelled"}, "now cancelled", id="request-already-cancelled"),
+    pytest.param({"state": "closed"}, "now closed", id="request-already-closed"),
+])
+def test_cancel_tolerates_a_request_already_gone_or_cancelled(aws, caplog, answer, log_text):
+    """What AWS answers (moto raises an internal error instead), so the stub plays AWS here."""
+    caplog.set_level("INFO", logger="autoscaler.aws_actuator")
+    with Stubber(aws(REGION).ec2) as stub:
+        if "error" in answer:
+            stub.add_client_error("cancel_spot_instance_requests", service_error_code=answer["error"],
+                                  service_message="The spot instance request ID 'sir-12345678' does not exist")
+        else:
+            stub.add_response("cancel_spot_instance_requests", {"CancelledSpotInstanceRequests": [
+                {"SpotInstanceRequestId": "sir-12345678", "State": answer["state"]}]})
+        AwsActuator(aws).cancel_spot_request(REGION, "sir-12345678")  # no exception
+    assert log_text in caplog.text

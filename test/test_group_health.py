@@ -111,7 +111,8 @@ def of_type(actions, kind):
     pytest.param("Launching a new EC2 instance: i-123. Status Reason: ...", "Failed", None, id="launch-description"),
     pytest.param("The image id '[ami-0123456789]' does not exist. Launching EC2 instance failed.", "Failed", None,
                  id="unrelated-failure"),
-    pytest.param(SPOT_CANCELLED_TEXT, "Cancelled", None, id="our-own-spot-cancellation"),
+    pytest.param(SPOT_CANCELLED_TEXT, "Cancelled", FailureKind.SPOT_CANCELLED, id="cancelled-spot-request"),
+    pytest.param(SPOT_CANCELLED_TEXT, "Successful", None, id="cancelled-text-with-other-status"),
     pytest.param(SPOT_WAITING_TEXT, "Successful", None, id="spot-waiting-text-with-other-status"),
     pytest.param(INSUFFICIENT_CAPACITY_TEXT, "InProgress", None, id="failure-text-not-yet-failed"),
 ])
@@ -144,16 +145,16 @@ def test_failure_corrects_capacity_and_times_out(message, code, group, nodes, ex
     corrections = of_type(result.actions, SetDesiredCapacity)
     if expected_desired is None:
         assert corrections == []
-        assert not [a for a in of_type(result.actions, Notify) if a.kind == "capacity-corrected"]
     else:
         assert [(c.group, c.region, c.previous, c.desired) for c in corrections] == [
             (group.name, REGION, group.desired, expected_desired)]
         assert corrections[0].reason == result.timeouts[group.key].reason.split(" (activity")[0]
-        notified = [a for a in of_type(result.actions, Notify) if a.kind == "capacity-corrected"]
-        assert len(notified) == 1 and "workers (us-east-1)" in notified[0].message
     assert result.timed_out == {group.key}
     assert result.timeouts[group.key].until == START + timedelta(hours=1)
-    assert [a.kind for a in of_type(result.actions, Notify)][-1] == "group-timed-out"
+    # The actuator reports the correction once made; the plan only announces the timeout.
+    [notice] = of_type(result.actions, Notify)
+    assert notice.kind == "group-timed-out" and notice.message.startswith("workers (us-east-1)")
+    assert isinstance(result.actions[-1], Notify)  # the correction comes before the notice
 
 
 def test_instance_limit_without_cause_uses_current_desired():
@@ -259,18 +260,29 @@ def test_spot_request_stuck_past_five_minutes(waited, cause, expect_cancel):
             CancelSpotRequest("sir-abc123", REGION, "workers", reason=of_type(result.actions, CancelSpotRequest)[0].reason)]
         assert [c.desired for c in of_type(result.actions, SetDesiredCapacity)] == [4]
         assert result.timeouts[group.key].until == START + timedelta(hours=1)
-        assert [a.kind for a in of_type(result.actions, Notify)] == ["capacity-corrected", "group-timed-out"]
+        assert [a.kind for a in of_type(result.actions, Notify)] == ["group-timed-out"]
     else:
         assert result.actions == () and result.timed_out == frozenset()
 
 
-def test_cancelled_spot_request_is_not_a_new_launch():
+def test_cancelled_spot_request_is_not_cancelled_again():
     group = make_group(desired=4, is_spot=True, instances=4)
     waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
     first = assess(make_snapshot([group], [waiting]), START + timedelta(minutes=6))
     cancelled = make_activity(SPOT_CANCELLED_TEXT, "Cancelled")  # the same activity, updated by AWS
     second = assess(make_snapshot([group], [cancelled]), START + timedelta(minutes=7), state=first.state)
     assert second.actions == () and group.key in second.timed_out
+
+
+def test_cancelled_spot_request_keeps_the_group_out_after_a_restart():
+    """A restarted autoscaler has no state, only the last hour's activities: the cancelled launch
+    times the group out until an hour after it started, and nothing is corrected again."""
+    group = make_group(desired=4, is_spot=True, instances=4)
+    cancelled = make_activity(SPOT_CANCELLED_TEXT, "Cancelled")
+    restarted = assess(make_snapshot([group], [cancelled]), START + timedelta(minutes=20))
+    assert of_type(restarted.actions, (SetDesiredCapacity, CancelSpotRequest)) == []
+    assert restarted.timeouts[group.key].until == START + timedelta(hours=1)
+    assert "cancelled" in restarted.timeouts[group.key].reason
 
 
 def test_spot_cancel_keeps_min_size():
