@@ -23,7 +23,8 @@ def _regions(ctx, param, value):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--cluster-name", required=True, help="Value of the KubernetesCluster tag of the groups to manage.")
+@click.option("--cluster-name", default=None, show_default=False,
+              help="Value of the KubernetesCluster tag of the groups to manage (required, except with --sandbox).")
 @click.option("--regions", default=",".join(config.DEFAULT_REGIONS), callback=_regions,
               help="Comma-separated regions in order of preference; pods overflow to the next one.")
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, readable=True),
@@ -55,7 +56,24 @@ def _regions(ctx, param, value):
 @click.option("--no-scale", is_flag=True, help="Do not scale up.")
 @click.option("--no-maintenance", is_flag=True, help="Do not scale in (no cordon, drain or terminate).")
 @click.option("--once", is_flag=True, help="Run one loop, then exit 0 on success, 1 on failure.")
+@click.option("--sandbox", is_flag=True,
+              help="Run against a simulated cluster (moto and a fake Kubernetes API) in this process, replaying a job trace.")
+@click.option("--sandbox-trace", type=click.Path(exists=True, dir_okay=False), default=None, show_default=False,
+              help="Job trace (YAML) for --sandbox; default: the bundled demo trace.")
+@click.option("--sandbox-speed", type=click.FloatRange(min=0), default=None, show_default=False,
+              help="Simulated seconds per real second for --sandbox (default 120; 0: as fast as possible).")
+@click.option("--sandbox-out", type=click.Path(file_okay=False), default="out/sandbox",
+              help="Where --sandbox writes report.json and the chart.")
 @click.option("-v", "--verbose", count=True, help="-v warnings, -vv info, -vvv debug.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=config.DEFAULT_METRICS_PORT,
+              help="Port of /metrics (Prometheus) and /healthz; 0 turns the server off. Not served with --once.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              help="text: the original's format; json: one object per line, the loop's counters as fields.")
+@click.option("--leader-elect/--no-leader-elect", default=None, show_default=False,
+              help="Act only while holding the Lease kube-system/kubernetes-ec2-autoscaler, so replicas never "
+                   "both act. Default: on in-cluster (no --kubeconfig), off with --kubeconfig.")
+@click.option("--leader-elect-namespace", default=config.DEFAULT_LEADER_ELECT_NAMESPACE,
+              help="Namespace of the leader election Lease.")
 def cli(**flags):
     settings = Settings(
         cluster_name=flags["cluster_name"],
@@ -78,7 +96,18 @@ def cli(**flags):
         no_maintenance=flags["no_maintenance"],
         once=flags["once"],
         verbosity=flags["verbose"],
+        metrics_port=flags["metrics_port"],
+        log_format=flags["log_format"],
+        leader_elect=flags["leader_elect"],
+        leader_elect_namespace=flags["leader_elect_namespace"],
     )
+    if flags["sandbox"]:
+        from autoscaler import sandbox  # deferred: the production path never loads the simulators
+
+        context = click.get_current_context()
+        given = frozenset(name for name in flags
+                          if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT)
+        return sandbox.run(settings, given, flags["sandbox_trace"], flags["sandbox_speed"], flags["sandbox_out"])
     config.validate(settings)
     from autoscaler.daemon import run  # deferred: --help and flag errors stay fast and import nothing heavy
 

@@ -1,69 +1,119 @@
-"""Wire the production path together: logging, clients, world, actuator, loop; signals; exit codes."""
+"""Wire the production path together: logging, clients, world, actuator, loop, and the operational
+companions (metrics and health server, leader election, events); signals; exit codes."""
 from __future__ import annotations
 
 import logging
 import signal
 import sys
 import threading
+from typing import Optional
 
 from .actuator import Actuator
 from .aws_actuator import AwsActuator
 from .aws_reader import AwsClients
 from .config import Settings
+from .events import EventRecorder
 from .kube_actuator import KubeActuator
 from .kube_connect import KubeConfigError, connect
 from .kube_reader import KubeReader
+from .leader import LeaderElector
+from .logs import TEXT_FORMAT, configure_logging as configure_log_output, secret_values
 from .loop import Loop
+from .metrics import Liveness, Metrics, MetricsServer, health_window
 from .notifier import SlackNotifier
 from .world import World
 
-LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+LOG_FORMAT = TEXT_FORMAT
 log = logging.getLogger("autoscaler.cluster")
 
 
-def configure_logging(verbosity: int) -> None:
-    """The original's levels: none -> errors only, -v warnings, -vv info, -vvv debug."""
-    level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # Library debug output is noise at our -vvv, and botocore's can include request signatures.
-    for noisy in ("botocore", "boto3", "urllib3", "kubernetes"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+def configure_logging(settings: Settings) -> None:
+    """The chosen format at the original's levels; every credential of ``settings`` redacted."""
+    configure_log_output(settings.verbosity, settings.log_format,
+                         secret_values(settings.aws_access_key, settings.aws_secret_key, settings.slack_hook))
 
 
-def build_loop(settings: Settings, stop: threading.Event) -> Loop:
-    api_client = connect(settings.kubeconfig)
+def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, leader: Optional[LeaderElector] = None,
+               metrics: Optional[Metrics] = None, liveness: Optional[Liveness] = None) -> Loop:
+    api_client = api_client or connect(settings.kubeconfig)
     aws = AwsClients(settings)
     world = World(KubeReader(api_client, settings.pod_namespace), aws, settings)
     actuator = Actuator(AwsActuator(aws), KubeActuator(api_client), SlackNotifier(settings.slack_hook), settings.dry_run)
-    return Loop(world, actuator, settings, stop=stop)
+    on_error = metrics.record_api_error if metrics is not None else None
+    events = None if settings.dry_run else EventRecorder(api_client, on_api_error=on_error)
+    return Loop(world, actuator, settings, stop=stop, leader=leader, metrics=metrics, liveness=liveness, events=events)
 
 
 def run(settings: Settings) -> int:
-    configure_logging(settings.verbosity)
+    configure_logging(settings)
     stop = threading.Event()
-    try:
-        loop = build_loop(settings, stop)
-    except KubeConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if settings.dry_run:
-        log.warning("Dry run: decisions are logged, nothing in AWS or Kubernetes is changed")
-    if settings.once:
-        report = loop.run_once()
-        if not report.ok:
-            print(f"error: the loop failed: {report.error}", file=sys.stderr)
-        return 0 if report.ok else 1
 
     def request_stop(signum, _frame):
-        log.warning("received %s; stopping after the current loop", signal.Signals(signum).name)
+        log.warning("received %s; finishing the current action, then stopping", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    loop.run_forever()
+
+    metrics = Metrics()
+    liveness = Liveness(health_window(settings.sleep))
+    try:
+        api_client = connect(settings.kubeconfig)
+        leader = None
+        if settings.leader_election:
+            # Its own client: renewals must not queue behind a loop's long list of pods.
+            leader = LeaderElector(connect(settings.kubeconfig), settings.leader_elect_namespace,
+                                   on_api_error=metrics.record_api_error)
+    except KubeConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    loop = build_loop(settings, stop, api_client, leader=leader, metrics=metrics, liveness=liveness)
+    if settings.dry_run:
+        log.warning("Dry run: decisions are logged, nothing in AWS or Kubernetes is changed")
+    if settings.once:
+        return _run_once(loop, leader, stop)
+
+    server = None
+    if settings.metrics_port:
+        try:
+            server = MetricsServer(metrics, liveness, settings.metrics_port).start()
+        except OSError as error:
+            print(f"error: --metrics-port {settings.metrics_port}: cannot serve metrics ({error})", file=sys.stderr)
+            return 2
+    if leader is None:
+        metrics.leader.set(1)
+    else:
+        log.warning("leader election on: lease %s/%s, identity %s", leader.namespace, leader.name, leader.identity)
+        leader.start(stop)
+    try:
+        loop.run_forever()
+    finally:
+        stop.set()
+        if leader is not None:
+            leader.join()
+            leader.release()
+        if server is not None:
+            server.stop()
     log.warning("stopped")
     return 0
+
+
+def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event) -> int:
+    """One loop; with leader election, only if the lease can be had right now (a one-off run
+    must not act beside the running Deployment), renewed in the background while it runs."""
+    if leader is not None:
+        if not leader.try_acquire_or_renew():
+            print(f"error: another replica holds the lease {leader.namespace}/{leader.name}; nothing done "
+                  "(--no-leader-elect to run anyway)", file=sys.stderr)
+            return 1
+        leader.start(stop)
+    try:
+        report = loop.run_once()
+    finally:
+        if leader is not None:
+            stop.set()
+            leader.join()
+            leader.release()
+    if not report.ok:
+        print(f"error: the loop failed: {report.error}", file=sys.stderr)
+    return 0 if report.ok else 1

@@ -2,6 +2,10 @@
 
 ``run_once`` is one loop and returns its report; ``run_forever`` repeats it until stopped, doubling
 the sleep after each failed loop (up to a cap) and going back to ``--sleep`` once a loop succeeds.
+
+Optional companions, each None when not wired (the sandbox and --once go without some):
+``leader`` (only the lease holder acts; a lost lease stops the plan between two actions),
+``metrics`` and ``liveness`` (what /metrics and /healthz serve), ``events`` (Kubernetes Events).
 """
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
-from .actuator import Actuator
+from .actuator import Actuator, ApplyResult
 from .config import Settings
 from .decide import BANNER, decide
+from .events import events_for_loop
 from .group_health import GroupHealthState
+from .logs import COUNTERS_ATTRIBUTE
 from .world import World
 
 log = logging.getLogger("autoscaler.cluster")
@@ -37,7 +43,8 @@ class LoopReport:
 class Loop:
     def __init__(self, world: World, actuator: Actuator, settings: Settings,
                  clock: Callable[[], datetime] = utc_now, stop: Optional[threading.Event] = None,
-                 wait: Optional[Callable[[float], object]] = None):
+                 wait: Optional[Callable[[float], object]] = None, *, leader=None, metrics=None,
+                 liveness=None, events=None):
         self.world = world
         self.actuator = actuator
         self.settings = settings
@@ -45,8 +52,16 @@ class Loop:
         self.stop = stop or threading.Event()
         # How to pause between loops; the sandbox passes one that follows its simulated clock.
         self.wait = wait or self.stop.wait
+        self.leader = leader  # leader.LeaderElector, or None: always act
+        self.metrics = metrics  # metrics.Metrics
+        self.liveness = liveness  # metrics.Liveness
+        self.events = events  # events.EventRecorder; None in a dry run (events are writes)
         self.health = GroupHealthState()
         self.loops = 0
+
+    def should_stop(self) -> bool:
+        """Asked before each action: SIGTERM, or the lease is no longer ours."""
+        return self.stop.is_set() or (self.leader is not None and not self.leader.is_leader())
 
     def run_once(self) -> LoopReport:
         """Read, decide, act. An API failure while reading ends the loop with ok=False; failed
@@ -59,10 +74,18 @@ class Loop:
             snapshot = self.world.read(now)
         except Exception as error:  # noqa: BLE001 - any read failure: report, back off, retry
             log.error("reading the cluster failed: %s", error)
+            if self.metrics is not None:
+                self.metrics.record_failed_loop(time.monotonic() - started, error)
             return LoopReport(False, {"loop": self.loops}, str(error))
         decision = decide(snapshot, self.settings, now, self.health)
         self.health = decision.health
-        result = self.actuator.apply(decision.actions)
+        if self.should_stop():
+            # Checked once more after the (possibly long) read: a lease lost meanwhile means
+            # another replica may already be acting on the same world.
+            log.warning("not applying this loop's plan: %s", "stopping" if self.stop.is_set() else "not the leader")
+            result = ApplyResult(not_attempted=len(decision.actions))
+        else:
+            result = self.actuator.apply(decision.actions, should_stop=self.should_stop)
         counters = dict(decision.counters)
         counters.update(
             loop=self.loops,
@@ -71,22 +94,59 @@ class Loop:
             groups=len(snapshot.groups),
             actions=sum(result.applied.values()),
             failed_actions=sum(result.failed.values()),
-            seconds=round(time.monotonic() - started, 3),
         )
+        if result.not_attempted:
+            counters["not_applied"] = result.not_attempted
         for name, count in sorted(result.applied.items()):
             counters[f"applied_{name}"] = count
-        log.info("Loop done: %s", " ".join(f"{k}={v}" for k, v in counters.items()))
         ok = result.cloud_errors == 0
+        if self.events is not None and not self.settings.dry_run and not self.should_stop():
+            counters["events"] = self.events.record(events_for_loop(snapshot, decision, result.done), now)
+        seconds = time.monotonic() - started
+        counters["seconds"] = round(seconds, 3)
+        log.info("Loop done: %s", " ".join(f"{k}={v}" for k, v in counters.items()),
+                 extra={COUNTERS_ATTRIBUTE: counters})
+        if self.metrics is not None:
+            self.metrics.record_loop(seconds, ok, snapshot, decision, result)
+        if ok and self.liveness is not None:
+            self.liveness.loop_succeeded()
         return LoopReport(ok, counters, "; ".join(result.errors))
 
+    def next_wait(self, report: LoopReport, previous_wait: float) -> float:
+        """--sleep after a success; after a failure double the last wait, up to the cap."""
+        if report.ok:
+            return self.settings.sleep
+        return min(previous_wait * 2, max(MAX_BACKOFF_SECONDS, self.settings.sleep))
+
     def run_forever(self) -> None:
-        backoff = self.settings.sleep
+        interval = self.settings.sleep
         while not self.stop.is_set():
+            if self.leader is not None and not self._await_leadership():
+                continue
             report = self.run_once()
-            if report.ok:
-                backoff = self.settings.sleep
-            else:
-                backoff = min(backoff * 2, max(MAX_BACKOFF_SECONDS, self.settings.sleep))
-                log.warning("loop failed; next try in %.0f s", backoff)
+            interval = self.next_wait(report, interval)
+            if not report.ok:
+                log.warning("loop failed; next try in %.0f s", interval)
             # Event.wait, not sleep: SIGTERM sets the event and we leave between loops at once.
-            self.wait(backoff if not report.ok else self.settings.sleep)
+            self.wait(interval)
+
+    def _await_leadership(self) -> bool:
+        """True when this replica leads; otherwise waits up to one --sleep for it (standing by)."""
+        if self.leader.is_leader():
+            if self.metrics is not None:
+                self.metrics.leader.set(1)
+            return True
+        if self.metrics is not None:
+            self.metrics.leader.set(0)
+        log.info("standing by: another replica holds the lease")
+        while not self.stop.is_set():
+            if self.liveness is not None and self.leader.contact_at is not None \
+                    and time.monotonic() - self.leader.contact_at < self.liveness.window:
+                self.liveness.standing_by()
+            if self.leader.wait_for_leadership(self.stop, timeout=self.leader.retry_period):
+                if self.liveness is not None:
+                    self.liveness.became_leader()
+                if self.metrics is not None:
+                    self.metrics.leader.set(1)
+                return True
+        return False
