@@ -39,3 +39,25 @@ def fake_kube(tmp_path):
         yield server
 
 # ---- end of fake Kubernetes API -----------------------------------------------------------------
+
+# ---- autoscaler subprocesses (test/daemon_process.py) -------------------------------------------
+# `python main.py` runs against both fakes; every process a test starts is killed when it ends.
+
+
+@pytest.fixture
+def start_autoscaler(fake_aws, fake_kube, tmp_path):
+    from daemon_process import AutoscalerProcess, autoscaler_env
+
+    started = []
+
+    def start(*args, name="autoscaler", cluster="e2e", env=None):
+        command = ["--cluster-name", cluster, "--kubeconfig", fake_kube.kubeconfig, *args]
+        process = AutoscalerProcess(command, autoscaler_env(fake_aws, env), tmp_path / f"{name}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+# ---- end of autoscaler subprocesses -------------------------------------------------------------
