@@ -9,12 +9,15 @@ and DescribeInstanceTypes only for instance types never seen before. None of it 
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import boto3
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -83,13 +86,30 @@ def client_config() -> Config:
                   connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """An AWS timestamp (ISO 8601 in every API read here) by the standard library; anything else
+    (epoch seconds, RFC 822) by botocore's own parser. botocore's default goes through dateutil,
+    which costs about 0.1 ms a timestamp: a DescribeInstances page of 1,000 instances has 5,000."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return botocore.utils.parse_timestamp(value)
+
+
 def make_session(settings: Settings) -> boto3.session.Session:
     """Explicit keys when given, else the default credential chain (environment, profile,
     instance profile, IAM roles for service accounts)."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     if settings.aws_access_key and settings.aws_secret_key:
+        # Keys that came from the environment may be temporary ones: their token must go along.
+        token = os.environ.get("AWS_SESSION_TOKEN") if settings.aws_access_key == os.environ.get("AWS_ACCESS_KEY_ID") else None
         return boto3.session.Session(aws_access_key_id=settings.aws_access_key,
-                                     aws_secret_access_key=settings.aws_secret_key)
-    return boto3.session.Session()
+                                     aws_secret_access_key=settings.aws_secret_key,
+                                     aws_session_token=token, botocore_session=core)
+    return boto3.session.Session(botocore_session=core)
 
 
 def aws_clients(settings: Settings, region: str, session: Optional[boto3.session.Session] = None) -> RegionClients:

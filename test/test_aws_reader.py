@@ -348,3 +348,16 @@ def test_read_functions_accept_one_region_clients(aws):
     clients = aws(REGION)
     assert isinstance(clients, RegionClients)
     assert read_groups(clients, SETTINGS, REGION) == ()
+
+
+def test_keys_from_the_environment_keep_their_session_token(monkeypatch):
+    from autoscaler.aws_reader import make_session
+    from autoscaler.config import Settings
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIATEMP")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token-123")
+    from_env = make_session(Settings(cluster_name="c", aws_access_key="ASIATEMP", aws_secret_key="secret"))
+    assert from_env.get_credentials().token == "token-123"
+    explicit = make_session(Settings(cluster_name="c", aws_access_key="AKIAOTHER", aws_secret_key="other"))
+    assert explicit.get_credentials().token is None
