@@ -1,0 +1,153 @@
+"""The node simulator: what the kubelets of a cluster would do with the groups' instances.
+
+After each loop of the autoscaler it reads every region's Auto Scaling Groups (moto, over
+HTTP); each step it registers a Node for an
+instance that has been booting for ``boot_seconds`` (providerID ``aws:///<zone>/<id>``, the labels
+and taints the group's tags promise, the instance type's allocatable), refreshes the Ready
+heartbeat of its nodes, and removes the Node of an instance that has left its group (terminated).
+It also tells the sandbox what each group holds, for the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Mapping
+
+from ..aws_reader import RegionClients
+from ..capacity import CapacityCatalog
+from ..fakes.aws import FakeAws
+from ..fakes.kube_api import FakeKubeApi
+from ..fakes.kube_objects import make_node
+from ..group_labels import node_template
+from ..model import Resources
+
+HEARTBEAT_SECONDS = 40  # the kubelet's default node-status update frequency is 10 s; 40 s is its lease grace
+MIB_MILLI = (1 << 20) * 1000
+
+
+@dataclass(frozen=True)
+class GroupState:
+    region: str
+    name: str
+    desired: int
+    instances: int  # in the group: booting or in service
+    nodes: int  # of those, registered as Nodes
+
+
+def quantities(resources: Resources) -> dict[str, str]:
+    """Resources (milli-units) -> the quantity strings a kubelet reports."""
+    result = {}
+    for name, milli in resources.items():
+        if name == "cpu":
+            result[name] = f"{milli}m"
+        elif name == "memory":
+            result[name] = f"{milli // MIB_MILLI}Mi"
+        else:
+            result[name] = str(milli // 1000)
+    return result
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class NodeSimulator:
+    def __init__(self, aws: FakeAws, kube: FakeKubeApi, regions: Iterable[str], boot_seconds: float):
+        self.aws = aws
+        self.kube = kube
+        self.regions = tuple(regions)
+        self.boot_seconds = boot_seconds
+        self.catalog = CapacityCatalog(lambda region: RegionClients(region, aws.client("autoscaling", region),
+                                                                    aws.client("ec2", region)))
+        self._first_seen: dict[str, datetime] = {}  # instance id -> when it appeared in its group
+        self._node_of: dict[str, str] = {}  # instance id -> node name
+        self._last_heartbeat: dict[str, datetime] = {}  # node name -> last heartbeat written
+        self._groups: dict[str, list] = {}  # region -> its groups as last described
+
+    def step(self, now: datetime, refresh: bool = True) -> list[GroupState]:
+        """``refresh``: read the groups again. Only the autoscaler changes them (moto launches
+        and terminates inside its calls), so once after each of its loops is enough."""
+        states, live = [], set()
+        for region in self.regions:
+            if refresh or region not in self._groups:
+                groups = []
+                for page in self.aws.client("autoscaling", region).get_paginator("describe_auto_scaling_groups").paginate():
+                    groups.extend(page["AutoScalingGroups"])
+                self._groups[region] = sorted(groups, key=lambda g: g["AutoScalingGroupName"])
+            groups = self._groups[region]
+            members = {g["AutoScalingGroupName"]: [i for i in g["Instances"] if not i["LifecycleState"].startswith("Terminat")]
+                       for g in groups}
+            booted = []
+            for group in groups:
+                for instance in members[group["AutoScalingGroupName"]]:
+                    live.add(instance["InstanceId"])
+                    first_seen = self._first_seen.setdefault(instance["InstanceId"], now)
+                    if instance["InstanceId"] not in self._node_of and (now - first_seen).total_seconds() >= self.boot_seconds:
+                        booted.append((group, instance))
+            if booted:
+                self._register(region, booted, now)
+            for group in groups:
+                instances = members[group["AutoScalingGroupName"]]
+                states.append(GroupState(region, group["AutoScalingGroupName"], group["DesiredCapacity"], len(instances),
+                                         sum(1 for i in instances if i["InstanceId"] in self._node_of)))
+        self._remove_gone(live)
+        self._heartbeat(now)
+        return states
+
+    def _register(self, region: str, booted: list, now: datetime) -> None:
+        ec2 = self.aws.client("ec2", region)
+        ids = [instance["InstanceId"] for _, instance in booted]
+        described = {}
+        for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids):
+            for reservation in page["Reservations"]:
+                for raw in reservation["Instances"]:
+                    described[raw["InstanceId"]] = raw
+        types = sorted({instance["InstanceType"] for _, instance in booted})
+        self.catalog.prefetch(region, types)
+        for group, instance in booted:
+            instance_id, zone, instance_type = instance["InstanceId"], instance["AvailabilityZone"], instance["InstanceType"]
+            tags = {tag["Key"]: tag["Value"] for tag in group.get("Tags", ())}
+            architecture = self.catalog.architecture(instance_type)
+            template = node_template(tags, [instance_type], region, zones=[zone],
+                                     architectures={instance_type: architecture} if architecture else None)
+            allocatable = quantities(self.catalog.get(instance_type) or Resources({"cpu": 1000, "pods": 10_000}))
+            name = described.get(instance_id, {}).get("PrivateDnsName") or f"ip-{instance_id}.{region}.compute.internal"
+            node = make_node(
+                name,
+                cpu=allocatable.pop("cpu"), memory=allocatable.pop("memory", "0"), pods=allocatable.pop("pods", "110"),
+                gpu=allocatable.pop("nvidia.com/gpu", None),
+                labels={**template.labels, "kubernetes.io/hostname": name},
+                provider_id=f"aws:///{zone}/{instance_id}",
+                taints=[{"key": t.key, "value": t.value or None, "effect": t.effect} for t in template.taints],
+                instance_type=instance_type, zone=zone,
+                creation_timestamp=_utc_text(now), heartbeat_timestamp=_utc_text(now),
+            )
+            for resource, quantity in allocatable.items():  # any other extended resource
+                node["status"]["capacity"][resource] = node["status"]["allocatable"][resource] = quantity
+            self.kube.put(node)
+            self._node_of[instance_id] = name
+            self._last_heartbeat[name] = now
+
+    def _remove_gone(self, live: set) -> None:
+        for instance_id in sorted(set(self._node_of) - live):
+            name = self._node_of.pop(instance_id)
+            self._last_heartbeat.pop(name, None)
+            self.kube.delete("Node", name)  # None if the autoscaler already deleted it
+        for instance_id in set(self._first_seen) - live:
+            del self._first_seen[instance_id]
+
+    def _heartbeat(self, now: datetime) -> None:
+        stamp = _utc_text(now)
+
+        def beat(node: dict) -> None:
+            for condition in node["status"].get("conditions", ()):
+                if condition["type"] == "Ready":
+                    condition["lastHeartbeatTime"] = stamp
+
+        for name, last in sorted(self._last_heartbeat.items()):
+            if (now - last).total_seconds() < HEARTBEAT_SECONDS:
+                continue
+            if self.kube.get("Node", name) is None:
+                continue  # deleted by the autoscaler; the instance's termination removes our record
+            self.kube.update("Node", name, None, beat)
+            self._last_heartbeat[name] = now

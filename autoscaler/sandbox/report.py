@@ -1,0 +1,218 @@
+"""What a sandbox run cost and how long jobs waited: recorded per step, reported as a table,
+JSON and a PNG chart.
+
+The lower bound of instance-hours is what a perfect autoscaler with instant nodes would pay:
+each job is counted on the instance type of the first group that can take it (the trace's group
+order, which is the order of preference), and per instance type the total requested
+resource-seconds are divided by one instance's allocatable, resource by resource; the largest of
+those quotients is that type's bound. Real runs pay more: boot time, idle thresholds, spares,
+over-provisioning, and jobs that do not pack perfectly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+from ..group_labels import KUBE_TAG_PREFIX, node_template
+from ..model import Placement, Resources
+from ..scheduling import placement_matches
+from .nodes import GroupState
+from .trace import Trace, requested
+from .workload import JobRun
+
+
+@dataclass
+class Sample:
+    seconds: float
+    pending: int
+    running: int
+    nodes: dict  # group name -> registered nodes
+
+
+@dataclass
+class Recorder:
+    """Samples every step; instance-seconds per group are integrated over the steps."""
+
+    samples: list = field(default_factory=list)
+    instance_seconds: dict = field(default_factory=lambda: defaultdict(float))
+    peak_nodes: int = 0
+    peak_nodes_by_group: dict = field(default_factory=lambda: defaultdict(int))
+    raises: list = field(default_factory=list)  # (seconds, region, group, from, to)
+    _desired: dict = field(default_factory=dict)
+    _last_seconds: Optional[float] = None
+
+    def record(self, seconds: float, groups: Sequence[GroupState], pending: int, running: int) -> None:
+        elapsed = 0.0 if self._last_seconds is None else seconds - self._last_seconds
+        self._last_seconds = seconds
+        for group in groups:
+            # The instances held through the step that just ended are the ones seen at its end:
+            # the error is one step per launch and termination, small against instance lifetimes.
+            self.instance_seconds[group.name] += group.instances * elapsed
+            self.peak_nodes_by_group[group.name] = max(self.peak_nodes_by_group[group.name], group.nodes)
+            before = self._desired.get(group.name, 0)
+            if group.desired > before:
+                self.raises.append((seconds, group.region, group.name, before, group.desired))
+            self._desired[group.name] = group.desired
+        self.peak_nodes = max(self.peak_nodes, sum(group.nodes for group in groups))
+        self.samples.append(Sample(seconds, pending, running, {group.name: group.nodes for group in groups}))
+
+
+@dataclass(frozen=True)
+class Report:
+    trace: str
+    stopped: str  # why the run ended
+    simulated_seconds: float
+    real_seconds: float
+    settings: dict
+    jobs_submitted: int
+    jobs_finished: int
+    jobs_unfinished: int
+    pods_resubmitted: int
+    wait_seconds: dict  # p50, p95, max over started jobs
+    instance_hours: dict  # group -> hours
+    instance_hours_total: float
+    lower_bound_instance_hours: dict  # instance type -> hours
+    lower_bound_total: float
+    ratio: Optional[float]  # instance hours over the lower bound
+    peak_nodes: int
+    peak_nodes_by_group: dict
+    failed_launches: int
+    overflow_raises: list  # raises of a group outside the first region: [minute, region, group, from, to]
+    chart: Optional[str] = None
+    timeline: list = field(default_factory=list)  # one sample per simulated minute, and the last
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def lower_bound_hours(trace: Trace, capacity_of: Callable[[str], Optional[Resources]]) -> dict:
+    """instance type -> the fewest instance-hours that could run the trace's jobs (module docstring)."""
+    demand: dict = defaultdict(Resources)  # instance type -> requested milli-unit-seconds
+    capacities = {}
+    for job in trace.jobs:
+        request = requested(job)
+        placement = Placement(node_selector=tuple(sorted(job.node_selector.items())))
+        for group in trace.groups:
+            capacity = capacity_of(group.instance_type)
+            tags = {KUBE_TAG_PREFIX + key: value for key, value in group.labels.items()}
+            labels = node_template(tags, [group.instance_type], group.region).labels
+            if capacity and request.fits_in(capacity) and placement_matches(placement, labels, ()):
+                demand[group.instance_type] += Resources({name: value * job.duration * job.count
+                                                          for name, value in request.items()})
+                capacities[group.instance_type] = capacity
+                break
+    bounds = {}
+    for instance_type, total in sorted(demand.items()):
+        capacity = capacities[instance_type]
+        seconds = max(total.get(name) / capacity.get(name) for name in total.names())
+        bounds[instance_type] = seconds / 3600
+    return bounds
+
+
+def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_seconds: float, settings: Mapping,
+                 jobs: Sequence[JobRun], recorder: Recorder, lower_bound: Mapping[str, float],
+                 failed_launches: int, first_region: str, unsubmitted: int) -> Report:
+    waits = [run.wait for run in jobs if run.wait is not None]
+    hours = {name: round(seconds / 3600, 3) for name, seconds in sorted(recorder.instance_seconds.items())}
+    total = round(sum(recorder.instance_seconds.values()) / 3600, 3)
+    bound_total = round(sum(lower_bound.values()), 3)
+    finished = sum(1 for run in jobs if run.finished is not None)
+    minute_samples = []
+    next_minute = 0.0
+    for index, sample in enumerate(recorder.samples):
+        if sample.seconds >= next_minute or index == len(recorder.samples) - 1:  # and the final state
+            minute_samples.append(asdict(sample))
+            next_minute = (sample.seconds // 60 + 1) * 60
+    return Report(
+        trace=trace.source,
+        stopped=stopped,
+        simulated_seconds=round(simulated_seconds, 1),
+        real_seconds=round(real_seconds, 1),
+        settings=dict(settings),
+        jobs_submitted=len(jobs),
+        jobs_finished=finished,
+        jobs_unfinished=len(jobs) - finished + unsubmitted,
+        pods_resubmitted=sum(len(run.restarts) for run in jobs),
+        wait_seconds={"p50": percentile(waits, 0.5), "p95": percentile(waits, 0.95), "max": max(waits, default=0.0)},
+        instance_hours=hours,
+        instance_hours_total=total,
+        lower_bound_instance_hours={k: round(v, 3) for k, v in lower_bound.items()},
+        lower_bound_total=bound_total,
+        ratio=round(total / bound_total, 2) if bound_total > 0 else None,
+        peak_nodes=recorder.peak_nodes,
+        peak_nodes_by_group=dict(sorted(recorder.peak_nodes_by_group.items())),
+        failed_launches=failed_launches,
+        overflow_raises=[[round(t / 60, 1), region, group, old, new]
+                         for t, region, group, old, new in recorder.raises if region != first_region],
+        timeline=minute_samples,
+    )
+
+
+def clock_text(seconds: float) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}:{minutes:02d}"
+
+
+def table(report: Report) -> str:
+    waits = report.wait_seconds
+    rows = [
+        ("trace", report.trace),
+        ("stopped", report.stopped),
+        ("simulated time", f"{clock_text(report.simulated_seconds)} (h:mm) in {report.real_seconds:.0f} s real"),
+        ("jobs submitted / finished", f"{report.jobs_submitted} / {report.jobs_finished}"
+         + (f" ({report.jobs_unfinished} unfinished)" if report.jobs_unfinished else "")),
+        ("pods resubmitted", str(report.pods_resubmitted)),
+        ("wait to running p50 / p95 / max", f"{waits['p50']:.0f} s / {waits['p95']:.0f} s / {waits['max']:.0f} s"),
+    ]
+    for group, hours in report.instance_hours.items():
+        rows.append((f"instance-hours {group}", f"{hours:.2f}"))
+    rows.append(("instance-hours total", f"{report.instance_hours_total:.2f}"))
+    bound = ", ".join(f"{t} {h:.2f}" for t, h in report.lower_bound_instance_hours.items())
+    rows.append(("lower bound", f"{report.lower_bound_total:.2f} ({bound})"))
+    rows.append(("ratio (used / lower bound)", "n/a" if report.ratio is None else f"{report.ratio:.2f}"))
+    rows.append(("peak nodes", f"{report.peak_nodes} (" + ", ".join(
+        f"{g} {n}" for g, n in report.peak_nodes_by_group.items()) + ")"))
+    rows.append(("failed launches", str(report.failed_launches)))
+    rows.append(("overflow raises", f"{len(report.overflow_raises)}" + "".join(
+        f"; {g} {old}->{new} at {clock_text(minute * 60)}" for minute, _, g, old, new in report.overflow_raises[:3])))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def draw_chart(recorder: Recorder, path: Path, title: str) -> Path:
+    import matplotlib  # deferred: only a finished run draws, and the import takes a second
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    minutes = [sample.seconds / 60 for sample in recorder.samples]
+    groups = sorted({name for sample in recorder.samples for name in sample.nodes})
+    figure, (top, bottom) = pyplot.subplots(2, 1, sharex=True, figsize=(8, 4.5), dpi=80,
+                                            gridspec_kw={"height_ratios": [3, 2]})
+    for group in groups:
+        top.step(minutes, [sample.nodes.get(group, 0) for sample in recorder.samples], where="post", label=group)
+    top.set_ylabel("nodes")
+    top.legend(loc="upper right", fontsize="small")
+    top.set_title(title, fontsize="medium")
+    bottom.step(minutes, [sample.pending for sample in recorder.samples], where="post", color="tab:red", label="pending")
+    bottom.step(minutes, [sample.running for sample in recorder.samples], where="post", color="tab:gray", label="running")
+    bottom.set_ylabel("pods")
+    bottom.set_xlabel("simulated minutes")
+    bottom.legend(loc="upper right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+    return path

@@ -1,0 +1,279 @@
+"""Run the unmodified autoscaler loop against a simulated cluster, and report what it cost.
+
+One process: FakeAws (moto with its shims) and FakeKubeApi on 127.0.0.1, the demo cluster (or
+the trace's), and the production wiring (World + Actuator + Loop) reaching both over real HTTP
+through AWS_ENDPOINT_URL and a kubeconfig. The loop's ``wait`` is where simulated time passes:
+between two loops the sandbox advances the shared clock step by step, and at each step the
+workload submits the jobs that arrived, the node simulator turns instances into Nodes (and back),
+and the scheduler binds, runs and finishes pods.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Optional
+
+from ..actuator import Actuator
+from ..aws_actuator import AwsActuator
+from ..aws_reader import AwsClients
+from ..config import Settings, validate
+from ..fakes.aws import FakeAws
+from ..fakes.kube_api import FakeKubeApi
+from ..kube_actuator import KubeActuator
+from ..kube_connect import connect
+from ..kube_reader import KubeReader
+from ..loop import Loop
+from ..notifier import SlackNotifier
+from ..world import World
+from .clock import SimClock
+from .nodes import NodeSimulator
+from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_hours, table
+from .scheduler import Scheduler
+from .trace import Trace
+from .workload import Workload
+
+log = logging.getLogger(__name__)
+
+CLUSTER_NAME = "sandbox"
+STEP_SECONDS = 10  # simulated seconds between two steps of the simulators
+BOOT_SECONDS = 90  # an instance becomes a Ready node this long after its group launched it
+STATUS_EVERY_SECONDS = 60
+
+# Short durations for a demo that shows scale up and scale in within simulated hours; a flag
+# given on the command line wins over these (see sandbox_settings).
+DEMO_FLAG_DEFAULTS = {
+    "sleep": 30,
+    "idle_threshold": 300,
+    "type_idle_threshold": 600,
+    "instance_init_time": 600,
+    "over_provision": 1,
+    "group_timeout": 600,
+    # The production 0.1 holds back every removal when a whole burst goes idle at once.
+    "max_scale_in_fraction": 1.0,
+}
+DEMO_FIXED = {"dead_node_seconds": 600, "drain_grace_seconds": 600, "spot_wait_seconds": 120, "spare_idle_nodes": 1}
+
+
+def sandbox_settings(settings: Settings, given: frozenset = frozenset()) -> Settings:
+    """The CLI's settings with the demo's short durations for every flag not given."""
+    shortened = {name: value for name, value in DEMO_FLAG_DEFAULTS.items() if name not in given}
+    return replace(settings, **shortened, **DEMO_FIXED)
+
+
+def describe_settings(settings: Settings) -> dict:
+    names = ("sleep", "idle_threshold", "type_idle_threshold", "instance_init_time", "over_provision",
+             "max_scale_in_fraction", "drain_utilization", "group_timeout", "spare_idle_nodes", "dry_run")
+    return {name: getattr(settings, name) for name in names}
+
+
+@contextlib.contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration (boto3 reads AWS_ENDPOINT_URL when a client is made)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class Sandbox:
+    """One run of a trace. ``speed``: simulated seconds per real second (None: as fast as it goes).
+    ``aws``: a started FakeAws to reuse (tests share one per session; it is reset first), else one
+    is started and stopped. ``status``: where the one-line status per simulated minute goes."""
+
+    def __init__(self, trace: Trace, settings: Settings, *, speed: Optional[float] = None,
+                 out_dir: Optional[Path] = None, aws: Optional[FakeAws] = None,
+                 status: Optional[Callable[[str], None]] = print, boot_seconds: float = BOOT_SECONDS,
+                 step_seconds: float = STEP_SECONDS, chart: bool = True):
+        self.trace = trace
+        self.settings = replace(settings, cluster_name=CLUSTER_NAME, regions=trace.regions, once=False,
+                                slack_hook=None, aws_access_key=None, aws_secret_key=None)
+        validate(self.settings)
+        self.clock = SimClock(speed)
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.status = status
+        self.boot_seconds = boot_seconds
+        self.step_seconds = step_seconds
+        self.chart = chart
+        self.stop = threading.Event()
+        self.stopped = ""
+        self._given_aws = aws
+        self.recorder = Recorder()
+        self._failing: set = set()
+        self._next_status = 0.0
+        self._time_limit = trace.duration or self._default_time_limit()
+
+    def _default_time_limit(self) -> float:
+        settings = self.settings
+        tail = settings.idle_threshold + settings.type_idle_threshold + settings.instance_init_time + 3600
+        return max(job.last_arrival + job.duration for job in self.trace.jobs) + tail
+
+    # ---- the run ----------------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        aws = self._given_aws
+        if aws is None:
+            aws = FakeAws().start()
+        else:
+            aws.reset()
+        aws.set_clock(self.clock.now)
+        kube = FakeKubeApi(clock=self.clock.now).start()
+        for server in (aws, kube):
+            _send_small_replies_at_once(server)
+        try:
+            with environment(aws.env()), _scratch_dir(self.out_dir) as scratch:
+                self._create_groups(aws)
+                kubeconfig = kube.write_kubeconfig(scratch / "kubeconfig")
+                self.settings = replace(self.settings, kubeconfig=str(kubeconfig))
+                self.aws, self.kube = aws, kube
+                self.nodes = NodeSimulator(aws, kube, self.trace.regions, self.boot_seconds)
+                self.scheduler = Scheduler(kube)
+                self.workload = Workload(kube, self.trace)
+                loop = self._build_loop()
+                self._say(f"sandbox: {self.trace.job_count} jobs from {self.trace.source}; groups "
+                          + ", ".join(f"{g.name} ({g.region}, {g.instance_type}, max {g.max_size})" for g in self.trace.groups))
+                self._say("sandbox: demo settings " + " ".join(f"{k}={v}" for k, v in describe_settings(self.settings).items())
+                          + f"; nodes boot in {self.boot_seconds:g}s; speed "
+                          + (f"{self.clock.speed:g}x" if self.clock.speed else "unlimited"))
+                self._step()
+                try:
+                    loop.run_forever()
+                except KeyboardInterrupt:
+                    self.stopped = "interrupted (Ctrl-C)"
+                report = self._report(aws, time.monotonic() - started)
+        finally:
+            kube.stop()
+            if self._given_aws is None:
+                aws.stop()
+            else:
+                aws.set_clock(None)
+        return report
+
+    def _create_groups(self, aws: FakeAws) -> None:
+        for group in self.trace.groups:
+            aws.create_group(group.region, group.name, CLUSTER_NAME, instance_type=group.instance_type,
+                             min_size=group.min_size, max_size=group.max_size, desired=group.min_size,
+                             tags={f"kube/{key}": value for key, value in group.labels.items()})
+
+    def _build_loop(self) -> Loop:
+        """The production wiring of daemon.build_loop, with the simulated clock and wait."""
+        settings = self.settings
+        api_client = connect(settings.kubeconfig)
+        clients = AwsClients(settings)
+        world = World(KubeReader(api_client, settings.pod_namespace), clients, settings)
+        actuator = Actuator(AwsActuator(clients), KubeActuator(api_client), SlackNotifier(None), settings.dry_run)
+        return Loop(world, actuator, settings, clock=self.clock.now, stop=self.stop, wait=self._wait)
+
+    def _wait(self, seconds: float) -> None:
+        """The loop's pause: simulated time passes here, in steps."""
+        remaining, after_loop = seconds, True
+        while remaining > 0 and not self.stop.is_set():
+            step = min(self.step_seconds, remaining)
+            if not self.clock.advance(step, self.stop):
+                return
+            remaining -= step
+            self._step(groups_changed=after_loop)
+            after_loop = False
+
+    def _step(self, groups_changed: bool = True) -> None:
+        seconds = self.clock.seconds
+        now = self.clock.now()
+        self._apply_launch_failures(seconds)
+        self.workload.submit_due(seconds)
+        groups = self.nodes.step(now, refresh=groups_changed)
+        result = self.scheduler.step(now)
+        for pod in result.finished:
+            self.workload.finished(pod, seconds)
+        for pod in result.started:
+            self.workload.started(pod, seconds)
+        self.workload.resubmit_lost(result.present + result.finished, seconds)
+        self.recorder.record(seconds, groups, result.pending, result.running)
+        if seconds >= self._next_status:
+            self._next_status = (seconds // STATUS_EVERY_SECONDS + 1) * STATUS_EVERY_SECONDS
+            nodes = " ".join(f"{g.name}={g.nodes}" + (f"(+{g.instances - g.nodes})" if g.instances > g.nodes else "")
+                             for g in groups)
+            self._say(f"[{clock_text(seconds)}] pending={result.pending} running={result.running} "
+                      f"done={self.workload.finished_count}"
+                      f"/{self.trace.job_count} nodes: {nodes}")
+        minimum = {(g.region, g.name): g.min_size for g in self.trace.groups}
+        if self.workload.unfinished == 0 and all(g.instances <= minimum.get((g.region, g.name), 0) for g in groups):
+            self.stopped = "every job finished and every group is back to its minimum size"
+            self.stop.set()
+        elif seconds >= self._time_limit:
+            self.stopped = f"reached the time limit of {clock_text(self._time_limit)} with {self.workload.unfinished} jobs unfinished"
+            self.stop.set()
+
+    def _apply_launch_failures(self, seconds: float) -> None:
+        for failure in self.trace.launch_failures:
+            key = (failure.region, failure.group)
+            if failure.active(seconds) and key not in self._failing:
+                self.aws.fail_launches(failure.region, failure.group)
+                self._failing.add(key)
+                self._say(f"[{clock_text(seconds)}] sandbox: launches of {failure.group} ({failure.region}) now fail "
+                          "(insufficient capacity)")
+            elif not failure.active(seconds) and key in self._failing:
+                self.aws.stop_failing(failure.region, failure.group)
+                self._failing.discard(key)
+                self._say(f"[{clock_text(seconds)}] sandbox: launches of {failure.group} ({failure.region}) work again")
+
+    def _say(self, line: str) -> None:
+        if self.status is not None:
+            self.status(line)
+
+    def _report(self, aws: FakeAws, real_seconds: float) -> Report:
+        failed = sum(1 for region in self.trace.regions for activity in aws.activities.newest_first(region)
+                     if activity.status_code == "Failed")
+        report = build_report(
+            trace=self.trace, stopped=self.stopped or "stopped", simulated_seconds=self.clock.seconds,
+            real_seconds=real_seconds, settings=describe_settings(self.settings),
+            jobs=list(self.workload.jobs.values()), recorder=self.recorder,
+            lower_bound=lower_bound_hours(self.trace, self.nodes.catalog.get), failed_launches=failed,
+            first_region=self.trace.regions[0], unsubmitted=self.workload.not_yet_submitted,
+        )
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            chart = None
+            if self.chart:
+                chart = str(draw_chart(self.recorder, self.out_dir / "nodes.png",
+                                       f"{Path(self.trace.source).name}: nodes per group and pods over time"))
+            report = replace(report, chart=chart)
+            (self.out_dir / "report.json").write_text(report.to_json())
+        return report
+
+
+def _send_small_replies_at_once(fake) -> None:
+    """TCP_NODELAY on a fake's listening socket (accepted sockets inherit it on Linux and macOS).
+
+    Both fakes write a reply's headers and body in separate small writes; with Nagle's algorithm
+    the body waits for the client's delayed ACK, about 40 ms per request on loopback. The loop
+    makes a dozen requests, so this alone would triple the sandbox's real time.
+    """
+    listening = getattr(getattr(fake, "_server", None), "socket", None)
+    if listening is not None:
+        with contextlib.suppress(OSError):
+            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+@contextlib.contextmanager
+def _scratch_dir(out_dir: Optional[Path]) -> Iterator[Path]:
+    """Where the kubeconfig goes: the output directory, else a temporary one."""
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        yield out_dir
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sandbox-") as scratch:
+        yield Path(scratch)

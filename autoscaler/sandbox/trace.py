@@ -1,0 +1,285 @@
+"""Job traces for the sandbox: a small YAML format, read with the line of every value kept.
+
+    jobs:                        # required: groups of identical jobs
+      - name: etl                # unique; pods are named etl-0001, etl-0002, ...
+        at: 5m                   # first arrival (default 0); seconds, or 90s / 15m / 2h
+        count: 40                # how many (default 1)
+        rate: 4/min              # arrivals per s, min or h from `at` (default: all at `at`)
+        requests: {cpu: "1", memory: 2Gi, nvidia.com/gpu: 1}
+        node_selector: {hardware: cpu}
+        duration: 20m            # how long each job runs once started
+    groups:                      # optional: the cluster (default: the demo cluster)
+      - {name: cpu-west, region: us-west-2, instance_type: m5.xlarge, max_size: 20, labels: {hardware: cpu}}
+    launch_failures:             # optional: windows in which a group's launches fail
+      - {group: cpu-west, at: 20m, until: 50m}
+    duration: 3h                 # optional: stop the run at this simulated time
+
+A malformed trace raises TraceError with one line naming the file, the line and the field.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+import yaml
+
+from ..config import REGION_PATTERN
+from ..model import Resources
+from ..resources import QuantityError, parse_resources
+
+DEFAULT_TRACE = Path(__file__).with_name("default-trace.yaml")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|min|h)\s*$")
+_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+
+
+class TraceError(ValueError):
+    """A trace that cannot be replayed; the message is one line: where, which field, what is wrong."""
+
+
+@dataclass(frozen=True)
+class JobGroup:
+    name: str
+    at: float  # seconds from the start of the run
+    count: int
+    interval: float  # seconds between arrivals; 0 submits them all at `at`
+    requests: Mapping[str, str]  # as written, e.g. {"cpu": "1", "memory": "2Gi"}
+    node_selector: Mapping[str, str]
+    duration: float
+
+    def arrival(self, index: int) -> float:
+        return self.at + index * self.interval
+
+    @property
+    def last_arrival(self) -> float:
+        return self.arrival(self.count - 1)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    name: str
+    region: str
+    instance_type: str
+    max_size: int = 10
+    min_size: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)  # become kube/<label> tags
+
+
+@dataclass(frozen=True)
+class LaunchFailure:
+    group: str
+    region: str
+    at: float
+    until: Optional[float]  # None: to the end of the run
+
+    def active(self, seconds: float) -> bool:
+        return self.at <= seconds and (self.until is None or seconds < self.until)
+
+
+@dataclass(frozen=True)
+class Trace:
+    source: str
+    jobs: tuple[JobGroup, ...]
+    groups: tuple[GroupSpec, ...]
+    launch_failures: tuple[LaunchFailure, ...] = ()
+    duration: Optional[float] = None
+
+    @property
+    def job_count(self) -> int:
+        return sum(job.count for job in self.jobs)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Regions of the groups in the order they first appear: the order of preference."""
+        return tuple(dict.fromkeys(group.region for group in self.groups))
+
+
+# The demo cluster: CPU groups in two regions (the second takes the overflow) and a GPU group,
+# their nodes' labels given by kube/ tags.
+DEMO_GROUPS = (
+    GroupSpec("cpu-west", "us-west-2", "m5.xlarge", max_size=12, labels={"hardware": "cpu"}),
+    GroupSpec("gpu-west", "us-west-2", "p3.2xlarge", max_size=4, labels={"hardware": "gpu"}),
+    GroupSpec("cpu-east", "us-east-1", "m5.xlarge", max_size=12, labels={"hardware": "cpu"}),
+)
+
+
+def load_trace(path: Optional[str] = None) -> Trace:
+    """Read and check a trace file (the bundled default trace without a path)."""
+    path = Path(path) if path else DEFAULT_TRACE
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise TraceError(f"trace {path}: cannot read it ({error.strerror or error})") from None
+    return parse_trace(text, str(path))
+
+
+def parse_trace(text: str, source: str = "<trace>") -> Trace:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f", line {mark.line + 1}" if mark else ""
+        raise TraceError(f"trace {source}{line}: not valid YAML ({error.problem or error.context})") from None
+    except yaml.YAMLError as error:
+        raise TraceError(f"trace {source}: not valid YAML ({' '.join(str(error).split())})") from None
+    if root is None:
+        raise TraceError(f"trace {source}: the file is empty; it needs at least a 'jobs' list")
+    top = _Value(root, "", source)
+    fields = top.mapping(required=("jobs",), optional=("groups", "launch_failures", "duration", "name"))
+    groups = tuple(_group(item) for item in fields["groups"].sequence()) if "groups" in fields else DEMO_GROUPS
+    _unique(fields.get("groups"), [g.name for g in groups], "group")
+    jobs = tuple(_job(item) for item in fields["jobs"].sequence(non_empty=True))
+    _unique(fields["jobs"], [j.name for j in jobs], "job")
+    region_of = {g.name: g.region for g in groups}
+    failures = tuple(_failure(item, region_of) for item in fields["launch_failures"].sequence()) \
+        if "launch_failures" in fields else ()
+    duration = fields["duration"].seconds(positive=True) if "duration" in fields else None
+    return Trace(source, jobs, groups, failures, duration)
+
+
+def _job(value: "_Value") -> JobGroup:
+    fields = value.mapping(required=("name", "requests", "duration"),
+                           optional=("at", "count", "rate", "node_selector"))
+    count = fields["count"].integer(minimum=1) if "count" in fields else 1
+    requests_value = fields["requests"]
+    requests = requests_value.string_map()
+    if not requests:
+        requests_value.fail("give at least one resource, e.g. {cpu: \"1\", memory: 2Gi}")
+    for name, quantity in requests.items():
+        try:
+            parse_resources({name: quantity})
+        except QuantityError:
+            requests_value.child(name).fail(f"{quantity!r} is not a Kubernetes quantity like 500m, 2Gi or 1")
+    return JobGroup(
+        name=fields["name"].name(),
+        at=fields["at"].seconds() if "at" in fields else 0.0,
+        count=count,
+        interval=fields["rate"].interval() if "rate" in fields else 0.0,
+        requests=requests,
+        node_selector=fields["node_selector"].string_map() if "node_selector" in fields else {},
+        duration=fields["duration"].seconds(positive=True),
+    )
+
+
+def _group(value: "_Value") -> GroupSpec:
+    fields = value.mapping(required=("name", "region", "instance_type"), optional=("max_size", "min_size", "labels"))
+    region = fields["region"].string()
+    if not REGION_PATTERN.match(region):
+        fields["region"].fail(f"{region!r} is not an AWS region name like us-west-2")
+    max_size = fields["max_size"].integer(minimum=0) if "max_size" in fields else 10
+    min_size = fields["min_size"].integer(minimum=0) if "min_size" in fields else 0
+    if min_size > max_size:
+        fields["min_size"].fail(f"{min_size} is more than max_size {max_size}")
+    return GroupSpec(fields["name"].name(), region, fields["instance_type"].string(), max_size, min_size,
+                     fields["labels"].string_map() if "labels" in fields else {})
+
+
+def _failure(value: "_Value", region_of: Mapping[str, str]) -> LaunchFailure:
+    fields = value.mapping(required=("group", "at"), optional=("until",))
+    group = fields["group"].string()
+    if group not in region_of:
+        fields["group"].fail(f"no group named {group!r}; the groups are {', '.join(sorted(region_of))}")
+    at = fields["at"].seconds()
+    until = fields["until"].seconds() if "until" in fields else None
+    if until is not None and until <= at:
+        fields["until"].fail("must be later than 'at'")
+    return LaunchFailure(group, region_of[group], at, until)
+
+
+def _unique(where: Optional["_Value"], names: list, what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            where.fail(f"two {what}s are named {name!r}")
+        seen.add(name)
+
+
+class _Value:
+    """One YAML node with its dotted path, for checked reads that fail with the line and field."""
+
+    def __init__(self, node: yaml.Node, path: str, source: str):
+        self.node, self.path, self.source = node, path, source
+
+    def fail(self, message: str):
+        where = self.path or "the top level"
+        raise TraceError(f"trace {self.source}, line {self.node.start_mark.line + 1}: {where}: {message}")
+
+    def child(self, key: str) -> "_Value":
+        for key_node, value_node in self.node.value:
+            if key_node.value == key:
+                return _Value(value_node, f"{self.path}.{key}" if self.path else key, self.source)
+        raise KeyError(key)
+
+    def mapping(self, required=(), optional=()) -> dict:
+        if not isinstance(self.node, yaml.MappingNode):
+            self.fail("expected a mapping (key: value lines)")
+        fields = {}
+        for key_node, _ in self.node.value:
+            key = key_node.value
+            if key not in required and key not in optional:
+                _Value(key_node, f"{self.path}.{key}" if self.path else key, self.source).fail(
+                    f"unknown field; expected one of {', '.join(sorted((*required, *optional)))}")
+            fields[key] = self.child(key)
+        for key in required:
+            if key not in fields:
+                self.fail(f"missing the required field '{key}'")
+        return fields
+
+    def sequence(self, non_empty: bool = False) -> list:
+        if not isinstance(self.node, yaml.SequenceNode):
+            self.fail("expected a list (lines starting with '- ')")
+        if non_empty and not self.node.value:
+            self.fail("the list is empty")
+        return [_Value(item, f"{self.path}[{index}]", self.source) for index, item in enumerate(self.node.value)]
+
+    def string(self) -> str:
+        if not isinstance(self.node, yaml.ScalarNode) or self.node.value == "":
+            self.fail("expected a value")
+        return self.node.value
+
+    def name(self) -> str:
+        text = self.string()
+        if not _NAME.match(text):
+            self.fail(f"{text!r} is not a name of lower-case letters, digits and '-' (at most 42)")
+        return text
+
+    def integer(self, minimum: int) -> int:
+        text = self.string()
+        if not re.fullmatch(r"\d+", text) or int(text) < minimum:
+            self.fail(f"expected a whole number of at least {minimum}, got {text!r}")
+        return int(text)
+
+    def seconds(self, positive: bool = False) -> float:
+        text = self.string()
+        match = _DURATION.match(text)
+        if not match:
+            self.fail(f"{text!r} is not a time; write seconds, or 90s, 15m, 2h")
+        value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if positive and value <= 0:
+            self.fail("must be more than 0")
+        return value
+
+    def interval(self) -> float:
+        text = self.string()
+        match = _RATE.match(text)
+        if not match or float(match.group(1)) <= 0:
+            self.fail(f"{text!r} is not a rate; write jobs per unit, e.g. 4/min, 0.5/s, 30/h")
+        return _UNIT_SECONDS[match.group(2)] / float(match.group(1))
+
+    def string_map(self) -> dict:
+        if not isinstance(self.node, yaml.MappingNode):
+            self.fail("expected a mapping (key: value)")
+        result = {}
+        for key_node, value_node in self.node.value:
+            value = _Value(value_node, f"{self.path}.{key_node.value}", self.source)
+            result[key_node.value] = value.string()
+        return result
+
+
+def requested(job: JobGroup) -> Resources:
+    """A job's requests as Resources (the pod slot included, as the scheduler counts it)."""
+    return parse_resources({**job.requests, "pods": "1"})

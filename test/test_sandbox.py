@@ -1,0 +1,195 @@
+"""The sandbox: traces, the lower bound, and end-to-end runs of the real loop against the fakes.
+
+Runs go in-process through ``Sandbox`` with the session's FakeAws (reset by the ``fake_aws``
+fixture), as fast as the machine allows (no speed). The malformed-trace test goes through the CLI.
+"""
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from autoscaler.capacity import allocatable, info_from_table
+from autoscaler.config import Settings
+from autoscaler.sandbox import Sandbox, TraceError, load_trace, parse_trace, sandbox_settings
+from autoscaler.sandbox.report import lower_bound_hours, percentile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+M5_XLARGE = allocatable(info_from_table("m5.xlarge"))
+
+
+def settings(**flags) -> Settings:
+    """The sandbox's demo settings; ``flags`` stand for flags given on the command line."""
+    return sandbox_settings(Settings(cluster_name="ignored", **flags), frozenset(flags))
+
+
+def run(fake_aws, *trace_parts, tmp_path=None, **flags):
+    trace = parse_trace("".join(textwrap.dedent(part) for part in trace_parts), "test-trace")
+    return Sandbox(trace, settings(**flags), aws=fake_aws, status=None, out_dir=tmp_path, chart=tmp_path is not None).run()
+
+
+# ---- traces ----------------------------------------------------------------------------------------
+
+def test_a_trace_gives_arrivals_requests_and_failures():
+    trace = parse_trace(textwrap.dedent("""\
+        jobs:
+          - {name: etl, at: 2m, count: 3, rate: 2/min, requests: {cpu: 500m, memory: 1Gi}, duration: 1h,
+             node_selector: {hardware: cpu}}
+        groups:
+          - {name: west, region: us-west-2, instance_type: m5.xlarge, labels: {hardware: cpu}}
+          - {name: east, region: us-east-1, instance_type: m5.xlarge}
+        launch_failures:
+          - {group: west, at: 90s, until: 10m}
+        """))
+    job = trace.jobs[0]
+    assert [job.arrival(i) for i in range(job.count)] == [120, 150, 180]
+    assert job.duration == 3600 and dict(job.node_selector) == {"hardware": "cpu"}
+    assert trace.regions == ("us-west-2", "us-east-1")
+    failure = trace.launch_failures[0]
+    assert (failure.region, failure.at, failure.until) == ("us-west-2", 90, 600)
+    assert failure.active(90) and not failure.active(600)
+
+
+def test_the_default_trace_uses_the_demo_cluster():
+    trace = load_trace()
+    assert {g.name for g in trace.groups} == {"cpu-west", "gpu-west", "cpu-east"}
+    assert trace.launch_failures and any("nvidia.com/gpu" in job.requests for job in trace.jobs)
+
+
+@pytest.mark.parametrize("text, line, field", [
+    pytest.param("jobs:\n  - name: a\n    requests: {cpu: 2x}\n    duration: 1m\n", 3, "jobs[0].requests.cpu",
+                 id="bad-quantity"),
+    pytest.param("jobs:\n  - name: a\n    requests: {cpu: 1}\n    duration: soon\n", 4, "jobs[0].duration",
+                 id="bad-duration"),
+    pytest.param("jobs:\n  - name: a\n    requests: {cpu: 1}\n", 2, "jobs[0]", id="missing-duration"),
+    pytest.param("jobs:\n  - name: a\n    count: -2\n    requests: {cpu: 1}\n    duration: 1m\n", 3, "jobs[0].count",
+                 id="negative-count"),
+    pytest.param("jobs:\n  - name: a\n    rate: fast\n    requests: {cpu: 1}\n    duration: 1m\n", 3, "jobs[0].rate",
+                 id="bad-rate"),
+    pytest.param("jobs:\n  - name: a\n    requests: {cpu: 1}\n    duration: 1m\n    colour: red\n", 5,
+                 "jobs[0].colour", id="unknown-field"),
+    pytest.param("jobs:\n  - {name: a, requests: {cpu: 1}, duration: 1m}\nlaunch_failures:\n  - {group: nope, at: 0}\n",
+                 4, "launch_failures[0].group", id="unknown-group"),
+    pytest.param("jobs: [\n", 2, "", id="not-yaml"),
+    pytest.param("jobs: []\n", 1, "jobs", id="no-jobs"),
+])
+def test_a_malformed_trace_names_the_line_and_field(text, line, field):
+    with pytest.raises(TraceError) as raised:
+        parse_trace(text, "t.yaml")
+    message = str(raised.value)
+    assert f"trace t.yaml, line {line}" in message and field in message, message
+    assert "\n" not in message
+
+
+def test_the_cli_rejects_a_malformed_trace_in_one_line(tmp_path):
+    trace = tmp_path / "bad.yaml"
+    trace.write_text("jobs:\n  - name: etl\n    requests: {cpu: lots}\n    duration: 5m\n")
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "--sandbox", "--sandbox-trace", str(trace)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: trace ") and "line 3" in lines[0] and "jobs[0].requests.cpu" in lines[0]
+
+
+# ---- report arithmetic ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values, fraction, expected", [
+    pytest.param([], 0.5, 0.0, id="none"),
+    pytest.param([7.0], 0.95, 7.0, id="one"),
+    pytest.param([4.0, 1.0, 3.0, 2.0], 0.5, 2.0, id="median-nearest-rank"),
+    pytest.param(list(range(1, 101)), 0.95, 95, id="p95-of-100"),
+])
+def test_percentile(values, fraction, expected):
+    assert percentile(values, fraction) == expected
+
+
+def test_lower_bound_takes_the_binding_resource_of_the_first_group_that_fits():
+    trace = parse_trace(textwrap.dedent("""\
+        groups:
+          - {name: cpu, region: us-west-2, instance_type: m5.xlarge, labels: {hardware: cpu}}
+          - {name: gpu, region: us-west-2, instance_type: p3.2xlarge, labels: {hardware: gpu}}
+        jobs:
+          - {name: cpu-bound, count: 3, requests: {cpu: "1", memory: 1Gi}, duration: 1h, node_selector: {hardware: cpu}}
+          - {name: gpu-bound, count: 2, requests: {cpu: "1", nvidia.com/gpu: 1}, duration: 30m}
+        """))
+    bounds = lower_bound_hours(trace, lambda t: allocatable(info_from_table(t)))
+    # cpu: 3 jobs x 1 CPU x 1 h over 3.92 allocatable CPUs; memory binds less.
+    assert bounds["m5.xlarge"] == pytest.approx(3 * 1000 / M5_XLARGE.get("cpu"))
+    # The GPU jobs have no selector, but only the GPU group has a GPU: 2 x 0.5 h over one GPU.
+    assert bounds["p3.2xlarge"] == pytest.approx(1.0)
+
+
+# ---- end to end: the real loop against the fakes ---------------------------------------------------
+
+ONE_REGION = """\
+    groups:
+      - {name: cpu-west, region: us-west-2, instance_type: m5.xlarge, max_size: 6, labels: {hardware: cpu}}
+    """
+
+
+def test_scale_up_launches_nodes_for_a_burst_and_runs_every_job(fake_aws):
+    report = run(fake_aws, ONE_REGION, """\
+    jobs:
+      - {name: burst, count: 7, requests: {cpu: "1", memory: 1Gi}, duration: 5m, node_selector: {hardware: cpu}}
+    duration: 8m
+    """, over_provision=0)
+    # 3 one-CPU jobs fit an m5.xlarge after the kubelet reserve: 7 jobs need 3 nodes.
+    assert report.peak_nodes_by_group == {"cpu-west": 3}
+    assert report.jobs_finished == 7
+    # Nothing ran before a node booted (90 s) after the first loop raised the group.
+    assert report.wait_seconds["p50"] >= 90
+
+
+def test_overflow_raises_the_next_region_when_the_first_cannot_launch(fake_aws):
+    report = run(fake_aws, """\
+    groups:
+      - {name: cpu-west, region: us-west-2, instance_type: m5.xlarge, max_size: 6, labels: {hardware: cpu}}
+      - {name: cpu-east, region: us-east-1, instance_type: m5.xlarge, max_size: 6, labels: {hardware: cpu}}
+    launch_failures:
+      - {group: cpu-west, at: 0}
+    jobs:
+      - {name: burst, count: 4, requests: {cpu: "1", memory: 1Gi}, duration: 3m, node_selector: {hardware: cpu}}
+    duration: 10m
+    """, over_provision=0)
+    assert report.failed_launches >= 1
+    assert report.peak_nodes_by_group["cpu-west"] == 0
+    assert report.peak_nodes_by_group["cpu-east"] == 2
+    assert [raise_[1:3] for raise_ in report.overflow_raises] == [["us-east-1", "cpu-east"]]
+    assert report.jobs_finished == 4
+
+
+def test_scale_in_removes_idle_nodes_until_the_group_is_empty(fake_aws):
+    report = run(fake_aws, ONE_REGION, """\
+    jobs:
+      - {name: short, count: 4, requests: {cpu: "1", memory: 1Gi}, duration: 2m, node_selector: {hardware: cpu}}
+    """, over_provision=0, idle_threshold=120, type_idle_threshold=120)
+    assert report.stopped == "every job finished and every group is back to its minimum size"
+    assert report.peak_nodes == 2
+    assert report.timeline[-1]["nodes"] == {"cpu-west": 0}
+    # Two nodes, each about 1.5 min booting + 2 min busy + 2 min idle + a loop or two to act.
+    assert 2 * 5 / 60 <= report.instance_hours["cpu-west"] <= 2 * 9 / 60
+
+
+def test_the_default_trace_finishes_every_job_and_the_report_adds_up(fake_aws, tmp_path):
+    trace = load_trace()
+    # --sleep 60 (the production default) halves the loops of the demo's 30 s and keeps the test short.
+    report = Sandbox(trace, settings(sleep=60), aws=fake_aws, status=None, out_dir=tmp_path).run()
+    assert report.stopped == "every job finished and every group is back to its minimum size"
+    assert report.jobs_submitted == report.jobs_finished == trace.job_count
+    assert report.jobs_unfinished == 0
+    waits = report.wait_seconds
+    assert 0 <= waits["p50"] <= waits["p95"] <= waits["max"]
+    assert report.lower_bound_total > 0
+    assert report.instance_hours_total >= report.lower_bound_total
+    assert report.ratio == pytest.approx(report.instance_hours_total / report.lower_bound_total, abs=0.01)
+    assert math.isclose(sum(report.instance_hours.values()), report.instance_hours_total, abs_tol=0.01)
+    assert report.peak_nodes <= sum(report.peak_nodes_by_group.values())
+    assert report.peak_nodes_by_group["gpu-west"] >= 1  # the GPU jobs got GPU nodes
+    assert report.failed_launches >= 1 and report.overflow_raises  # cpu-west failed; cpu-east took over
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["jobs_finished"] == report.jobs_finished
+    assert pathlib.Path(report.chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
