@@ -61,7 +61,7 @@ def _regions(ctx, param, value):
 @click.option("--sandbox-trace", type=click.Path(exists=True, dir_okay=False), default=None, show_default=False,
               help="Job trace (YAML) for --sandbox; default: the bundled demo trace.")
 @click.option("--sandbox-speed", type=click.FloatRange(min=0), default=None, show_default=False,
-              help="Simulated seconds per real second for --sandbox (default 120; 0: as fast as possible).")
+              help="Simulated seconds per real second for --sandbox (default 100; 0: as fast as possible).")
 @click.option("--sandbox-out", type=click.Path(file_okay=False), default="out/sandbox",
               help="Where --sandbox writes report.json and the chart.")
 @click.option("-v", "--verbose", count=True, help="-v warnings, -vv info, -vvv debug.")
