@@ -16,6 +16,7 @@ Reserve, as the EKS-optimised AMI computes it (bootstrap.sh / eni-max-pods):
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -188,10 +189,17 @@ class CapacityCatalog:
         self._clients_for_region = clients_for_region
         self._from_api: dict[str, InstanceTypeInfo] = {}
         self._asked: set[str] = set()  # types the API was asked about, known to it or not
+        # Regions are read on threads of their own: one asks about a type while the others wait
+        # for its answer, rather than all asking at once.
+        self._lock = threading.Lock()
 
     def prefetch(self, region: str, instance_types: Iterable[str]) -> None:
         """Ask DescribeInstanceTypes about the types not asked about yet. On failure, warn and let
         the shipped table stand in; the next prefetch asks again."""
+        with self._lock:
+            self._prefetch(region, instance_types)
+
+    def _prefetch(self, region: str, instance_types: Iterable[str]) -> None:
         missing = sorted({t for t in instance_types if t and t not in self._asked})
         if not missing:
             return

@@ -7,6 +7,7 @@ skipped; it never fails the loop.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import datetime, timezone
@@ -31,12 +32,12 @@ from .model import (
     Taint,
     Toleration,
 )
-from .resources import QuantityError, parse_resources
+from .resources import QuantityError, parse_resources, to_milli
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-ONE_POD = Resources({"pods": 1000})
+ONE_POD_MILLI = 1000
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
@@ -158,23 +159,38 @@ def node_from_api(item: dict) -> Node:
 
 def pod_requests(spec: dict) -> Resources:
     """What the scheduler reserves for a pod: sum of containers, or the largest init container if
-    larger (per resource), plus overhead, plus one pod slot."""
-    total = Resources()
+    larger (per resource), plus overhead, plus one pod slot. Summed as plain integers and built
+    into one Resources at the end: 15,000 pods are read every loop."""
+    total: dict[str, int] = {}
     for container in spec.get("containers") or ():
-        total = total + _container_requests(container)
+        for name, milli in _container_requests(container).items():
+            total[name] = total.get(name, 0) + milli
     for container in spec.get("initContainers") or ():
-        total = total.max_with(_container_requests(container))
-    if spec.get("overhead"):
-        total = total + parse_resources(spec["overhead"])
-    return total + ONE_POD
+        for name, milli in _container_requests(container).items():
+            total[name] = max(total.get(name, 0), milli)
+    for name, quantity in (spec.get("overhead") or {}).items():
+        total[name] = total.get(name, 0) + quantity_milli(name, quantity)
+    total["pods"] = total.get("pods", 0) + ONE_POD_MILLI
+    return Resources(total)
 
 
-def _container_requests(container: dict) -> Resources:
+def _container_requests(container: dict) -> dict[str, int]:
     resources = container.get("resources") or {}
     # The API server defaults a missing request to the limit; servers we read may not have done it.
     merged = dict(resources.get("limits") or {})
     merged.update(resources.get("requests") or {})
-    return parse_resources(merged)
+    return {name: quantity_milli(name, quantity) for name, quantity in merged.items()}
+
+
+def quantity_milli(name: str, quantity) -> int:
+    """to_milli, remembered: a cluster's pods ask for a few distinct quantities ("500m", "2Gi")
+    many thousands of times, and parse_quantity goes through Decimal. Errors are not cached."""
+    if isinstance(quantity, (str, int, float)):
+        return _remembered_milli(name, quantity)
+    return to_milli(name, quantity)  # not hashable: let to_milli say what is wrong with it
+
+
+_remembered_milli = functools.lru_cache(maxsize=4096)(to_milli)
 
 
 def pod_from_api(item: dict) -> Pod:
