@@ -10,7 +10,7 @@ from ..config import Settings
 from ..daemon import LOG_FORMAT
 from .clock import SimClock
 from .report import clock_text, table
-from .runner import Sandbox, sandbox_settings
+from .runner import INTERRUPTED, Sandbox, sandbox_settings
 from .trace import TraceError, load_trace
 
 DEFAULT_SPEED = 100.0  # simulated seconds per real second: the default trace in about a minute
@@ -71,4 +71,4 @@ def run(settings: Settings, given: frozenset = frozenset(), trace_path: Optional
     print(f"report: {out / 'report.json'}")
     if report.chart:
         print(f"chart:  {report.chart}")
-    return 0
+    return 130 if report.stopped == INTERRUPTED else 0

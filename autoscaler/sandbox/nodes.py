@@ -63,6 +63,7 @@ class NodeSimulator:
         self._node_of: dict[str, str] = {}  # instance id -> node name
         self._last_heartbeat: dict[str, datetime] = {}  # node name -> last heartbeat written
         self._groups: dict[str, list] = {}  # region -> its groups as last described
+        self._registered: dict[str, int] = {}  # region -> nodes registered so far, for names
 
     def step(self, now: datetime, refresh: bool = True) -> list[GroupState]:
         """``refresh``: read the groups again. Only the autoscaler changes them (moto launches
@@ -95,13 +96,6 @@ class NodeSimulator:
         return states
 
     def _register(self, region: str, booted: list, now: datetime) -> None:
-        ec2 = self.aws.client("ec2", region)
-        ids = [instance["InstanceId"] for _, instance in booted]
-        described = {}
-        for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids):
-            for reservation in page["Reservations"]:
-                for raw in reservation["Instances"]:
-                    described[raw["InstanceId"]] = raw
         types = sorted({instance["InstanceType"] for _, instance in booted})
         self.catalog.prefetch(region, types)
         for group, instance in booted:
@@ -111,7 +105,7 @@ class NodeSimulator:
             template = node_template(tags, [instance_type], region, zones=[zone],
                                      architectures={instance_type: architecture} if architecture else None)
             allocatable = quantities(self.catalog.get(instance_type) or Resources({"cpu": 1000, "pods": 10_000}))
-            name = described.get(instance_id, {}).get("PrivateDnsName") or f"ip-{instance_id}.{region}.compute.internal"
+            name = self._next_name(region)
             node = make_node(
                 name,
                 cpu=allocatable.pop("cpu"), memory=allocatable.pop("memory", "0"), pods=allocatable.pop("pods", "110"),
@@ -127,6 +121,12 @@ class NodeSimulator:
             self.kube.put(node)
             self._node_of[instance_id] = name
             self._last_heartbeat[name] = now
+
+    def _next_name(self, region: str) -> str:
+        """Node names in the order nodes register, not moto's random addresses: the scheduler
+        fills nodes in name order, so random names would make two runs of a trace differ."""
+        count = self._registered[region] = self._registered.get(region, 0) + 1
+        return f"ip-10-{self.regions.index(region)}-{(count - 1) // 250}-{(count - 1) % 250 + 1}.{region}.compute.internal"
 
     def _remove_gone(self, live: set) -> None:
         for instance_id in sorted(set(self._node_of) - live):

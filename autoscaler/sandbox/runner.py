@@ -41,6 +41,7 @@ from .workload import Workload
 log = logging.getLogger(__name__)
 
 CLUSTER_NAME = "sandbox"
+INTERRUPTED = "interrupted (Ctrl-C)"
 STEP_SECONDS = 10  # simulated seconds between two steps of the simulators
 BOOT_SECONDS = 90  # an instance becomes a Ready node this long after its group launched it
 STATUS_EVERY_SECONDS = 60
@@ -151,7 +152,7 @@ class Sandbox:
                 try:
                     loop.run_forever()
                 except KeyboardInterrupt:
-                    self.stopped = "interrupted (Ctrl-C)"
+                    self.stopped = INTERRUPTED
                 report = self._report(aws, time.monotonic() - started)
         finally:
             kube.stop()
