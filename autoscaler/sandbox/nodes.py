@@ -1,17 +1,17 @@
 """The node simulator: what the kubelets of a cluster would do with the groups' instances.
 
-After each loop of the autoscaler it reads every region's Auto Scaling Groups (moto, over
-HTTP); each step it registers a Node for an
-instance that has been booting for ``boot_seconds`` (providerID ``aws:///<zone>/<id>``, the labels
-and taints the group's tags promise, the instance type's allocatable), refreshes the Ready
-heartbeat of its nodes, and removes the Node of an instance that has left its group (terminated).
+After each loop of the autoscaler it reads every region's Auto Scaling Groups (moto, over HTTP);
+each step it registers a Node for an instance that has been booting for ``boot_seconds``
+(providerID ``aws:///<zone>/<id>``, the labels and taints the group's tags promise, the instance
+type's allocatable), refreshes the Ready heartbeat of its nodes, and removes the Node of an
+instance that has left its group (terminated).
 It also tells the sandbox what each group holds, for the report.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from ..aws_reader import RegionClients
 from ..capacity import CapacityCatalog
@@ -21,7 +21,7 @@ from ..fakes.kube_objects import make_node
 from ..group_labels import node_template
 from ..model import Resources
 
-HEARTBEAT_SECONDS = 40  # the kubelet's default node-status update frequency is 10 s; 40 s is its lease grace
+HEARTBEAT_SECONDS = 40  # the node controller's grace period; a kubelet's 10 s would only add writes
 MIB_MILLI = (1 << 20) * 1000
 
 
@@ -104,6 +104,7 @@ class NodeSimulator:
             architecture = self.catalog.architecture(instance_type)
             template = node_template(tags, [instance_type], region, zones=[zone],
                                      architectures={instance_type: architecture} if architecture else None)
+            # A type neither the API nor the shipped table knows gets a token node: 1 CPU, 10 pods.
             allocatable = quantities(self.catalog.get(instance_type) or Resources({"cpu": 1000, "pods": 10_000}))
             name = self._next_name(region)
             node = make_node(

@@ -33,7 +33,7 @@ from ..notifier import SlackNotifier
 from ..world import World
 from .clock import SimClock
 from .nodes import NodeSimulator
-from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_hours, table
+from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_hours
 from .scheduler import Scheduler
 from .trace import Trace
 from .workload import Workload
