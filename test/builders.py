@@ -25,7 +25,6 @@ from autoscaler.model import (
     Requirement,
     Resources,
     Snapshot,
-    Taint,
     Toleration,
 )
 from autoscaler.resources import parse_resources

@@ -4,7 +4,6 @@ import logging
 import os
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws

@@ -49,6 +49,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from . import aws_builders
+from .net import send_small_replies_at_once
 from .aws_activities import (
     ActivityLog,
     ScalingActivity,
@@ -127,6 +128,7 @@ class FakeAws:
         self._server = make_server(
             self._host, self._port, self._wsgi, threaded=True, request_handler=_QuietRequestHandler
         )
+        send_small_replies_at_once(self._server)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-aws", daemon=True)
         self._thread.start()
         _active = self

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Union
 from urllib.parse import parse_qs, urlsplit
 
+from .net import send_small_replies_at_once
 from .kube_patch import PATCH_TYPES
 from .kube_resources import (
     REASONS_BY_CODE, SERVER_VERSION, KubeApiError, ResourceType, api_group_document,
@@ -92,6 +93,7 @@ class FakeKubeApi:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.api = self
+        send_small_replies_at_once(server)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-kube-api", daemon=True)

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 from .kube_objects import make_namespace
 from .kube_patch import PatchError, apply_patch
 from .kube_resources import (
-    INITIAL_NAMESPACES, RESOURCE_TYPES, KubeApiError, ResourceType, already_exists, bad_request,
+    INITIAL_NAMESPACES, RESOURCE_TYPES, ResourceType, already_exists, bad_request,
     conflict, invalid, not_found, resource_type_named,
 )
 

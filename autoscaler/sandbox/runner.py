@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -131,8 +130,6 @@ class Sandbox:
             aws.reset()
         aws.set_clock(self.clock.now)
         kube = FakeKubeApi(clock=self.clock.now).start()
-        for server in (aws, kube):
-            _send_small_replies_at_once(server)
         try:
             with environment(aws.env()), _scratch_dir(self.out_dir) as scratch:
                 self._create_groups(aws)
@@ -252,19 +249,6 @@ class Sandbox:
             report = replace(report, chart=chart)
             (self.out_dir / "report.json").write_text(report.to_json())
         return report
-
-
-def _send_small_replies_at_once(fake) -> None:
-    """TCP_NODELAY on a fake's listening socket (accepted sockets inherit it on Linux and macOS).
-
-    Both fakes write a reply's headers and body in separate small writes; with Nagle's algorithm
-    the body waits for the client's delayed ACK, about 40 ms per request on loopback. The loop
-    makes a dozen requests, so this alone would triple the sandbox's real time.
-    """
-    listening = getattr(getattr(fake, "_server", None), "socket", None)
-    if listening is not None:
-        with contextlib.suppress(OSError):
-            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 @contextlib.contextmanager
