@@ -61,3 +61,21 @@ def start_autoscaler(fake_aws, fake_kube, tmp_path):
         process.kill()
 
 # ---- end of autoscaler subprocesses -------------------------------------------------------------
+
+# ---- moto in process ---------------------------------------------------------------------------
+# For adapter tests that need no server: moto's mock_aws with fresh state per test.
+
+
+@pytest.fixture
+def moto_in_process(monkeypatch):
+    from moto import mock_aws
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-west-2")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # loading moto's AMI catalogue is most of a test's time
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+# ---- end of moto in process --------------------------------------------------------------------

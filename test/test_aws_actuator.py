@@ -1,7 +1,6 @@
 """aws_actuator against moto in-process: each call really changes the (simulated) AWS state."""
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from autoscaler.aws_actuator import AwsActuator
 from autoscaler.aws_reader import AwsClients, CloudError
@@ -12,13 +11,8 @@ AMI = "ami-12345678"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", REGION)):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield AwsClients(Settings(cluster_name="batch", regions=(REGION,)))
+def aws(moto_in_process):
+    return AwsClients(Settings(cluster_name="batch", regions=(REGION,)))
 
 
 def make_group(aws, name="workers", desired=2, region=REGION):

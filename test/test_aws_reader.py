@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from autoscaler import aws_reader
 from autoscaler.aws_reader import (AwsClients, CloudError, RegionClients, aws_clients, make_session, read_activities,
@@ -22,13 +21,8 @@ SETTINGS = Settings(cluster_name=CLUSTER, regions=(REGION, "us-east-1"))
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", REGION)):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # loading moto's AMI catalogue is most of a test's time
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield AwsClients(SETTINGS)
+def aws(moto_in_process):
+    return AwsClients(SETTINGS)
 
 
 def count_calls(client):

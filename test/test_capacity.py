@@ -8,7 +8,6 @@ import boto3
 import moto
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from autoscaler.aws_reader import RegionClients
 from autoscaler.capacity import (FALLBACK_TYPES, CapacityCatalog, InstanceTypeInfo, allocatable, info_from_api,
@@ -20,13 +19,8 @@ REGION = "us-west-2"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", REGION)):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # loading moto's AMI catalogue is most of a test's time
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
+def aws(moto_in_process):
+    yield
 
 
 def region_clients(region=REGION):
