@@ -101,12 +101,15 @@ def cli(**flags):
         leader_elect=flags["leader_elect"],
         leader_elect_namespace=flags["leader_elect_namespace"],
     )
+    context = click.get_current_context()
+    given = frozenset(name for name in flags
+                      if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT)
+    if not flags["sandbox"]:
+        for name in sorted(given & {"sandbox_trace", "sandbox_speed", "sandbox_out"}):
+            raise SettingsError("--" + name.replace("_", "-"), "only means something with --sandbox")
     if flags["sandbox"]:
         from autoscaler import sandbox  # deferred: the production path never loads the simulators
 
-        context = click.get_current_context()
-        given = frozenset(name for name in flags
-                          if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT)
         return sandbox.run(settings, given, flags["sandbox_trace"], flags["sandbox_speed"], flags["sandbox_out"])
     config.validate(settings)
     from autoscaler.daemon import run  # deferred: --help and flag errors stay fast and import nothing heavy

@@ -47,6 +47,7 @@ def kubeconfig(tmp_path):
         pytest.param(["--drain-utilization", "-0.1"], "--drain-utilization", id="negative-drain-utilization"),
         pytest.param(["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig", id="missing-kubeconfig"),
         pytest.param(["--aws-access-key", "AKIA"], "--aws-secret-key", id="access-key-without-secret"),
+        pytest.param(["--sandbox-speed", "5"], "--sandbox-speed", id="sandbox-flag-without-sandbox"),
     ],
 )
 def test_bad_flag_is_one_line_naming_the_flag(args, flag):
