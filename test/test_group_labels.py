@@ -19,11 +19,15 @@ def make_group(*shapes, name="g"):
     return Group(name=name, region="us-west-2", min_size=0, max_size=10, desired=0, shapes=tuple(shapes))
 
 
-def make_node(name, cpu, memory_gib, instance_type=None, beta=False):
+def make_node(name, cpu, memory_gib, instance_type=None, beta=False, gpu=0, ready=True):
     labels = {}
     if instance_type:
         labels["beta.kubernetes.io/instance-type" if beta else "node.kubernetes.io/instance-type"] = instance_type
-    return Node(name=name, labels=labels, allocatable=Resources({"cpu": cpu * 1000, "memory": memory_gib * GIB}))
+    allocatable = Resources({"cpu": cpu * 1000, "memory": memory_gib * GIB, "nvidia.com/gpu": gpu * 1000})
+    return Node(name=name, labels=labels, allocatable=allocatable, ready=ready)
+
+
+GPU = shape("p3.2xlarge", 8, 61, 1)
 
 
 @pytest.mark.parametrize("instance_type, api, expected", [
@@ -155,7 +159,15 @@ SMALL, LARGE = shape("m5.large", 2, 8), shape("m5.xlarge", 4, 16)
     # re-sorted when a real node is bigger than the estimate of a bigger type
     (make_group(SMALL, LARGE), [make_node("a", 8, 32, "m5.large")],
      [LARGE, InstanceShape("m5.large", Resources({"cpu": 8000, "memory": 32 * GIB}))]),
+    # a GPU node whose device plugin has not registered keeps the estimated GPU, takes real cpu/memory
+    (make_group(GPU), [make_node("g", 7, 59, "p3.2xlarge")],
+     [InstanceShape("p3.2xlarge", Resources({"cpu": 7000, "memory": 59 * GIB, "nvidia.com/gpu": 1000}))]),
+    # ... and one that reports it is believed
+    (make_group(GPU), [make_node("g", 7, 59, "p3.2xlarge", gpu=1), make_node("h", 7, 59, "p3.2xlarge")],
+     [InstanceShape("p3.2xlarge", Resources({"cpu": 7000, "memory": 59 * GIB, "nvidia.com/gpu": 1000}))]),
+    # a node that is not Ready says nothing yet about what its type offers
+    (make_group(SMALL), [make_node("a", 1, 1, "m5.large", ready=False)], [SMALL]),
 ], ids=["no-nodes", "real-wins", "beta-label", "smallest-node", "unlabelled-single", "unlabelled-mixed",
-        "foreign-type", "resorted"])
+        "foreign-type", "resorted", "gpu-not-reported", "gpu-reported-by-one", "not-ready-ignored"])
 def test_effective_shapes(group, nodes, expected):
     assert list(effective_shapes(group, nodes)) == expected
