@@ -71,6 +71,9 @@ class Settings:
 
     @property
     def leader_election(self) -> bool:
+        # A dry run writes nothing, the Lease included: it must never push the real one aside.
+        if self.dry_run:
+            return False
         return (self.kubeconfig is None) if self.leader_elect is None else self.leader_elect
 
     def region_rank(self, region: str) -> int:

@@ -1,0 +1,39 @@
+"""Settings rules that are not flag parsing: leader election's default, region parsing."""
+import pytest
+
+from autoscaler.config import Settings, SettingsError, parse_regions
+
+
+@pytest.mark.parametrize(
+    "kubeconfig, leader_elect, dry_run, expected",
+    [
+        pytest.param(None, None, False, True, id="in-cluster-defaults-on"),
+        pytest.param("/k", None, False, False, id="kubeconfig-defaults-off"),
+        pytest.param("/k", True, False, True, id="asked-for"),
+        pytest.param(None, False, False, False, id="turned-off"),
+        pytest.param(None, None, True, False, id="dry-run-never-takes-the-lease"),
+        pytest.param(None, True, True, False, id="dry-run-even-when-asked"),
+    ],
+)
+def test_leader_election(kubeconfig, leader_elect, dry_run, expected):
+    settings = Settings(cluster_name="c", kubeconfig=kubeconfig, leader_elect=leader_elect, dry_run=dry_run)
+    assert settings.leader_election is expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        pytest.param("us-west-2", ("us-west-2",), id="one"),
+        pytest.param(" us-west-2 , eu-central-1 ", ("us-west-2", "eu-central-1"), id="spaces"),
+        pytest.param("us-gov-west-1,cn-north-1", ("us-gov-west-1", "cn-north-1"), id="partitions"),
+    ],
+)
+def test_parse_regions(text, expected):
+    assert parse_regions(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", " ", "us-west-2,", "uswest2", "US-WEST-2", "us-west-2,us-west-2"])
+def test_parse_regions_rejects(text):
+    with pytest.raises(SettingsError) as raised:
+        parse_regions(text)
+    assert raised.value.flag == "--regions"
