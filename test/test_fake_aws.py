@@ -315,3 +315,54 @@ def test_builders_create_a_tagged_protected_group(fake_aws, launch, options, exp
         overrides = policy["LaunchTemplate"]["Overrides"]
         assert [override["InstanceType"] for override in overrides] == expected_types
         assert policy["InstancesDistribution"]["SpotMaxPrice"] == "3.00"
+
+
+# ---- tags read by resource id (aws_tags.py) -------------------------------------------------------
+
+# Every instance of group "workers" carries these: the group's tags and the one moto adds.
+BASE_TAGS = {"KubernetesCluster": CLUSTER, "Role": "worker", "kube/pool": "batch", "aws:autoscaling:groupName": "workers"}
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda ec2, first: None, BASE_TAGS),
+        (lambda ec2, first: ec2.create_tags(Resources=[first], Tags=[{"Key": "Name", "Value": "one"}]),
+         {**BASE_TAGS, "Name": "one"}),
+        (lambda ec2, first: ec2.create_tags(Resources=[first], Tags=[{"Key": "Role", "Value": "changed"}]),
+         {**BASE_TAGS, "Role": "changed"}),
+        (lambda ec2, first: ec2.delete_tags(Resources=[first], Tags=[{"Key": "kube/pool"}]),
+         {key: value for key, value in BASE_TAGS.items() if key != "kube/pool"}),
+        (lambda ec2, first: ec2.delete_tags(Resources=[first], Tags=[{"Key": "Role", "Value": "other"}]),
+         BASE_TAGS),
+        (lambda ec2, first: ec2.delete_tags(Resources=[first], Tags=[{"Key": "Role", "Value": "worker"}]),
+         {key: value for key, value in BASE_TAGS.items() if key != "Role"}),
+        (lambda ec2, first: ec2.delete_tags(Resources=[first], Tags=[{"Key": key} for key in BASE_TAGS]), {}),
+    ],
+    ids=["untouched", "create-adds", "create-overwrites", "delete-by-key", "delete-other-value-keeps",
+         "delete-own-value-removes", "delete-all"],
+)
+def test_instances_show_their_tags_after_create_and_delete_tags(fake_aws, edit, expected):
+    from moto.ec2.models.core import TaggedEC2Resource
+
+    from autoscaler.fakes import aws_tags
+
+    assert TaggedEC2Resource.get_tags is aws_tags.indexed_get_tags  # the lookup under test is the one in use
+    fake_aws.create_group(REGION, "workers", CLUSTER, max_size=3, desired=3, tags={"kube/pool": "batch"})
+    fake_aws.create_group(REGION, "others", CLUSTER, desired=1, tags={"kube/pool": "etl"})
+    ec2 = fake_aws.client("ec2")
+    first, *rest = sorted(instance["InstanceId"] for instance in describe_group(fake_aws, "workers")["Instances"])
+
+    edit(ec2, first)
+
+    pages = ec2.get_paginator("describe_instances").paginate()
+    listed = {instance["InstanceId"]: instance.get("Tags", [])
+              for page in pages for reservation in page["Reservations"] for instance in reservation["Instances"]}
+    assert {key: {tag["Key"]: tag["Value"] for tag in listed[key]} for key in [first, *rest]} == {
+        first: expected, **{instance_id: BASE_TAGS for instance_id in rest}}
+    for instance_id, tags in listed.items():  # what moto's own scan (DescribeTags) finds, in its order
+        scanned = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
+        assert tags == [{"Key": tag["Key"], "Value": tag["Value"]} for tag in scanned]
+    batch = ec2.describe_instances(Filters=[{"Name": "tag:kube/pool", "Values": ["batch"]}])
+    assert sorted(instance["InstanceId"] for reservation in batch["Reservations"]
+                  for instance in reservation["Instances"]) == sorted(rest + ([first] if "kube/pool" in expected else []))

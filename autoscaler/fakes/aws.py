@@ -13,7 +13,10 @@ The shim (a WSGI middleware in front of moto's app, plus a hook on moto's instan
   UpdateAutoScalingGroup, a replacement after a terminate without decrement);
 - `inject_faults` answers the next N calls of an action with an error (throttling, 5xx);
 - records every call as (service, action, region) in `calls`;
-- `set_clock` makes instance LaunchTime and activity times follow a test clock.
+- `set_clock` makes instance LaunchTime and activity times follow a test clock;
+- an EC2 resource's tags are read from moto's index by resource id, not by scanning every tag in
+  the region per resource (aws_tags.py): DescribeInstances then grows with instances, not with
+  instances x tags.
 
 Intended use: one server per test session, reset per test (`test/conftest.py` has the fixtures
 `fake_aws_server` (session) and `fake_aws` (function, resets)). Starting a server is cheap, but
@@ -48,7 +51,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import aws_builders
+from . import aws_builders, aws_tags
 from .net import send_small_replies_at_once
 from .aws_activities import (
     ActivityLog,
@@ -133,6 +136,7 @@ class FakeAws:
         self._thread.start()
         _active = self
         _install_launch_hook()
+        aws_tags.install()
         return self
 
     def stop(self) -> None:
@@ -148,6 +152,7 @@ class FakeAws:
         self.set_clock(None)
         _active = None
         _remove_launch_hook()
+        aws_tags.remove()
         if self._saved_ami_setting is None:
             os.environ.pop("MOTO_EC2_LOAD_DEFAULT_AMIS", None)
         else:
