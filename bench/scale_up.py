@@ -4,6 +4,10 @@ The original needed 193 s for 10,000 pending pods on 2,000 nodes. This builds 20
 5 selector sets, 2,000 nodes with running pods, and 50 groups in 3 regions, then times
 ``plan_scale_up`` (best of 3) at several pending-pod counts and reports the peak memory of one
 decision. Run: /tmp/venv/bin/python bench/scale_up.py
+
+``--distinct`` instead gives every pending pod a request of its own (no two pods share a shape,
+so nothing is placed by count) with one node per 5 pending pods, the case where the cost of
+first fit over nodes and over new instances shows.
 """
 from __future__ import annotations
 
@@ -78,18 +82,20 @@ def build_nodes(groups: list[Group], count: int) -> tuple[list[Group], list[Node
     return updated, nodes, instances, running
 
 
-def build_pending(count: int) -> list[Pod]:
-    """``count`` pending pods of 20 shapes, in 5 selector sets."""
-    selector_sets = [
+SELECTOR_SETS = (
         Placement(),
         Placement(node_selector=(("pool", "batch"),)),
         Placement(node_selector=(("pool", "ml"),)),
         Placement(node_selector=(("aws/class", "r"),)),
         Placement(node_selector=(("pool", "gpu"),), tolerations=(Toleration(GPU, "Exists"),)),
-    ]
+)
+
+
+def build_pending(count: int) -> list[Pod]:
+    """``count`` pending pods of 20 shapes, in 5 selector sets."""
     shapes = []
     for number in range(20):
-        placement = selector_sets[number % 5]
+        placement = SELECTOR_SETS[number % 5]
         gpus = 1000 if number % 5 == 4 else 0
         requests = Resources({"cpu": 250 * (1 + number % 8), "memory": GIB * 1000 * (1 + number % 6), GPU: gpus, "pods": 1000})
         shapes.append((placement, requests, f"job-{number}"))
@@ -98,10 +104,23 @@ def build_pending(count: int) -> list[Pod]:
             for i in range(count)]
 
 
-def build_snapshot(pending_count: int, node_count: int = 2000) -> Snapshot:
+def build_distinct_pending(count: int) -> list[Pod]:
+    """``count`` pending pods in the 5 selector sets, each with a request no other pod has (the
+    memory differs by 64Ki from one pod to the next)."""
+    pods = []
+    for number in range(count):
+        gpus = 1000 if number % 5 == 4 else 0
+        memory = (GIB * (1 + number % 6) + number * 64 * 1024) * 1000
+        requests = Resources({"cpu": 250 * (1 + number % 8), "memory": memory, GPU: gpus, "pods": 1000})
+        pods.append(Pod("jobs", f"distinct-{number}", PodPhase.PENDING, requests, placement=SELECTOR_SETS[number % 5],
+                        labels={"job-name": f"distinct-{number}"}, owner_kinds=("Job",), created=NOW))
+    return pods
+
+
+def build_snapshot(pending_count: int, node_count: int = 2000, distinct: bool = False) -> Snapshot:
     groups, nodes, instances, running = build_nodes(build_groups(), node_count)
-    return Snapshot(nodes=tuple(nodes), pods=tuple(running + build_pending(pending_count)), groups=tuple(groups),
-                    instances=instances)
+    pending = build_distinct_pending(pending_count) if distinct else build_pending(pending_count)
+    return Snapshot(nodes=tuple(nodes), pods=tuple(running + pending), groups=tuple(groups), instances=instances)
 
 
 def best_of(runs: int, snapshot: Snapshot, settings: Settings) -> tuple[float, object]:
@@ -114,14 +133,20 @@ def best_of(runs: int, snapshot: Snapshot, settings: Settings) -> tuple[float, o
 
 
 def main() -> None:
+    distinct = "--distinct" in sys.argv[1:]
     settings = Settings(cluster_name="bench", regions=REGIONS, over_provision=5)
+    if distinct:
+        sizes = ((1_000, 200), (5_000, 1_000), (10_000, 2_000))
+        print("one distinct request per pending pod, one node per 5 pending pods")
+    else:
+        sizes = tuple((count, 2_000) for count in (1_000, 5_000, 10_000, 20_000))
     print(f"{'pending pods':>12} {'nodes':>6} {'groups':>6} {'best of 3':>10} {'per 1k pods':>12}  decision")
-    for pending_count in (1_000, 5_000, 10_000, 20_000):
-        snapshot = build_snapshot(pending_count)
+    for pending_count, node_count in sizes:
+        snapshot = build_snapshot(pending_count, node_count, distinct)
         seconds, result = best_of(3, snapshot, settings)
         print(f"{pending_count:>12,} {len(snapshot.nodes):>6,} {len(snapshot.groups):>6} {seconds * 1000:>8.1f}ms "
               f"{seconds * 1e6 / pending_count:>10.1f}ms  {result.summary()}")
-    snapshot = build_snapshot(10_000)
+    snapshot = build_snapshot(10_000, 2_000, distinct)
     tracemalloc.start()
     plan_scale_up(snapshot, settings, NOW)
     _, peak = tracemalloc.get_traced_memory()
