@@ -198,7 +198,8 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
         if since is not None:
             shortfall_since[group.key] = since
             waited = (now - since).total_seconds()
-            if waited > settings.instance_init_time and group.key not in timeouts and not _explained(activities, since):
+            if (waited > settings.instance_init_time and group.key not in timeouts
+                    and not _explained(activities, group, since, now, settings)):
                 live = group.desired - _shortfall(group, snapshot)
                 reason = (
                     f"desired capacity {group.desired} above its {live} running or pending instances for"
@@ -300,16 +301,20 @@ def _shortfall_start(group: Group, snapshot: Snapshot, state: GroupHealthState, 
     return state.shortfall_since.get(group.key, now)
 
 
-def _explained(activities: list[ScalingActivity], since: datetime) -> bool:
+def _explained(activities: list[ScalingActivity], group: Group, since: datetime, now: datetime,
+               settings: Settings) -> bool:
     """A launch still under way, or a failure of the table that ended during the shortfall,
-    accounts for it: AWS is still trying, or the failure's own timeout covers the group."""
+    accounts for it: AWS is still trying, or the failure's own timeout covers the group. Only a
+    failure this group is timed out for counts: a multi-AZ group's AZ-capacity failures are not,
+    and if they explained the shortfall too, a group out of capacity in every zone would never be
+    timed out and its pods would never overflow."""
     for activity in activities:
         if not _is_launch(activity):
             continue
         if activity.status_code not in FINISHED_STATUS_CODES:
             return True
         ended = activity.end_time or activity.start_time
-        if ended >= since and classify_failure(activity.status_message, activity.status_code) is not None:
+        if ended >= since and _failure_of(activity, group, now, settings) is not None:
             return True
     return False
 

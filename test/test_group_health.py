@@ -329,6 +329,38 @@ def test_shortfall_explained_by_an_activity_is_not_silent(activity):
     assert result.state.shortfall_since == {group.key: START}
 
 
+def first_timed_out_minute(zones, message, failing_minutes, total_minutes=120):
+    """Loops every 5 minutes (one minute after each launch) while a launch fails every 5 minutes
+    for ``failing_minutes``; after that the group has its instances. The minute of the first loop
+    that times the group out, or None."""
+    state = GroupHealthState()
+    for minute in range(1, total_minutes, 5):
+        failing = minute < failing_minutes
+        group = make_group(desired=5, instances=3 if failing else 5, zones=zones)
+        launches = [make_activity(message, activity_id=f"a-{start}", start=START + timedelta(minutes=start))
+                    for start in range(max(0, minute - 59), min(minute, failing_minutes), 5)]
+        result = assess(make_snapshot([group], launches), START + timedelta(minutes=minute), state=state)
+        if group.key in result.timed_out:
+            return minute
+        state = result.state
+    return None
+
+
+MULTI_AZ = ("us-east-1a", "us-east-1b")
+
+
+@pytest.mark.parametrize("zones, message, failing_minutes, expected", [
+    # Ignored as a failure (AWS tries the other zones), so the silent-failure rule must catch it:
+    # short since minute 1, more than --instance-init-time (25 min) later is minute 31.
+    pytest.param(MULTI_AZ, AZ_CAPACITY_TEXT, 120, 31, id="multi-az-every-zone-out-of-capacity"),
+    pytest.param(MULTI_AZ, AZ_CAPACITY_TEXT, 10, None, id="multi-az-capacity-found-in-another-zone"),
+    pytest.param(("us-east-1a",), AZ_CAPACITY_TEXT, 120, 1, id="single-az-times-out-at-once"),
+    pytest.param(MULTI_AZ, INSUFFICIENT_CAPACITY_TEXT, 120, 1, id="multi-az-insufficient-capacity-at-once"),
+])
+def test_repeated_launch_failures_time_the_group_out(zones, message, failing_minutes, expected):
+    assert first_timed_out_minute(zones, message, failing_minutes) == expected
+
+
 @pytest.mark.parametrize("desired, instance_state, short", [
     pytest.param(3, "running", False, id="desired-met"),
     pytest.param(3, "pending", False, id="pending-instances-count"),
