@@ -1,7 +1,8 @@
 """READ: one Snapshot of the world per loop, from the Kubernetes reader and every region's AWS API.
 
 Keeps the one piece of read-side memory the loop needs: scaling activities are read for the
-last hour the first time, then only what is new, and the window is pruned as it slides.
+last hour the first time, then only what is new or still unfinished, and the window is pruned as
+it slides.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from .aws_reader import AwsClients, read_activities, read_groups, read_instances, read_spot_prices
 from .capacity import CapacityCatalog
 from .config import Settings
+from .group_health import FINISHED_STATUS_CODES
 from .group_labels import effective_shapes
 from .kube_reader import KubeReader
 from .model import Snapshot
@@ -22,6 +24,7 @@ from .model import Snapshot
 log = logging.getLogger(__name__)
 
 ACTIVITY_WINDOW = timedelta(hours=1)
+READ_OVERLAP = timedelta(minutes=10)
 SPOT_HISTORY = timedelta(hours=5)
 
 
@@ -102,9 +105,12 @@ class World:
     def _read_new_activities(self, region: str, group_names, now: datetime):
         window_start = now - ACTIVITY_WINDOW
         known = self._activities[region]
-        # Re-read a little overlap: an activity's status changes after it starts (InProgress ->
-        # Failed), and it must be seen again with its final status.
-        since = max(window_start, self._activities_read_until.get(region, window_start) - timedelta(minutes=10))
+        # An activity's status changes after it starts (InProgress -> Failed), however long after,
+        # and it must be seen again with its final status: re-read from the oldest one still
+        # unfinished, and a little overlap before the last read for any that came in late.
+        since = self._activities_read_until.get(region, window_start) - READ_OVERLAP
+        unfinished = [a.start_time for a in known.values() if a.status_code not in FINISHED_STATUS_CODES]
+        since = max(window_start, min([since, *unfinished]))
         for activity in read_activities(self.aws, region, group_names, since):
             known[activity.activity_id] = activity
         self._activities_read_until[region] = now

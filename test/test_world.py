@@ -108,6 +108,35 @@ def test_an_activity_that_finishes_after_it_was_read_is_read_again(fake_aws, mak
     assert [(a.activity_id, a.status_code) for a in later.activities] == [(in_progress.activity_id, "Failed")]
 
 
+FAILED_TEXT = "Insufficient capacity. Launching EC2 instance failed."
+
+
+@pytest.mark.parametrize("status, finishes_after_minutes, expected", [
+    # Unfinished for 30 minutes before it fails: far beyond a short overlap of re-reading.
+    pytest.param("InProgress", 30, "Failed", id="in-progress-fails-30-min-after-its-start"),
+    pytest.param("WaitingForSpotInstanceId", 45, "Failed", id="spot-request-fails-45-min-after-its-start"),
+    pytest.param("InProgress", 3, "Failed", id="fails-within-minutes"),
+    # Still unfinished an hour after its start: it has left the window and is no longer read.
+    pytest.param("InProgress", 65, None, id="left-the-hour-while-unfinished"),
+])
+def test_an_activity_unfinished_for_long_is_read_again_when_it_finishes(
+        fake_aws, make_world, status, finishes_after_minutes, expected):
+    """AWS updates an activity in place whenever it finishes; until then it is read again every loop."""
+    fake_aws.create_group(REGION, "workers", CLUSTER)
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    world = make_world()
+    unfinished = fake_aws.add_activity(REGION, "workers", status, start_time=started)
+    assert [a.status_code for a in world.read(started + timedelta(minutes=1)).activities] == [status]
+    for minute in range(5, finishes_after_minutes, 5):  # loops meanwhile, each one moving the read on
+        world.read(started + timedelta(minutes=minute))
+
+    finished_at = started + timedelta(minutes=finishes_after_minutes)
+    fake_aws.activities.update(unfinished.activity_id, status_code="Failed", status_message=FAILED_TEXT,
+                               end_time=finished_at)
+    later = world.read(finished_at + timedelta(minutes=1))
+    assert [a.status_code for a in later.activities] == ([expected] if expected else [])
+
+
 def test_a_region_without_activity_is_normal(fake_aws, make_world):
     fake_aws.create_group(REGION, "workers", CLUSTER)
     snapshot = make_world(REGION, OTHER_REGION).read(datetime.now(timezone.utc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from .aws_protocol import AUTOSCALING_XMLNS, xml_element
@@ -89,6 +89,15 @@ class ActivityLog:
         with self._lock:
             self._activities.append(activity)
         return activity
+
+    def update(self, activity_id: str, **changes) -> ScalingActivity:
+        """Change an activity in place, as AWS does when its status moves on (InProgress -> Failed)."""
+        with self._lock:
+            for index, activity in enumerate(self._activities):
+                if activity.activity_id == activity_id:
+                    self._activities[index] = replace(activity, **changes)
+                    return self._activities[index]
+        raise KeyError(activity_id)
 
     def clear(self) -> None:
         with self._lock:
