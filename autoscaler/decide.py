@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import Mapping, Optional
 
 from .config import Settings
 from .group_health import GroupHealthState, assess_groups
@@ -31,6 +31,9 @@ class Decision:
     # For events and metrics: which pods scale up could not serve and why, which groups are out.
     scale_up: Optional[ScaleUpResult] = None
     timed_out: frozenset = frozenset()  # Group.key of the groups timed out this loop
+    # Capacity corrections and spot cancellations among ``actions`` -> the scaling activity each
+    # answers, so that the loop can hand back to ``health`` those it did not make.
+    origins: Mapping = field(default_factory=dict)
 
 
 def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
@@ -68,4 +71,5 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         states = Counter(verdict.state.value for verdict in down.verdicts)
         counters.update({f"nodes_{state.replace('-', '_')}": count for state, count in sorted(states.items())})
 
-    return Decision(tuple(actions), assessment.state, dict(counters), up, frozenset(assessment.timed_out))
+    return Decision(tuple(actions), assessment.state, dict(counters), up, frozenset(assessment.timed_out),
+                    assessment.origins)

@@ -33,13 +33,19 @@ Decisions written down here, where the spec leaves room:
   ``[dry-run] would ...`` in a dry run), so Slack never hears of a correction that failed.
 - ``handled_activities`` keeps only ids still present in the snapshot, which holds the last
   hour's activities each loop; older ids can never come back.
+- A correction that was not made (its call failed, or the plan stopped before it) is decided again
+  next loop, from the world as it is then: the loop hands back what was not applied
+  (``GroupHealthState.with_unapplied``), using ``HealthAssessment.origins`` to tell which activity
+  each action answers. Only the actions not made are decided again, never the whole activity: a
+  spot launch whose cancellation failed but whose lowering was made must not be lowered twice.
+  The retry lasts as long as the activity is the group's latest failure within its timeout.
 """
 from __future__ import annotations
 
 import enum
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Mapping, Optional
 
@@ -150,9 +156,17 @@ class TimeoutRecord:
 class GroupHealthState:
     """What the loop carries between calls; ``GroupHealthState()`` to start."""
 
-    handled_activities: frozenset = frozenset()  # activity ids whose correction was applied
+    handled_activities: frozenset = frozenset()  # activity ids whose corrections were decided
     timeouts: Mapping[GroupKey, TimeoutRecord] = field(default_factory=dict)
     shortfall_since: Mapping[GroupKey, datetime] = field(default_factory=dict)
+    # (activity id, action type name) of corrections decided but not made: decided again.
+    unapplied: frozenset = frozenset()
+
+    def with_unapplied(self, origins: Mapping[object, str], actions) -> "GroupHealthState":
+        """This state, with those of ``actions`` that are corrections (keys of ``origins``) to be
+        decided again by the next assessment."""
+        retry = {(origins[action], type(action).__name__) for action in actions if action in origins}
+        return replace(self, unapplied=self.unapplied | retry) if retry else self
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,8 @@ class HealthAssessment:
     actions: tuple
     timed_out: frozenset  # Group.key of every group timed out at ``now``
     timeouts: Mapping[GroupKey, TimeoutRecord]  # the same groups, with until and reason
+    # Each capacity correction or spot cancellation among ``actions`` -> the activity id it answers.
+    origins: Mapping[object, str] = field(default_factory=dict)
 
     def describe_timeouts(self) -> tuple[str, ...]:
         return tuple(
@@ -181,6 +197,7 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
     handled = set(state.handled_activities & {a.activity_id for a in snapshot.activities})
     shortfall_since: dict[GroupKey, datetime] = {}
     actions: list = []
+    origins: dict = {}
 
     for group in sorted(snapshot.groups, key=lambda g: g.key):
         activities = activities_by_group.get(group.key, [])
@@ -192,7 +209,11 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
             _extend(timeouts, group.key, TimeoutRecord(latest.start_time + timeout, reason))
             if latest.activity_id not in handled:
                 handled.add(latest.activity_id)
-                actions.extend(_corrections(group, kind, latest, node_instance_ids))
+                corrections = _corrections(group, kind, latest, node_instance_ids)
+            else:
+                corrections = _retried_corrections(state.unapplied, group, kind, latest, node_instance_ids)
+            actions.extend(corrections)
+            origins.update((action, latest.activity_id) for action in corrections)
 
         since = _shortfall_start(group, snapshot, state, now)
         if since is not None:
@@ -219,7 +240,7 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
             ))
 
     new_state = GroupHealthState(frozenset(handled), dict(timeouts), shortfall_since)
-    return HealthAssessment(new_state, tuple(actions), frozenset(timeouts), dict(timeouts))
+    return HealthAssessment(new_state, tuple(actions), frozenset(timeouts), dict(timeouts), origins)
 
 
 def _latest_launch(activities: list[ScalingActivity]) -> Optional[ScalingActivity]:
@@ -277,6 +298,20 @@ def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity, nod
             actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired, reason=meaning))
     # No Notify here: the actuator reports each correction to Slack once it has been made.
     return actions
+
+
+def _retried_corrections(unapplied: frozenset, group: Group, kind: FailureKind, activity: ScalingActivity,
+                         node_instance_ids: frozenset) -> list:
+    """The corrections of an activity already handled that were not made, decided afresh."""
+    retry = {name for activity_id, name in unapplied if activity_id == activity.activity_id}
+    if not retry:
+        return []
+    if kind is FailureKind.SPOT_CANCELLED:
+        # The request is cancelled now (by us or by AWS); the lowering that went with it may not be.
+        retry.discard(CancelSpotRequest.__name__)
+        kind = FailureKind.SPOT_WAITING
+    return [action for action in _corrections(group, kind, activity, node_instance_ids)
+            if type(action).__name__ in retry]
 
 
 def _extend(timeouts: dict, key: GroupKey, record: TimeoutRecord) -> None:

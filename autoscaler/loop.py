@@ -40,6 +40,14 @@ class LoopReport:
     error: str = ""
 
 
+def _unapplied(actions: tuple, result: ApplyResult) -> list:
+    """The actions of a plan that failed, and those left untried at its end when it was stopped."""
+    unapplied = [action for action, _ in result.failures]
+    if result.not_attempted:
+        unapplied.extend(actions[len(actions) - result.not_attempted:])
+    return unapplied
+
+
 class Loop:
     def __init__(self, world: World, actuator: Actuator, settings: Settings,
                  clock: Callable[[], datetime] = utc_now, stop: Optional[threading.Event] = None,
@@ -78,7 +86,6 @@ class Loop:
                 self.metrics.record_failed_loop(time.monotonic() - started, error)
             return LoopReport(False, {"loop": self.loops}, str(error))
         decision = decide(snapshot, self.settings, now, self.health)
-        self.health = decision.health
         if self.should_stop():
             # Checked once more after the (possibly long) read: a lease lost meanwhile means
             # another replica may already be acting on the same world.
@@ -86,6 +93,8 @@ class Loop:
             result = ApplyResult(not_attempted=len(decision.actions))
         else:
             result = self.actuator.apply(decision.actions, should_stop=self.should_stop)
+        # Corrections that failed or were never tried are decided again next loop.
+        self.health = decision.health.with_unapplied(decision.origins, _unapplied(decision.actions, result))
         counters = dict(decision.counters)
         counters.update(
             loop=self.loops,

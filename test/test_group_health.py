@@ -446,3 +446,41 @@ def test_handled_activities_keep_only_ids_still_in_the_snapshot():
     result = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)]), START, state=state)
     assert result.state.handled_activities == {"a-1"}
     assert of_type(result.actions, SetDesiredCapacity) == []
+
+
+# --- corrections not made are decided again ------------------------------------------------------
+
+SUCCESS_LATER = make_activity("", "Successful", activity_id="a-2", start=START + timedelta(minutes=7))
+
+
+@pytest.mark.parametrize("first, then, group, not_made, expected", [
+    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT)], make_group(desired=5),
+                 [SetDesiredCapacity], [("SetDesiredCapacity", 4)], id="correction-failed"),
+    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT)], make_group(desired=5),
+                 [], [], id="correction-made"),
+    pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId"),
+                 [make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")], make_group(desired=5, is_spot=True),
+                 [CancelSpotRequest], [("CancelSpotRequest", "sir-abc123")], id="cancel-failed-lowering-made"),
+    pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId"),
+                 [make_activity(SPOT_CANCELLED_TEXT, "Cancelled")], make_group(desired=5, is_spot=True),
+                 [SetDesiredCapacity], [("SetDesiredCapacity", 4)], id="lowering-failed-request-since-cancelled"),
+    pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId"),
+                 [make_activity(SPOT_CANCELLED_TEXT, "Cancelled")], make_group(desired=5, is_spot=True),
+                 [CancelSpotRequest], [], id="cancel-failed-request-since-cancelled"),
+    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT), SUCCESS_LATER],
+                 make_group(desired=5), [SetDesiredCapacity], [], id="a-later-launch-succeeded"),
+])
+def test_corrections_not_made_are_decided_again(first, then, group, not_made, expected):
+    decided = assess(make_snapshot([group], [first]), START + timedelta(minutes=6))
+    assert set(decided.origins) == set(of_type(decided.actions, (SetDesiredCapacity, CancelSpotRequest)))
+    assert set(decided.origins.values()) == {"a-1"}
+    unapplied = [action for action in decided.actions if type(action) in not_made]
+    state = decided.state.with_unapplied(decided.origins, unapplied + of_type(decided.actions, Notify))
+
+    again = assess(make_snapshot([group], then), START + timedelta(minutes=8), state=state)
+    redone = of_type(again.actions, (SetDesiredCapacity, CancelSpotRequest))
+    assert [(type(a).__name__, a.desired if isinstance(a, SetDesiredCapacity) else a.request_id)
+            for a in redone] == expected
+    assert again.origins == {action: "a-1" for action in redone}
+    assert again.state.unapplied == frozenset()  # decided again now; the loop says if they fail again
+    assert of_type(again.actions, Notify) == []  # the timeout was announced once

@@ -1,10 +1,15 @@
 """The loop's rhythm: --sleep after a success, doubling after each failure up to the cap, back to
 --sleep once a loop succeeds; and a stop between actions."""
+from dataclasses import replace
+from datetime import timedelta
+
 import pytest
 
+from autoscaler.aws_reader import CloudError
 from autoscaler.kube_errors import KubeError
 from autoscaler.loop import MAX_BACKOFF_SECONDS
-from builders import make_group, make_pod, make_snapshot
+from autoscaler.model import ScalingActivity
+from builders import NOW, make_group, make_pod, make_snapshot
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
 OK = make_snapshot()
@@ -72,3 +77,70 @@ def test_a_lost_lease_stops_the_plan_between_actions(leader_for_checks, calls):
     loop = make_loop(StubWorld(make_snapshot(pods=pods, groups=groups)), aws=aws, leader=LostLease(leader_for_checks))
     loop.run_once()
     assert len(aws.calls) == calls
+
+
+# --- capacity corrections that did not happen are decided again ----------------------------------
+
+LAUNCH_CAUSE = ("At 2026-11-27T09:59:00Z an instance was started in response to a difference between desired and"
+                " actual capacity, increasing the capacity from 3 to 5.")
+FAILED_LAUNCHES = {
+    "instance-limit": ("Failed", "You have requested more instances (11) than your current instance limit of 10"
+                       " allows for the specified instance type. Launching EC2 instance failed."),
+    "spot-waiting": ("WaitingForSpotInstanceId", "Placed Spot instance request: sir-abc123. Waiting for instance(s)"),
+}
+THROTTLED = CloudError("Throttling", "setting desired capacity: Throttling: Rate exceeded")
+
+
+def failed_launch_snapshot(kind):
+    """A group of desired 5 whose latest launch (10 minutes ago) failed in the way ``kind`` says."""
+    code, message = FAILED_LAUNCHES[kind]
+    group = make_group("pool", desired=5, spot=kind.startswith("spot"))
+    launch = ScalingActivity("a-1", "pool", "us-west-2", code, message, "Launching a new EC2 instance", LAUNCH_CAUSE,
+                             NOW - timedelta(minutes=10))
+    return replace(make_snapshot(groups=[group]), activities=(launch,))
+
+
+class Leadership:
+    def __init__(self):
+        self.leading = True
+        self.retry_period = 1
+        self.contact_at = None
+
+    def is_leader(self):
+        return self.leading
+
+
+# name -> (failed launch, per loop: what the AWS adapter fails and whether we lead, AWS calls expected per loop)
+RETRY_CASES = {
+    "applied-once": ("instance-limit", [({}, True)] * 3, [["set_desired_capacity"], [], []]),
+    "correction-throttled": ("instance-limit", [({"set_desired_capacity": THROTTLED}, True)] + [({}, True)] * 2,
+                             [["set_desired_capacity"], ["set_desired_capacity"], []]),
+    "correction-denied-twice": ("instance-limit", [({"set_desired_capacity": THROTTLED}, True)] * 2 + [({}, True)],
+                                [["set_desired_capacity"]] * 3),
+    "lease-lost-before-the-plan": ("instance-limit", [({}, False)] + [({}, True)] * 2,
+                                   [[], ["set_desired_capacity"], []]),
+    # Only what failed is done again: the group's desired capacity is lowered once, not twice.
+    "spot-cancel-denied": ("spot-waiting", [({"cancel_spot_request": THROTTLED}, True)] + [({}, True)] * 2,
+                           [["cancel_spot_request", "set_desired_capacity"], ["cancel_spot_request"], []]),
+    "spot-lowering-throttled": ("spot-waiting", [({"set_desired_capacity": THROTTLED}, True)] + [({}, True)] * 2,
+                                [["cancel_spot_request", "set_desired_capacity"], ["set_desired_capacity"], []]),
+}
+
+
+@pytest.mark.parametrize("kind, loops, expected", RETRY_CASES.values(), ids=RETRY_CASES.keys())
+def test_a_correction_that_failed_or_was_not_made_is_decided_again(kind, loops, expected):
+    aws, leadership = RecordingAdapter(), Leadership()
+    loop = make_loop(StubWorld(failed_launch_snapshot(kind)), aws=aws, leader=leadership)
+    calls = []
+    for failing, leading in loops:
+        aws.fail, leadership.leading = failing, leading
+        before = len(aws.calls)
+        loop.run_once()
+        calls.append([name for name, _ in aws.calls[before:]])
+    assert calls == expected
+
+
+def test_a_dry_run_decides_a_correction_once():
+    loop = make_loop(StubWorld(failed_launch_snapshot("instance-limit")), make_settings(dry_run=True))
+    applied = [loop.run_once().counters.get("applied_SetDesiredCapacity", 0) for _ in range(3)]
+    assert applied == [1, 0, 0]
