@@ -3,18 +3,24 @@ loops) -> the plan, in the order it is to be applied.
 
 Order matters: capacity corrections of failing groups first (so a group set back is not raised
 again in the same breath), then scale up, then scale in.
+
+The loop also remembers the last-busy times its plans write (``remember_last_busy``) and lays them
+over each snapshot's nodes (``with_remembered_last_busy``): a dry run writes no annotation, and
+without them it would measure idle time from the instance's launch, where a real run measures it
+from the annotation it wrote, and the two would decide differently.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Mapping, Optional
 
 from .config import Settings
 from .group_health import GroupHealthState, assess_groups
-from .model import Snapshot
+from .model import LAST_BUSY_ANNOTATION, Snapshot
+from .plan import AnnotateNode
 from .scale_down import plan_scale_down
 from .scale_up import ScaleUpResult, plan_scale_up
 
@@ -73,3 +79,38 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
 
     return Decision(tuple(actions), assessment.state, dict(counters), up, frozenset(assessment.timed_out),
                     assessment.origins)
+
+
+def remember_last_busy(remembered: Mapping[str, datetime], snapshot: Snapshot, actions) -> dict[str, datetime]:
+    """Node name -> last-busy time: what was remembered for the nodes still in ``snapshot``, then
+    what ``actions`` annotate, applied or not."""
+    names = {node.name for node in snapshot.nodes}
+    kept = {name: moment for name, moment in remembered.items() if name in names}
+    for action in actions:
+        if isinstance(action, AnnotateNode) and action.key == LAST_BUSY_ANNOTATION and action.node in names:
+            try:
+                moment = datetime.fromisoformat(action.value)
+            except ValueError:
+                log.warning("node %s: not remembering unreadable last-busy time %r", action.node, action.value)
+                continue
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)  # as the Kubernetes reader takes it
+            if action.node not in kept or moment > kept[action.node]:
+                kept[action.node] = moment
+    return kept
+
+
+def with_remembered_last_busy(snapshot: Snapshot, remembered: Mapping[str, datetime]) -> Snapshot:
+    """The snapshot with each node's last-busy time the later of its annotation and what was
+    remembered for it."""
+    if not remembered:
+        return snapshot
+    nodes = []
+    changed = False
+    for node in snapshot.nodes:
+        moment = remembered.get(node.name)
+        if moment is not None and (node.last_busy is None or moment > node.last_busy):
+            node = replace(node, last_busy=moment)
+            changed = True
+        nodes.append(node)
+    return replace(snapshot, nodes=tuple(nodes)) if changed else snapshot

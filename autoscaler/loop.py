@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from .actuator import Actuator, ApplyResult
 from .config import Settings
-from .decide import BANNER, decide
+from .decide import BANNER, decide, remember_last_busy, with_remembered_last_busy
 from .events import events_for_loop
 from .group_health import GroupHealthState
 from .logs import COUNTERS_ATTRIBUTE
@@ -65,6 +65,8 @@ class Loop:
         self.liveness = liveness  # metrics.Liveness
         self.events = events  # events.EventRecorder; None in a dry run (events are writes)
         self.health = GroupHealthState()
+        # Node name -> when this loop's plans last saw it busy (decide.remember_last_busy).
+        self.last_busy: dict = {}
         self.loops = 0
 
     def should_stop(self) -> bool:
@@ -85,7 +87,9 @@ class Loop:
             if self.metrics is not None:
                 self.metrics.record_failed_loop(time.monotonic() - started, error)
             return LoopReport(False, {"loop": self.loops}, str(error))
+        snapshot = with_remembered_last_busy(snapshot, self.last_busy)
         decision = decide(snapshot, self.settings, now, self.health)
+        self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
         if self.should_stop():
             # Checked once more after the (possibly long) read: a lease lost meanwhile means
             # another replica may already be acting on the same world.

@@ -6,10 +6,12 @@ from datetime import timedelta
 import pytest
 
 from autoscaler.aws_reader import CloudError
+from autoscaler.decide import remember_last_busy, with_remembered_last_busy
 from autoscaler.kube_errors import KubeError
 from autoscaler.loop import MAX_BACKOFF_SECONDS
-from autoscaler.model import ScalingActivity
-from builders import NOW, make_group, make_pod, make_snapshot
+from autoscaler.model import LAST_BUSY_ANNOTATION, ScalingActivity
+from autoscaler.plan import AnnotateNode
+from builders import NOW, make_group, make_group_nodes, make_node, make_pod, make_snapshot
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
 OK = make_snapshot()
@@ -144,3 +146,54 @@ def test_a_dry_run_decides_a_correction_once():
     loop = make_loop(StubWorld(failed_launch_snapshot("instance-limit")), make_settings(dry_run=True))
     applied = [loop.run_once().counters.get("applied_SetDesiredCapacity", 0) for _ in range(3)]
     assert applied == [1, 0, 0]
+
+
+# --- idle time is measured the same in a dry run ----------------------------------------------------
+
+def node_busy_then_idle_snapshots(written_last_busy):
+    """Loop 1: a node launched 3 hours ago runs a job. Loop 2: the job is gone; the node carries
+    ``written_last_busy`` as its annotation (what a real run wrote in loop 1, None in a dry run)."""
+    group, [node] = make_group_nodes(make_group("pool", max_size=5), 1)
+    node = replace(node, created=NOW - timedelta(hours=3))
+    busy = make_snapshot(pods=[make_pod("job", cpu="1", node=node.name)], nodes=[node], groups=[group])
+    launched = {i: replace(instance, launch_time=NOW - timedelta(hours=3)) for i, instance in busy.instances.items()}
+    busy = replace(busy, instances=launched)
+    idle = replace(busy, pods=(), nodes=(replace(node, last_busy=written_last_busy),))
+    return busy, idle
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real-run", "dry-run"])
+def test_a_dry_run_measures_idle_time_as_a_real_run_does(dry_run):
+    first, second = NOW - timedelta(minutes=2), NOW
+    busy, idle = node_busy_then_idle_snapshots(written_last_busy=None if dry_run else first)
+    kube = RecordingAdapter()
+    settings = make_settings(dry_run=dry_run, idle_threshold=3600, type_idle_threshold=600)
+    times = iter([first, second])
+    loop = make_loop(StubWorld(busy, idle), settings, kube=kube, clock=lambda: next(times))
+    assert loop.run_once().counters["nodes_busy"] == 1
+    report = loop.run_once()
+    assert report.counters.get("nodes_grace_period") == 1, report.counters
+    assert "cordon" not in [name for name, _ in kube.calls]
+
+
+def annotate_busy(node, moment):
+    return AnnotateNode(node, LAST_BUSY_ANNOTATION, moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "runs 1 busy pod(s)")
+
+
+EARLIER, LATER = NOW - timedelta(minutes=10), NOW - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("annotated, remembered, actions, expected_seen, expected_remembered", [
+    pytest.param(None, {"a": LATER}, [], LATER, {"a": LATER}, id="remembered-only"),
+    pytest.param(EARLIER, {"a": LATER}, [], LATER, {"a": LATER}, id="remembered-is-later"),
+    pytest.param(LATER, {"a": EARLIER}, [], LATER, {"a": EARLIER}, id="annotation-is-later"),
+    pytest.param(None, {"a": EARLIER, "gone": EARLIER}, [annotate_busy("a", LATER)], EARLIER, {"a": LATER},
+                 id="decided-now-and-a-node-gone"),
+    pytest.param(None, {}, [AnnotateNode("a", "other/key", "2026-11-27T09:59:00Z", ""), annotate_busy("gone", LATER)],
+                 None, {}, id="other-annotations-and-absent-nodes-ignored"),
+])
+def test_remembered_last_busy_times(annotated, remembered, actions, expected_seen, expected_remembered):
+    snapshot = make_snapshot(nodes=[replace(make_node("a"), last_busy=annotated)])
+    [node] = with_remembered_last_busy(snapshot, remembered).nodes
+    assert node.last_busy == expected_seen
+    assert remember_last_busy(remembered, snapshot, actions) == expected_remembered
