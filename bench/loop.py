@@ -3,27 +3,34 @@ API, groups and instances from FakeAws (moto over HTTP), decide, act in a dry ru
 
 The cluster: pending pods of 20 shapes in 5 selector sets, 2.5 running pods per node, nodes
 registered with providerIDs of the groups' instances, groups of 5 instance types in 3 regions
-(half of them spot). The fakes run in this process; the loop runs in a child process wired by
-``autoscaler.daemon.build_loop`` (kubeconfig of the fake, AWS_ENDPOINT_URL from FakeAws.env()), so
-the fakes' CPU and memory are never counted as the autoscaler's, and the two do not share a GIL.
+(half of them spot). Three processes, so that none waits for another's GIL: FakeAws (moto) runs in
+this one, the fake Kubernetes API in a child of its own (seeded and stopped over a pipe), and the
+loop in another child wired by ``autoscaler.daemon.build_loop`` (kubeconfig of the fake,
+AWS_ENDPOINT_URL from FakeAws.env()). The fakes' CPU and memory are never counted as the
+autoscaler's; and while moto renders 2,000 instances, the fake API still serves pods at full speed,
+as a real API server would.
 
 Phases are timed from outside the loop: the child wraps the kube reader's methods, World.read,
 the ``decide`` and ``plan_scale_up`` names the loop calls, and the actuator's ``apply``.
 Memory is the child's: its RSS before ``run_once`` (interpreter, libraries, clients), its peak RSS
 (VmHWM) during it, and, in a second child, the peak of Python allocations in ``run_once`` by
-tracemalloc (which slows the loop, hence a separate run).
+tracemalloc (which slows the loop, hence a separate run). The fakes' CPU time during the loop is
+shown apart, to tell the autoscaler's cost from theirs on a machine with fewer cores than busy
+processes.
 
-Run: /tmp/venv/bin/python bench/loop.py [--quick]
+Run: /tmp/venv/bin/python bench/loop.py [--quick | --largest]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -102,6 +109,7 @@ def build_cluster(aws, kube, pending: int, node_count: int, group_count: int) ->
     took["groups"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    objects = []
     by_name = {spec.name: spec for spec in specs}
     node_number = 0
     for region in REGIONS:
@@ -114,7 +122,7 @@ def build_cluster(aws, kube, pending: int, node_count: int, group_count: int) ->
                 share = capacity.get("cpu") // 4
                 for instance in sorted(raw["Instances"], key=lambda i: i["InstanceId"]):
                     name = f"ip-10-{node_number // 62500}-{node_number // 250 % 250}-{node_number % 250}.ec2.internal"
-                    kube.add(make_node(
+                    objects.append(make_node(
                         name, cpu=resources["cpu"], memory=resources["memory"], pods=resources["pods"],
                         gpu=capacity.get(GPU) // 1000 or None, instance_type=spec.instance_type, zone=spec.zone,
                         labels={"pool": spec.pool, "aws/type": spec.instance_type, "aws/class": spec.instance_type[0]},
@@ -123,24 +131,106 @@ def build_cluster(aws, kube, pending: int, node_count: int, group_count: int) ->
                         creation_timestamp=node_created, heartbeat_timestamp=heartbeat,
                     ))
                     for slot in range(3 if node_number % 2 else 2):  # 2.5 running pods per node
-                        kube.add(make_pod(f"running-{node_number}-{slot}", namespace="jobs", cpu=f"{share}m",
+                        objects.append(make_pod(f"running-{node_number}-{slot}", namespace="jobs", cpu=f"{share}m",
                                           memory="1Gi", node_name=name, phase="Running", owner_kind="Job",
                                           creation_timestamp=pod_created))
                     node_number += 1
+    kube.add_all(objects)
     took["nodes and running pods"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    objects = []
     for number in range(pending):
         shape = number % 20
         selector, tolerations = SELECTOR_SETS[shape % 5]
-        kube.add(make_pod(
+        objects.append(make_pod(
             f"job-{shape}-{number}", namespace="jobs", cpu=f"{250 * (1 + shape % 8)}m",
             memory=f"{1 + shape % 6}Gi", gpu=1 if shape % 5 == 4 else None, node_selector=selector,
             tolerations=tolerations, owner_kind="Job", owner_name=f"job-{shape}",
             labels={"job-name": f"job-{shape}"}, creation_timestamp=pod_created,
         ))
+    kube.add_all(objects)
     took["pending pods"] = time.perf_counter() - started
     return took
+
+
+# ------------------------------------------------------------- the fake Kubernetes API's own process
+
+def serve_kube_api(connection) -> None:
+    """In the child: a FakeKubeApi answering the parent's (command, argument) messages with
+    ("ok", value) or ("error", traceback) until told to stop; HTTP is served on its own thread."""
+    from autoscaler.fakes.kube_api import FakeKubeApi
+
+    with FakeKubeApi() as kube:
+        commands = {
+            "add_all": lambda objects: [kube.add(obj) for obj in objects] and None,
+            "write_kubeconfig": lambda path: kube.write_kubeconfig(path),
+            "clear_requests": lambda _: kube.clear_requests(),
+            "request_count": lambda _: len(kube.requests),
+            "cpu_seconds": lambda _: time.process_time(),
+        }
+        while True:
+            command, argument = connection.recv()  # waits without holding the GIL
+            if command == "stop":
+                connection.send(("ok", None))
+                return
+            try:
+                connection.send(("ok", commands[command](argument)))
+            except Exception:  # noqa: BLE001 - the parent raises it
+                connection.send(("error", traceback.format_exc()))
+
+
+class KubeApiProcess:
+    """The fake Kubernetes API in a process of its own, with the part of FakeKubeApi's interface
+    the benchmark uses."""
+
+    BATCH = 2_000  # objects per message: bounds the pickled size of one send
+
+    def __init__(self) -> None:
+        # spawn, not fork: this process runs moto's server threads, whose locks a fork would copy.
+        context = multiprocessing.get_context("spawn")
+        self._connection, self._child_end = context.Pipe()
+        self._process = context.Process(target=serve_kube_api, args=(self._child_end,), name="fake-kube-api",
+                                        daemon=True)
+
+    def __enter__(self) -> "KubeApiProcess":
+        self._process.start()
+        self._child_end.close()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._call("stop")
+        finally:
+            self._process.join(timeout=30)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join()
+            self._connection.close()
+
+    def _call(self, command: str, argument=None):
+        self._connection.send((command, argument))
+        status, value = self._connection.recv()
+        if status != "ok":
+            raise RuntimeError(f"the fake Kubernetes API's process failed on {command}:\n{value}")
+        return value
+
+    def add_all(self, objects: list[dict]) -> None:
+        for start in range(0, len(objects), self.BATCH):
+            self._call("add_all", objects[start:start + self.BATCH])
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        return self._call("write_kubeconfig", path)
+
+    def clear_requests(self) -> None:
+        self._call("clear_requests")
+
+    def request_count(self) -> int:
+        return self._call("request_count")
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the fake API's process so far."""
+        return self._call("cpu_seconds")
 
 
 # ---------------------------------------------------------------------------- the child: one loop
@@ -267,18 +357,21 @@ def run_child(aws, kubeconfig: Path, trace: bool, log_path: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------- the parent
 
-def measure(aws, kube_class, size: tuple[int, int, int], workdir: Path) -> dict:
+def measure(aws, size: tuple[int, int, int], workdir: Path) -> dict:
     pending, nodes, groups = size
     aws.reset()
-    with kube_class() as kube:
+    with KubeApiProcess() as kube:
         build = build_cluster(aws, kube, pending, nodes, groups)
         kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
         log_path = workdir / f"loop-{pending}-{nodes}-{groups}.log"
         aws.clear_calls()
         kube.clear_requests()
+        # This process does nothing but serve moto while the loop's process runs.
+        aws_cpu, kube_cpu = time.process_time(), kube.cpu_seconds()
         result = run_child(aws, kubeconfig, trace=False, log_path=log_path)
+        result["aws_cpu"], result["kube_cpu"] = time.process_time() - aws_cpu, kube.cpu_seconds() - kube_cpu
         result["aws_calls"] = Counter(f"{call.service}:{call.action}" for call in aws.calls)
-        result["kube_requests"] = len(kube.requests)
+        result["kube_requests"] = kube.request_count()
         result["traced_peak"] = run_child(aws, kubeconfig, trace=True, log_path=workdir / "trace.log")["traced_peak"]
         result["build"] = build
         result["log"] = str(log_path)
@@ -309,6 +402,8 @@ def print_results(results: dict) -> None:
         ("whole loop, run_once (s)", lambda r, s: f"{r['total']:.2f}"),
         ("  CPU time of the loop's process (s)", lambda r, s: f"{r['cpu']:.2f}"),
         ("  of which garbage collection (s)", seconds("garbage collection")),
+        ("CPU time of moto's process during the loop (s)", lambda r, s: f"{r['aws_cpu']:.2f}"),
+        ("CPU time of the fake API's process during the loop (s)", lambda r, s: f"{r['kube_cpu']:.2f}"),
         ("original (s)", lambda r, s: str(ORIGINAL_SECONDS.get(s[:2], "-"))),
         ("RSS before the loop", lambda r, s: mib(r["rss_before"])),
         ("peak RSS during the loop", lambda r, s: mib(r["rss_peak"])),
@@ -332,20 +427,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", metavar="KUBECONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="only the smallest size")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="only the smallest size")
+    sizes.add_argument("--largest", action="store_true", help="only the largest size")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.trace)))
         return
 
     from autoscaler.fakes.aws import FakeAws
-    from autoscaler.fakes.kube_api import FakeKubeApi
 
     results = {}
     workdir = tempfile.mkdtemp(prefix="bench-loop-")
     with FakeAws() as aws:
-        for size in SIZES[:1] if args.quick else SIZES:
-            results[size] = result = measure(aws, FakeKubeApi, size, Path(workdir))
+        for size in SIZES[:1] if args.quick else SIZES[-1:] if args.largest else SIZES:
+            results[size] = result = measure(aws, size, Path(workdir))
             if not result["ok"]:
                 print(f"loop at {size} failed: {result['error']}", file=sys.stderr)
             built = ", ".join(f"{part} {seconds:.1f} s" for part, seconds in result["build"].items())
