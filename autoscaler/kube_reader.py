@@ -246,10 +246,23 @@ def _requirements(expressions) -> tuple[Requirement, ...]:
     )
 
 
+def _field_requirements(fields) -> tuple[Requirement, ...]:
+    """A term's ``matchFields``. The API server accepts only ``metadata.name``; it becomes a
+    requirement on the node's ``kubernetes.io/hostname`` label, which the kubelet sets to the node
+    name (on EC2 both are the private DNS name), so the model needs no field selectors of its own.
+    Without this, a term with only ``matchFields`` (what the DaemonSet controller writes) would be
+    an empty term, which matches no node."""
+    return tuple(
+        Requirement(HOSTNAME_LABEL, f["operator"], tuple(str(v) for v in f.get("values") or ()))
+        for f in fields or () if f.get("key") == "metadata.name"
+    )
+
+
 def _node_affinity(node_affinity: dict) -> tuple[tuple[Requirement, ...], ...]:
     required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
     return tuple(
-        _requirements(term.get("matchExpressions")) for term in required.get("nodeSelectorTerms") or ()
+        _requirements(term.get("matchExpressions")) + _field_requirements(term.get("matchFields"))
+        for term in required.get("nodeSelectorTerms") or ()
     )
 
 

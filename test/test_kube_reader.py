@@ -7,7 +7,8 @@ from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.kube_connect import connect
 from autoscaler.kube_errors import KubeError
 from autoscaler.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
-from autoscaler.model import LAST_BUSY_ANNOTATION, PodPhase, Resources
+from autoscaler.model import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
+from autoscaler.scheduling import placement_matches
 
 GI = 1 << 30
 
@@ -130,3 +131,23 @@ def test_pod_constraints_are_converted():
     assert pod.placement.node_affinity[0][0].values == ("p", "g")
     assert len(pod.anti_affinity) == 1 and pod.anti_affinity[0].namespaces == ("default",)
     assert pod.owner_kinds == ("Job",) and pod.safe_to_evict is False and pod.is_pending_unassigned
+
+
+@pytest.mark.parametrize(
+    "term, matches",
+    [
+        pytest.param({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                     {"n1": True, "n2": False}, id="fields-only-as-the-daemonset-controller-writes"),
+        pytest.param({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}],
+                      "matchExpressions": [{"key": "aws/class", "operator": "In", "values": ["m"]}]},
+                     {"n1": False, "n2": True}, id="fields-and-expressions-are-anded"),
+    ],
+)
+def test_match_fields_on_the_node_name_select_by_hostname(term, matches):
+    item = make_pod("agent", owner_kind="DaemonSet", affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}})
+    pod = pod_from_api(item)
+    assert HOSTNAME_LABEL in [r.key for r in pod.placement.node_affinity[0]]
+    for name, expected in matches.items():
+        labels = {HOSTNAME_LABEL: name, "aws/class": "m"}
+        assert placement_matches(pod.placement, labels, ()) is expected
