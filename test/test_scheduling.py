@@ -1,8 +1,12 @@
-"""Placement predicates: selectors, node affinity, taints, anti-affinity, mixed-instances shapes."""
+"""Placement predicates: selectors, node affinity, taints, anti-affinity, mixed-instances shapes;
+first fit over many rooms."""
+import random
+
 import pytest
 
 from autoscaler.model import LabelSelector, Taint, Toleration
 from autoscaler.scheduling import (
+    FirstFit,
     anti_affinity_conflict,
     group_capacity_for,
     placement_matches,
@@ -133,3 +137,39 @@ MIXED = make_group(shapes=[
 def test_group_capacity_for_mixed_instances(pods, expected):
     shape = group_capacity_for(MIXED, pods)
     assert (shape.instance_type if shape else None) == expected
+
+
+class _Entry:
+    def __init__(self, free):
+        self.free = free
+
+
+def _first_by_scan(entries, needs, start):
+    return next((index for index in range(start, len(entries))
+                 if all(entries[index].free[dimension] >= amount for dimension, amount in needs)), -1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_fit_finds_what_a_scan_finds(seed):
+    """Random rooms in 3 dimensions, shrinking and growing in number: the tree answers as a scan
+    from the same position does, whatever was marked changed, built, extended or grown."""
+    chance = random.Random(seed)
+    entries = [_Entry([chance.randint(0, 9) for _ in range(3)]) for _ in range(chance.randint(0, 40))]
+    fit = FirstFit(3, entries)
+    for _ in range(300):
+        move = chance.random()
+        if move < 0.15:
+            fit.extend([_Entry([chance.randint(0, 9) for _ in range(3)]) for _ in range(chance.randint(1, 9))])
+        elif move < 0.6 and fit.entries:
+            index = chance.randrange(len(fit.entries))
+            fit.entries[index].free[chance.randrange(3)] -= chance.randint(1, 4)
+            fit.changed(index)
+        else:
+            needs = tuple((dimension, chance.randint(1, 9)) for dimension in range(3) if chance.random() < 0.8)
+            start = chance.randint(0, len(fit.entries) + 1)
+            assert fit.first(needs, start) == _first_by_scan(fit.entries, needs, start)
+
+
+def test_first_fit_over_nothing_finds_nothing():
+    assert FirstFit(2).first(((0, 1),)) == -1
+    assert FirstFit(2).first(()) == -1
