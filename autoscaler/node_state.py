@@ -13,6 +13,9 @@ Rules this port settles where §5 is silent:
   node out of scale in).
 - pod-pending also holds for an idle node the autoscaler cordoned (unless scale up is off): scale
   up takes such a node back for the pending pod, so scale in must not remove it in the same loop.
+  Both sides ask ``can_be_taken_back`` and match with ``taints_for_pending_pods``, so they agree.
+- A node younger than --instance-init-time is starting: NotReady and the start-up taints are
+  expected, and its room counts for pending pods. Older and not Ready, it is broken: no room.
 - Under-utilization is only considered with ``--drain-utilization`` above 0, and only for nodes
   that run a busy pod; an idle node is never "under-utilized".
 - Utilization counts the busy pods (not DaemonSet or mirror pods, which run on every node and do
@@ -25,10 +28,18 @@ from datetime import datetime
 from typing import Iterable, Optional
 
 from .config import Settings
-from .model import Group, Instance, Node, NodeState, Pod, Resources
+from .model import Group, Instance, Node, NodeState, Pod, Resources, Taint
 
 # The resources utilization is measured on; others (pods, ephemeral storage) rarely bind.
 UTILIZATION_RESOURCES = ("cpu", "memory", "nvidia.com/gpu")
+# Taints the node lifecycle controller and the cloud provider put on a node from registration
+# until it is Ready and initialized. No workload tolerates them, yet the node is capacity on its
+# way, already counted in its group's node count.
+STARTUP_TAINT_KEYS = frozenset({
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/network-unavailable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+})
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,33 @@ def idle_since(node: Node, instance: Optional[Instance]) -> Optional[datetime]:
     """When the node last had work, or came to be: the latest of what is known."""
     known = [t for t in (node.last_busy, instance.launch_time if instance else None, node.created) if t is not None]
     return max(known) if known else None
+
+
+def is_starting(node: Node, settings: Settings, now: datetime) -> bool:
+    """Registered less than --instance-init-time ago: NotReady and start-up taints are expected."""
+    return node.created is not None and (now - node.created).total_seconds() < settings.instance_init_time
+
+
+def is_broken(node: Node, settings: Settings, now: datetime) -> bool:
+    """Not Ready although past --instance-init-time: it offers pending pods no room."""
+    return not node.ready and not is_starting(node, settings, now)
+
+
+def taints_for_pending_pods(node: Node, settings: Settings, now: datetime) -> tuple[Taint, ...]:
+    """The taints that keep a pending pod off the node: a starting node's start-up taints go
+    away by themselves, so they do not."""
+    if not any(taint.key in STARTUP_TAINT_KEYS for taint in node.taints) or not is_starting(node, settings, now):
+        return node.taints
+    return tuple(taint for taint in node.taints if taint.key not in STARTUP_TAINT_KEYS)
+
+
+def can_be_taken_back(node: Node, pods_on_node: Iterable[Pod], settings: Settings, now: datetime) -> bool:
+    """An idle node the autoscaler cordoned, neither detached nor broken. Scale up uncordons it for
+    a pending pod that fits it (before launching anything); scale in keeps it as pod-pending
+    rather than remove it in the same plan. A node being drained runs busy pods: not taken back."""
+    return (node.unschedulable and node.cordoned_by_autoscaler and not node.detached
+            and not is_broken(node, settings, now)
+            and not any(pod.occupies_node and is_busy_pod(pod) for pod in pods_on_node))
 
 
 def classify(

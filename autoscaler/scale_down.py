@@ -7,7 +7,8 @@ What each state does (behaviour.md §5):
 - idle-unschedulable: terminate through the ASG, lowering desired capacity, then delete the Node.
   This holds whoever cordoned the node, as in the original (a person keeps a node with
   ``openai/detached=true``). An idle node the autoscaler cordoned that a pending pod fits is
-  pod-pending instead: scale up uncordons it in the same plan, which must not also remove it.
+  pod-pending instead: scale up uncordons it in the same plan, which must not also remove it
+  (both ask node_state.can_be_taken_back and match with the same taints, so they agree).
 - under-utilized-drainable: cordon, evict its busy pods, notify which (once, when the drain
   starts; later loops retry evictions a PodDisruptionBudget refused).
 - busy-unschedulable, asg-min-size, under-utilized-undrainable: a node the autoscaler cordoned is
@@ -37,10 +38,10 @@ from datetime import datetime, timezone
 from typing import Mapping, Optional, Sequence
 
 from .config import Settings
-from .model import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot
-from .node_state import NodeVerdict, classify, idle_since, is_busy_pod
+from .model import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
+from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from .plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, TerminateInstance, Uncordon
-from .scheduling import pod_matches_node
+from .scheduling import placement_matches
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
 # cost one patch each per loop; idle time is then at most this much too long.
@@ -63,12 +64,13 @@ class ScaleDownResult:
 
 class PendingDemand:
     """Pending, unassigned pods folded into distinct shapes, so that asking whether any of them
-    could run on a node costs the number of distinct placements, not the number of pods."""
+    could run on a node costs the number of distinct placements, not the number of pods.
+    DaemonSet pods are no demand: their controller binds each to its own node (as in scale up)."""
 
     def __init__(self, pods: Sequence[Pod]):
         by_placement: dict[Placement, list[Pod]] = defaultdict(list)
         for pod in pods:
-            if pod.is_pending_unassigned:
+            if pod.is_pending_unassigned and not pod.is_daemonset:
                 by_placement[pod.placement].append(pod)
         self._shapes: list[tuple[Pod, tuple[Resources, ...]]] = []
         for placement_pods in by_placement.values():
@@ -78,9 +80,9 @@ class PendingDemand:
     def __bool__(self) -> bool:
         return bool(self._shapes)
 
-    def fits(self, node: Node, free: Resources) -> bool:
+    def fits(self, node: Node, taints: Sequence[Taint], free: Resources) -> bool:
         return any(
-            any(requests.fits_in(free) for requests in sizes) and pod_matches_node(pod, node)
+            any(requests.fits_in(free) for requests in sizes) and placement_matches(pod.placement, node.labels, taints)
             for pod, sizes in self._shapes
         )
 
@@ -139,12 +141,12 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         # and idle ones the autoscaler cordoned (scale up takes those back for pending pods).
         busy = any(is_busy_pod(pod) for pod in on_node)
         if node.unschedulable:
-            if not node.cordoned_by_autoscaler or busy or settings.no_scale:
+            if settings.no_scale or not can_be_taken_back(node, on_node, settings, now):
                 return False
         elif busy and settings.drain_utilization <= 0:
             return False
         used = sum((pod.requests for pod in on_node), Resources())
-        return demand.fits(node, node.allocatable - used)
+        return demand.fits(node, taints_for_pending_pods(node, settings, now), node.allocatable - used)
 
     # Within a group, most recently busy first, so spares are the nodes that worked last.
     def walk_order(node: Node):

@@ -2,8 +2,22 @@
 
 Pure (behaviour.md §3). Cost grows with pods + nodes, not pods x nodes (defect 11 of the
 original): identical pending pods are grouped into shapes and placed by count, nodes are matched
-once per constraint set through an index of the labels the pods ask about, and bins are packed
-per shape with multiplicities. Pods are still reported one by one where an operator needs them.
+once per constraint set through an index of the labels the pods ask about, and first fit over
+nodes and over new instances finds the first one with room through a tree of free-room maxima
+(scheduling.FirstFit), so full ones are skipped wholesale even when every pod asks for something
+of its own. Pods are still reported one by one where an operator needs them.
+
+Rules settled here (README "Scale up"):
+- A node younger than --instance-init-time offers its room even while it carries the start-up
+  taints (not-ready, network-unavailable, uninitialized): it is already in its group's node count.
+  An older node that is not Ready offers none (node_state.is_broken).
+- Pods that fit no schedulable node go next onto idle nodes the autoscaler cordoned, by the
+  node's own labels, taints and room, and each node that gets one is uncordoned: cheaper than
+  launching. Scale in keeps such a node by the same rule (node_state.can_be_taken_back).
+- Pending DaemonSet pods are no demand: their controller binds each to its node, and a new
+  instance gets its own DaemonSet pod.
+- A pod is infeasible when it fits no instance shape its placement allows and no live node it
+  matches (whatever that node's room is now): a pod waiting for a busy node is not infeasible.
 """
 from __future__ import annotations
 
@@ -13,8 +27,10 @@ from typing import Iterable, Optional
 
 from .config import Settings
 from .model import Group, InstanceShape, Node, Placement, Pod, Resources, Snapshot
+from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
 from .plan import Notify, SetDesiredCapacity, Uncordon
 from .scheduling import (
+    FirstFit,
     anti_affinity_conflict,
     group_capacity_for,
     largest_shape,
@@ -48,23 +64,23 @@ class ScaleUpResult:
 
 
 class _PodShape:
-    """Identical pending pods: same requests, placement, anti-affinity, namespace and the labels
-    anti-affinity selectors look at. Placed by count; members handed out in key order."""
+    """Identical pending pods: same requests, placement and anti-affinity, and, when anti-affinity
+    exists in the cluster, the same namespace and labels its selectors look at. Placed by count;
+    members handed out in key order. ``needs``: (dimension, amount) of each resource asked for."""
 
-    __slots__ = ("pods", "taken", "requests", "request_items", "representative", "has_terms", "self_conflict", "sort_key")
+    __slots__ = ("pods", "taken", "requests", "needs", "representative", "has_terms", "self_conflict", "sort_key")
 
-    def __init__(self, pods: list[Pod], relevant_label_values: tuple):
+    def __init__(self, pods: list[Pod], dimension_of: dict, order_text: str, labels_text: str):
         first = pods[0]
         self.pods = pods
         self.taken = 0
         self.requests = first.requests
-        self.request_items = tuple(first.requests.items())
+        self.needs = tuple(sorted((dimension_of[name], value) for name, value in first.requests.items() if value > 0))
         self.representative = first
         self.has_terms = bool(first.anti_affinity)
-        self.self_conflict = anti_affinity_conflict(first, (first,))
+        self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
         size = _size_key(first.requests)
-        self.sort_key = (tuple(-part for part in size), repr((first.placement, first.anti_affinity, first.namespace)),
-                         sorted(first.requests.items()), repr(relevant_label_values))
+        self.sort_key = (tuple(-part for part in size), order_text, sorted(first.requests.items()), labels_text)
 
     @property
     def remaining(self) -> int:
@@ -77,32 +93,38 @@ class _PodShape:
 
 
 class _Room:
-    """Free room on one existing node, and what runs there (for anti-affinity)."""
+    """Free room on one existing node, what runs there (for anti-affinity), the taints pending
+    pods see, and the first-fit trees it is in (each updated when its room shrinks)."""
 
-    __slots__ = ("node", "free", "pods", "aa_pods")
+    __slots__ = ("node", "order", "taints", "free", "pods", "aa_pods", "trees")
 
-    def __init__(self, node: Node, free: dict, pods: list[Pod]):
+    def __init__(self, node: Node, order: int, taints: tuple, free: list, pods: list[Pod]):
         self.node = node
+        self.order = order  # position in node-name order
+        self.taints = taints
         self.free = free
         self.pods = pods
         self.aa_pods = [pod for pod in pods if pod.anti_affinity]
+        self.trees: list[tuple[FirstFit, int]] = []
 
     def add(self, pod: Pod) -> None:
         self.pods.append(pod)
         if pod.anti_affinity:
             self.aa_pods.append(pod)
+        for tree, index in self.trees:
+            tree.changed(index)
 
 
 class _Bin:
-    """``count`` identical new instances, each with ``free`` room and ``contents`` pods per shape."""
+    """One new instance: its free room and how many pods of each shape it holds."""
 
-    __slots__ = ("free", "count", "contents", "has_terms")
+    __slots__ = ("free", "contents", "pods", "has_terms")
 
-    def __init__(self, free: dict, count: int, contents: dict, has_terms: bool):
-        self.free, self.count, self.contents, self.has_terms = free, count, contents, has_terms
-
-    def split(self, count: int) -> "_Bin":
-        return _Bin(dict(self.free), count, dict(self.contents), self.has_terms)
+    def __init__(self, free: list):
+        self.free = free
+        self.contents: dict = {}
+        self.pods: list[Pod] = []  # one representative per shape, for anti-affinity
+        self.has_terms = False
 
 
 class _GroupDemand:
@@ -121,26 +143,25 @@ def _size_key(requests: Resources) -> tuple:
     return (rest, requests.get("cpu"), requests.get("memory"))
 
 
-def _copies_fitting(request_items: tuple, free: dict) -> int:
+def _copies_fitting(needs: tuple, free: list) -> int:
     best = 1 << 30
-    for name, value in request_items:
-        if value > 0:
-            copies = free.get(name, 0) // value
-            if copies < best:
-                if copies <= 0:
-                    return 0
-                best = copies
+    for dimension, amount in needs:
+        copies = free[dimension] // amount
+        if copies < best:
+            if copies <= 0:
+                return 0
+            best = copies
     return best
 
 
-def _consume(request_items: tuple, free: dict, copies: int) -> None:
-    for name, value in request_items:
-        free[name] = free.get(name, 0) - value * copies
+def _consume(needs: tuple, free: list, copies: int) -> None:
+    for dimension, amount in needs:
+        free[dimension] -= amount * copies
 
 
-def _room_for(shape: _PodShape, free: dict, pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
+def _room_for(shape: _PodShape, free: list, pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
     """How many of the shape's pods fit this room, anti-affinity included."""
-    copies = _copies_fitting(shape.request_items, free)
+    copies = _copies_fitting(shape.needs, free)
     if copies and (shape.has_terms or pods_with_terms):
         if anti_affinity_conflict(shape.representative, pods_there if shape.has_terms else pods_with_terms):
             return 0
@@ -162,29 +183,48 @@ def _is_live(node: Node, snapshot: Snapshot) -> bool:
     return instance is not None and instance.is_running
 
 
-def _group_shapes(pending: list[Pod], snapshot: Snapshot) -> list[_PodShape]:
-    label_keys = sorted({key for pod in snapshot.pods for term in pod.anti_affinity
+def _group_shapes(pending: list[Pod], snapshot: Snapshot) -> tuple[list[_PodShape], tuple]:
+    """The shapes, in placing order (largest first), and the resource dimensions they ask for."""
+    with_terms = [pod for pod in snapshot.pods if pod.anti_affinity]
+    label_keys = sorted({key for pod in with_terms for term in pod.anti_affinity
                          for key in [k for k, _ in term.selector.match_labels]
                          + [r.key for r in term.selector.match_expressions]})
     members: dict[tuple, list[Pod]] = {}
     for pod in pending:
+        # A namespace and labels only change where a pod fits through anti-affinity terms (they
+        # select pods by both): without any, identical pods of many namespaces are one shape.
+        namespace = pod.namespace if with_terms else ""
         label_values = tuple(pod.labels.get(key) for key in label_keys) if label_keys else ()
-        key = (pod.requests, pod.placement, pod.anti_affinity, pod.namespace, label_values)
+        key = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
         members.setdefault(key, []).append(pod)
-    shapes = [_PodShape(pods, key[4]) for key, pods in members.items()]
+    dimensions = tuple(sorted({name for requests in {key[0] for key in members} for name in requests.names()}))
+    dimension_of = {name: index for index, name in enumerate(dimensions)}
+    order_texts: dict[tuple, str] = {}  # repr is costly; pods share few placements
+    shapes = []
+    for key, pods in members.items():
+        order = key[1:4]
+        if order not in order_texts:
+            order_texts[order] = repr(order)
+        shapes.append(_PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else ""))
     shapes.sort(key=lambda shape: shape.sort_key)
-    return shapes
+    return shapes, dimensions
 
 
-def _smallest_request(shapes: list[_PodShape]) -> tuple:
-    """Per resource, the least any pending shape asks (a resource some shape does not ask for
+def _smallest_needs(shapes: list[_PodShape], width: int) -> tuple:
+    """Per dimension, the least any pending shape asks (a dimension some shape does not ask for
     drops out): what a node must at least have free to be worth looking at."""
-    names = set.intersection(*(set(name for name, _ in shape.request_items) for shape in shapes))
-    return tuple((name, min(shape.requests.get(name) for shape in shapes)) for name in sorted(names))
+    least = [None] * width
+    asked = [0] * width
+    for shape in shapes:
+        for dimension, amount in shape.needs:
+            asked[dimension] += 1
+            least[dimension] = amount if least[dimension] is None else min(least[dimension], amount)
+    return tuple((dimension, least[dimension]) for dimension in range(width) if asked[dimension] == len(shapes))
 
 
-def _build_rooms(snapshot: Snapshot) -> tuple[list[_Room], dict[tuple, list[_Room]]]:
-    """Schedulable live nodes, and per group its live nodes cordoned by the autoscaler."""
+def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple) -> tuple[list[_Room], list[_Room]]:
+    """Live nodes that are not broken: the schedulable ones, and the idle ones the autoscaler
+    cordoned (which scale up may take back)."""
     used: dict[str, dict[str, int]] = {}
     running: dict[str, list[Pod]] = {}
     for pod in snapshot.pods:
@@ -193,125 +233,113 @@ def _build_rooms(snapshot: Snapshot) -> tuple[list[_Room], dict[tuple, list[_Roo
             totals = used.setdefault(pod.node_name, {})
             for name, value in pod.requests.items():
                 totals[name] = totals.get(name, 0) + value
-    group_of_instance = {instance_id: group.key for group in snapshot.groups for instance_id in group.instance_ids}
     schedulable: list[_Room] = []
-    cordoned: dict[tuple, list[_Room]] = {}
-    for node in sorted(snapshot.nodes, key=lambda n: n.name):
-        if not _is_live(node, snapshot):
+    cordoned: list[_Room] = []
+    for order, node in enumerate(sorted(snapshot.nodes, key=lambda n: n.name)):
+        if not _is_live(node, snapshot) or is_broken(node, settings, now):
             continue
-        if node.unschedulable and not (node.cordoned_by_autoscaler and node.instance_id in group_of_instance):
+        on_node = running.get(node.name, [])
+        if node.unschedulable and not can_be_taken_back(node, on_node, settings, now):
             continue
-        free = dict(node.allocatable.items())
-        for name, value in used.get(node.name, {}).items():
-            free[name] = free.get(name, 0) - value
-        room = _Room(node, free, list(running.get(node.name, ())))
-        if node.unschedulable:
-            cordoned.setdefault(group_of_instance[node.instance_id], []).append(room)
-        else:
-            schedulable.append(room)
+        taken = used.get(node.name, {})
+        free = [node.allocatable.get(name) - taken.get(name, 0) for name in dimensions]
+        room = _Room(node, order, taints_for_pending_pods(node, settings, now), free, list(on_node))
+        (cordoned if node.unschedulable else schedulable).append(room)
     return schedulable, cordoned
 
 
 class _NodeIndex:
     """Matches placements against nodes once per distinct (labels asked about, taints)."""
 
-    def __init__(self, rooms: list[_Room], placements: Iterable[Placement], smallest_request: tuple = ()):
+    def __init__(self, rooms: list[_Room], placements: Iterable[Placement], width: int = 0):
         keys = set()
         for placement in placements:
             keys.update(key for key, _ in placement.node_selector)
             keys.update(r.key for term in placement.node_affinity for r in term)
         self._keys = sorted(keys)
+        self._width = width
         self._by_signature: dict[tuple, list[_Room]] = {}
         for room in rooms:
-            # A node without room for even the smallest pending request (most of a busy
-            # cluster) is never looked at again.
-            if smallest_request and not _copies_fitting(smallest_request, room.free):
-                continue
             labels = room.node.labels
-            signature = (tuple(labels.get(key) for key in self._keys), room.node.taints)
+            signature = (tuple(labels.get(key) for key in self._keys), room.taints)
             self._by_signature.setdefault(signature, []).append(room)
-        self._cache: dict[Placement, list[_Room]] = {}
+        self._rooms: dict[Placement, list[_Room]] = {}
+        self._trees: dict[Placement, FirstFit] = {}
 
     def matching(self, placement: Placement) -> list[_Room]:
-        rooms = self._cache.get(placement)
+        """The rooms the placement matches, in node-name order."""
+        rooms = self._rooms.get(placement)
         if rooms is None:
             rooms = []
             for (values, taints), members in self._by_signature.items():
                 labels = {key: value for key, value in zip(self._keys, values) if value is not None}
                 if placement_matches(placement, labels, taints):
                     rooms.extend(members)
-            rooms.sort(key=lambda room: room.node.name)
-            self._cache[placement] = rooms
+            rooms.sort(key=lambda room: room.order)
+            self._rooms[placement] = rooms
         return rooms
 
+    def first_fit(self, placement: Placement) -> FirstFit:
+        """A first-fit tree over the matching rooms; every room keeps it up to date."""
+        tree = self._trees.get(placement)
+        if tree is None:
+            rooms = self.matching(placement)
+            tree = self._trees[placement] = FirstFit(self._width, rooms)
+            for index, room in enumerate(rooms):
+                room.trees.append((tree, index))
+        return tree
 
-def _fit_on_rooms(shape: _PodShape, rooms: list[_Room]) -> list[_Room]:
+
+def _fit_on_rooms(shape: _PodShape, rooms: FirstFit) -> list[_Room]:
     """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used."""
     used = []
-    for room in rooms:
-        wanted = shape.remaining
-        if not wanted:
-            break
-        copies = min(wanted, _room_for(shape, room.free, room.pods, room.aa_pods))
+    index = rooms.first(shape.needs)
+    while index >= 0 and shape.remaining:
+        room = rooms.entries[index]
+        copies = min(shape.remaining, _room_for(shape, room.free, room.pods, room.aa_pods))
         if copies:
-            _consume(shape.request_items, room.free, copies)
+            _consume(shape.needs, room.free, copies)
             room.add(shape.representative)
             shape.take(copies)
             used.append(room)
+        index = rooms.first(shape.needs, index + 1)
     return used
 
 
 def _fill(target: _Bin, shape: _PodShape, copies: int) -> None:
-    _consume(shape.request_items, target.free, copies)
+    _consume(shape.needs, target.free, copies)
+    if shape not in target.contents:
+        target.pods.append(shape.representative)
+        target.has_terms = target.has_terms or shape.has_terms
     target.contents[shape] = target.contents.get(shape, 0) + copies
-    target.has_terms = target.has_terms or shape.has_terms
 
 
-def _pack(shapes: list[_PodShape], capacity: Resources) -> list[_Bin]:
-    """First-fit decreasing of the shapes' remaining pods into new instances of one capacity.
-
-    Identical bins are kept as one entry with a count; an entry is split only where one-by-one
-    first fit would leave its bins different, so the entries stay few."""
-    bins: list[_Bin] = []
+def _pack(shapes: list[_PodShape], capacity: Resources, dimensions: tuple) -> list[_Bin]:
+    """First-fit decreasing of the shapes' remaining pods into new instances of one capacity, the
+    same as placing them one by one: each shape fills the first instance with room as far as it
+    goes, then the next, and opens new ones for the rest."""
+    empty = [capacity.get(name) for name in dimensions]
+    bins = FirstFit(len(dimensions))
     for shape in shapes:
         left = shape.remaining
-        index = 0
-        while left and index < len(bins):
-            current = bins[index]
-            reps = [s.representative for s in current.contents]
-            per_bin = min(left, _room_for(shape, current.free, reps, reps if current.has_terms else []))
-            if not per_bin:
-                index += 1
-                continue
-            full = min(current.count, left // per_bin)
-            if full == current.count:
-                _fill(current, shape, per_bin)
-                left -= per_bin * full
-                index += 1
-                continue
-            remainder = left - full * per_bin
-            untouched = current.count - full - (1 if remainder else 0)
-            pieces = []
-            for count, copies in ((full, per_bin), (1 if remainder else 0, remainder)):
-                if count:
-                    piece = current.split(count)
-                    _fill(piece, shape, copies)
-                    pieces.append(piece)
-            if untouched:
-                pieces.append(current.split(untouched))
-            bins[index:index + 1] = pieces
-            left = 0
-        if left:
-            per_bin = _room_for(shape, dict(capacity.items()), [], [])
-            if not per_bin:
-                continue
-            full, partial = divmod(left, per_bin)
-            for count, copies in ((full, per_bin), (1 if partial else 0, partial)):
-                if count:
-                    new_bin = _Bin(dict(capacity.items()), count, {}, False)
-                    _fill(new_bin, shape, copies)
-                    bins.append(new_bin)
-    return bins
+        index = bins.first(shape.needs)
+        while left and index >= 0:
+            current = bins.entries[index]
+            copies = min(left, _room_for(shape, current.free, current.pods, current.pods if current.has_terms else []))
+            if copies:
+                _fill(current, shape, copies)
+                bins.changed(index)
+                left -= copies
+            index = bins.first(shape.needs, index + 1)
+        per_bin = _room_for(shape, list(empty), [], []) if left else 0
+        new_bins = []
+        while left and per_bin:
+            new_bin = _Bin(list(empty))
+            _fill(new_bin, shape, min(left, per_bin))
+            left -= min(left, per_bin)
+            new_bins.append(new_bin)
+        bins.extend(new_bins)
+    return bins.entries
 
 
 def _capacity_for(group: Group, shapes: list[_PodShape]) -> Optional[InstanceShape]:
@@ -332,15 +360,23 @@ def _describe_set(placement: Placement, terms: tuple) -> str:
 
 
 def _granted_counts(bins: list[_Bin], granted: int) -> dict:
+    """Pods per shape in the first ``granted`` new instances."""
     counts: dict[_PodShape, int] = {}
-    for packed in bins:
-        if granted <= 0:
-            break
-        used = min(packed.count, granted)
-        granted -= used
+    for packed in bins[:granted]:
         for shape, copies in packed.contents.items():
-            counts[shape] = counts.get(shape, 0) + copies * used
+            counts[shape] = counts.get(shape, 0) + copies
     return counts
+
+
+def _largest_sizes(capacities: Iterable[Resources]) -> list[Resources]:
+    """The distinct sizes among some capacities, minus those another one covers: requests that
+    fit none of these fit none of the capacities."""
+    sizes = sorted(set(capacities), key=lambda r: (-sum(v for _, v in r.items()), sorted(r.items())))
+    kept: list[Resources] = []
+    for size in sizes:
+        if not any(size.fits_in(larger) for larger in kept):
+            kept.append(size)
+    return kept
 
 
 def _named(pods: list[Pod], limit: int = MAX_PODS_NAMED) -> str:
@@ -351,18 +387,37 @@ def _named(pods: list[Pod], limit: int = MAX_PODS_NAMED) -> str:
 def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_out: frozenset = frozenset()) -> ScaleUpResult:
     """Decide the scale up of one loop. ``timed_out`` holds the ``Group.key`` of groups that
     scale up skips (launch failures, behaviour.md §4), so their pods overflow to the next
-    candidate. ``now`` is taken for symmetry with the other decisions; nothing here ages."""
-    pending = sorted((pod for pod in snapshot.pods if pod.is_pending_unassigned), key=lambda p: (p.namespace, p.name))
+    candidate. ``now`` tells starting nodes from broken ones."""
+    pending = sorted((pod for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset),
+                     key=lambda p: (p.namespace, p.name))
     if not pending:
         return ScaleUpResult()
-    shapes = _group_shapes(pending, snapshot)
-    schedulable, cordoned = _build_rooms(snapshot)
-    index = _NodeIndex(schedulable, {shape.representative.placement for shape in shapes}, _smallest_request(shapes))
+    shapes, dimensions = _group_shapes(pending, snapshot)
+    width = len(dimensions)
+    schedulable, cordoned = _build_rooms(snapshot, settings, now, dimensions)
+    placements = {shape.representative.placement for shape in shapes}
+    # A node without room for even the smallest pending request (most of a busy cluster) is
+    # never looked at for placing; it still counts for infeasibility.
+    smallest = _smallest_needs(shapes, width)
+    open_nodes = _NodeIndex([room for room in schedulable if _copies_fitting(smallest, room.free)], placements, width)
+    taken_back = _NodeIndex([room for room in cordoned if _copies_fitting(smallest, room.free)], placements, width)
 
     # 1. Existing live, schedulable nodes first; room is consumed as pods are placed.
     for shape in shapes:
-        _fit_on_rooms(shape, index.matching(shape.representative.placement))
+        _fit_on_rooms(shape, open_nodes.first_fit(shape.representative.placement))
     placed = sum(shape.taken for shape in shapes)
+
+    # 1b. Then idle nodes the autoscaler cordoned, by their own labels, taints and room: one
+    # uncordon is cheaper and faster than a launch.
+    uncordons: dict[str, Uncordon] = {}
+    for shape in shapes:
+        if shape.remaining:
+            placement = shape.representative.placement
+            for room in _fit_on_rooms(shape, taken_back.first_fit(placement)):
+                uncordons.setdefault(room.node.name, Uncordon(
+                    room.node.name, f"pending pods {placement.describe()} fit on it; the autoscaler cordoned it, "
+                                    "so it is taken back before launching"))
+    placed_on_uncordoned = sum(shape.taken for shape in shapes) - placed
 
     # 2. The rest by constraint set, served in an order that does not depend on hash seeds.
     sets: dict[tuple, list[_PodShape]] = {}
@@ -371,6 +426,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             rep = shape.representative
             sets.setdefault((rep.placement, rep.anti_affinity), []).append(shape)
     ordered_sets = sorted(sets.items(), key=lambda item: repr(item[0]))
+    every_node = _NodeIndex(schedulable + cordoned, (placement for placement, _ in sets))
 
     groups = sorted(snapshot.groups, key=lambda group: group_priority_key(group, settings))
     group_of_instance = {instance_id: group.key for group in groups for instance_id in group.instance_ids}
@@ -381,53 +437,49 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             node_count[key] = node_count.get(key, 0) + 1
 
     demands: dict[tuple, _GroupDemand] = {}
-    uncordons: dict[str, Uncordon] = {}
     infeasible: list[tuple[Pod, Resources]] = []
     unaccounted: list[Pod] = []
     failures: list[Notify] = []
-    placed_on_uncordoned = 0
 
     for (placement, terms), set_shapes in ordered_sets:
         label = _describe_set(placement, terms)
         candidates = [group for group in groups if placement_matches(placement, group.labels, group.taints)]
-        # Infeasible: fits no shape of any group its placement allows, whatever their state.
-        # A candidate whose launch settings could not be read leaves the question open.
+        # Infeasible: fits no shape of any group its placement allows, whatever their state, and
+        # no live node it matches, however busy. A candidate whose launch settings could not be
+        # read leaves the question open.
         if all(group.shapes for group in candidates):
             allowed = [option for group in candidates for option in group.shapes]
             largest = largest_shape(allowed)
             largest_capacity = largest.capacity if largest else Resources()
+            allowed_sizes = _largest_sizes(option.capacity for option in allowed)
+            node_sizes = None
             for shape in set_shapes:
-                if not any(shape.requests.fits_in(option.capacity) for option in allowed):
+                if any(shape.requests.fits_in(size) for size in allowed_sizes):
+                    continue
+                if node_sizes is None:
+                    node_sizes = _largest_sizes(room.node.allocatable for room in every_node.matching(placement))
+                if not any(shape.requests.fits_in(size) for size in node_sizes):
                     infeasible.extend((pod, largest_capacity) for pod in shape.take(shape.remaining))
 
         for group in candidates:
             waiting = [shape for shape in set_shapes if shape.remaining]
             if not waiting:
                 break
-            taken_back = [room for room in cordoned.get(group.key, ())
-                          if placement_matches(placement, room.node.labels, room.node.taints)]
-            for shape in waiting if taken_back else ():
-                before = shape.remaining
-                for room in _fit_on_rooms(shape, taken_back):
-                    uncordons.setdefault(room.node.name, Uncordon(
-                        room.node.name, f"pending pods {label} fit on it; the autoscaler cordoned it, so it is taken back before launching"))
-                placed_on_uncordoned += before - shape.remaining
             if group.key in timed_out or not group.shapes:
                 continue
             demand = demands.setdefault(group.key, _GroupDemand())
             room_left = group.max_size - node_count.get(group.key, 0) - demand.new_instances
             if room_left <= 0:
                 continue
-            fitting = [shape for shape in waiting
-                       if shape.remaining and any(shape.requests.fits_in(option.capacity) for option in group.shapes)]
+            fitting = [shape for shape in waiting if any(shape.requests.fits_in(option.capacity) for option in group.shapes)]
             capacity = _capacity_for(group, fitting)
             if capacity is None:
                 continue
-            bins = _pack([shape for shape in fitting if shape.requests.fits_in(capacity.capacity)], capacity.capacity)
-            bin_count = sum(packed.count for packed in bins)
-            if not bin_count:
+            bins = _pack([shape for shape in fitting if shape.requests.fits_in(capacity.capacity)], capacity.capacity,
+                         dimensions)
+            if not bins:
                 continue
-            granted = min(bin_count, room_left)
+            granted = min(len(bins), room_left)
             # Over-provision once per group and loop, however many sets share the group.
             extra = 0 if demand.over_provisioned else settings.over_provision
             demand.over_provisioned = True
@@ -440,7 +492,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             demand.pod_count += len(accounted)
             demand.pod_keys.extend(pod.key for pod in accounted[:MAX_PODS_IN_ACTION - len(demand.pod_keys)])
             over_note = f" (+{new_instances - granted} over-provision)" if new_instances > granted else ""
-            capped_note = f", capped at max size {group.max_size}" if granted < bin_count else ""
+            capped_note = f", capped at max size {group.max_size}" if granted < len(bins) else ""
             demand.reasons.append(f"{len(accounted)} pending pods {label} need {granted} new "
                                   f"{capacity.instance_type} instances{over_note}{capped_note}")
 
@@ -451,7 +503,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
                 f"failed to scale up for {len(left)} pending pods {label}: none of the {len(candidates)} matching "
                 f"groups could take them (timed out, at max size, too small or without launch settings): {_named(left)}")))
 
-    actions: list = list(uncordons.values())
+    actions: list = [uncordons[name] for name in sorted(uncordons)]
     new_total = 0
     for group in groups:
         demand = demands.get(group.key)
@@ -471,7 +523,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
         detail = "; ".join(f"{pod.key} requests {pod.requests.describe()}, largest {capacity.describe() or 'nothing: no group matches'}"
                            for pod, capacity in infeasible[:MAX_PODS_NAMED])
         more = f"; and {len(pods) - MAX_PODS_NAMED} more" if len(pods) > MAX_PODS_NAMED else ""
-        actions.append(Notify("infeasible-pods", f"{len(pods)} pending pods fit no instance type their placement allows: {detail}{more}"))
+        actions.append(Notify("infeasible-pods", f"{len(pods)} pending pods fit no instance type their placement allows and no node they match: {detail}{more}"))
     actions.extend(failures)
 
     return ScaleUpResult(

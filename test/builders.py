@@ -83,7 +83,8 @@ def make_pod(name: Optional[str] = None, cpu="500m", memory="0", gpu=0, selector
 
 def make_node(name: Optional[str] = None, cpu="4", memory="16Gi", gpu=0, pods=110, labels=None, taints=(),
               unschedulable=False, cordoned_by_autoscaler=False, instance_id: Optional[str] = None,
-              region="us-west-2", zone="us-west-2a", allocatable: Optional[Resources] = None) -> Node:
+              region="us-west-2", zone="us-west-2a", allocatable: Optional[Resources] = None, ready=True,
+              created: Optional[datetime] = NOW) -> Node:
     name = name or f"node-{next(_serial)}"
     node_labels = {HOSTNAME_LABEL: name, **(labels or {})}
     if cordoned_by_autoscaler:
@@ -98,7 +99,8 @@ def make_node(name: Optional[str] = None, cpu="4", memory="16Gi", gpu=0, pods=11
         instance_id=instance_id,
         region=region if instance_id else None,
         zone=zone if instance_id else None,
-        created=NOW,
+        ready=ready,
+        created=created,
     )
 
 

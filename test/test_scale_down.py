@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 
 from autoscaler.config import Settings
-from autoscaler.model import DETACHED_LABEL, LAST_BUSY_ANNOTATION, Instance, NodeState, PodPhase, Snapshot
-from autoscaler.plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, TerminateInstance
+from autoscaler.model import DETACHED_LABEL, LAST_BUSY_ANNOTATION, Instance, NodeState, PodPhase, Snapshot, Taint
+from autoscaler.plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, TerminateInstance, Uncordon
 from autoscaler.scale_down import plan_scale_down, scale_in_limit
+from autoscaler.scale_up import plan_scale_up
 from builders import NOW, make_group, make_node, make_pod
 
 SETTINGS = Settings(cluster_name="test", regions=("us-west-2",), idle_threshold=600, type_idle_threshold=3600, max_scale_in_fraction=1.0)
@@ -231,14 +232,19 @@ PENDING_CASES = {
         [make_pod(f"big{i}", cpu="3") for i in range(50)] + [make_pod("small", cpu="1", selector={"zone": "a"}),
                                                              make_pod("fits", cpu="1")], NodeState.POD_PENDING),
     "assigned-pending-pod-is-not-demand": ([make_pod("p", cpu="1", node="b", phase=PodPhase.PENDING)], NodeState.IDLE_SCHEDULABLE),
+    "daemonset-pod-is-not-demand": ([make_pod("p", cpu="1", owner_kinds=("DaemonSet",))], NodeState.IDLE_SCHEDULABLE),
+    "start-up-taint-of-a-new-node-is-no-obstacle": ([make_pod("p", cpu="1")], NodeState.POD_PENDING),
     "no-pending-pods": ([], NodeState.IDLE_SCHEDULABLE),
 }
 
 
 @pytest.mark.parametrize("pending, expected", list(PENDING_CASES.values()), ids=list(PENDING_CASES))
-def test_pod_pending(pending, expected):
+def test_pod_pending(pending, expected, request):
     daemon = busy_pod("a", "agent", cpu="2", owner_kinds=("DaemonSet",))
-    result = run(world([node("a"), node("b", idle=60)], [daemon, *pending]))
+    a = node("a")
+    if "start-up-taint" in request.node.callspec.id:  # registered a minute ago, not Ready yet
+        a = replace(node("a", idle=60), taints=(Taint("node.kubernetes.io/not-ready", "", "NoSchedule"),), ready=False)
+    result = run(world([a, node("b", idle=60)], [daemon, *pending]))
     assert states(result)["a"] is expected
 
 
@@ -255,6 +261,32 @@ def test_pending_pod_and_a_cordoned_idle_node(cordon, settings, expected):
     assert states(result)["a"] is expected
     terminated = [a.node for a in of_type(result, TerminateInstance)]
     assert terminated == ([] if expected is NodeState.POD_PENDING else ["a"])
+
+
+def _take_back_worlds():
+    """An idle node the autoscaler cordoned, labelled team=a by its kubelet (not by its group),
+    and a pending pod that asks for team=a, in several variations."""
+    pod = make_pod("p", cpu="1", selector={"team": "a"})
+    yield "kubelet-label", world([node("a", by_autoscaler=True, labels={"team": "a"}), node("b", idle=60)], [pod]), SETTINGS
+    yield "draining", world([node("a", by_autoscaler=True, labels={"team": "a"}), node("b", idle=60)],
+                            [pod, busy_pod("a", cpu="500m")]), replace(SETTINGS, drain_utilization=0.5)
+    yield "detached", world([node("a", by_autoscaler=True, labels={"team": "a", DETACHED_LABEL: "true"}), node("b", idle=60)],
+                            [pod]), SETTINGS
+    broken = replace(node("a", by_autoscaler=True, labels={"team": "a"}), ready=False)
+    yield "not-ready", world([broken, node("b", idle=60)], [pod]), SETTINGS
+    yield "too-big", world([node("a", by_autoscaler=True, labels={"team": "a"}), node("b", idle=60)],
+                           [make_pod("p", cpu="8", selector={"team": "a"})]), SETTINGS
+    yield "daemonset-pod", world([node("a", by_autoscaler=True, labels={"team": "a"}), node("b", idle=60)],
+                                 [make_pod("p", cpu="1", selector={"team": "a"}, owner_kinds=("DaemonSet",))]), SETTINGS
+
+
+@pytest.mark.parametrize("snapshot, settings", [pytest.param(s, c, id=name) for name, s, c in _take_back_worlds()])
+def test_scale_in_keeps_exactly_what_scale_up_takes_back(snapshot, settings):
+    """The node is pod-pending (kept) exactly when scale up uncordons it in the same plan; else it
+    is removed or drained as usual, never left to block the pending pod for ever."""
+    kept = states(run(snapshot, settings))["a"] is NodeState.POD_PENDING
+    taken_back = [a.node for a in plan_scale_up(snapshot, settings, NOW).actions if isinstance(a, Uncordon)]
+    assert taken_back == (["a"] if kept else [])
 
 
 @pytest.mark.parametrize("fraction, total, limit", [(0.1, 10, 1), (0.1, 30, 3), (0.1, 31, 4), (0.1, 1, 1), (0.0, 50, 0),
@@ -311,19 +343,19 @@ def test_many_pending_pods_and_nodes_stay_cheap():
     calls = []
     import autoscaler.scale_down as scale_down
 
-    original = scale_down.pod_matches_node
+    original = scale_down.placement_matches
 
-    def counting(pod, node):
+    def counting(placement, labels, taints):
         calls.append(1)
-        return original(pod, node)
+        return original(placement, labels, taints)
 
     nodes = [node(f"n{i:04}") for i in range(1000)]
     selectors = [{"aws/type": "p3.2xlarge"}, {"team": "a"}, {"team": "b"}]
     pods = [make_pod(f"p{i}", cpu="1", selector=selectors[i % 3]) for i in range(10000)]
     try:
-        scale_down.pod_matches_node = counting
+        scale_down.placement_matches = counting
         result = run(world(nodes, pods))
     finally:
-        scale_down.pod_matches_node = original
+        scale_down.placement_matches = original
     assert result.state_counts[NodeState.POD_PENDING] == 0
     assert len(calls) <= 3 * 1000

@@ -7,13 +7,17 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from datetime import timedelta
+
+import autoscaler.scale_up as scale_up
 from autoscaler.config import Settings
-from autoscaler.model import PodPhase, Taint, Toleration
+from autoscaler.model import DETACHED_LABEL, PodPhase, Taint, Toleration
 from autoscaler.plan import Notify, SetDesiredCapacity, Uncordon
 from autoscaler.scale_up import plan_scale_up
 from builders import (
     NOW,
     anti_affinity,
+    requirement,
     make_group,
     make_group_nodes,
     make_node,
@@ -160,7 +164,71 @@ def _placement_cases():
     yield "two-sets-add-up-capped", Case(make_snapshot(two_sets, groups=[replace(shared, max_size=4)]), {"shared": 4}, unaccounted=4)
 
 
-CASES = [pytest.param(case, id=name) for cases in (_existing_node_cases, _packing_cases, _limit_cases, _candidate_cases, _placement_cases)
+NOT_READY = Taint("node.kubernetes.io/not-ready", "", "NoSchedule")
+NETWORK_UNAVAILABLE = Taint("node.kubernetes.io/network-unavailable", "", "NoSchedule")
+UNINITIALIZED = Taint("node.cloudprovider.kubernetes.io/uninitialized", "true", "NoSchedule")
+
+
+def _starting_node_cases():
+    """Nodes that registered but are not Ready yet carry start-up taints no pending pod tolerates;
+    they are already in the group's node count, so their room must count too."""
+    group, nodes = _one_group_with_nodes(2)
+    starting = [replace(node, taints=(NOT_READY,), ready=False) for node in nodes]
+    yield "starting-nodes-room-counts", Case(make_snapshot(pods(2, cpu="1"), starting, [group]), {}, placed=2)
+    initializing = [replace(node, taints=(NETWORK_UNAVAILABLE, UNINITIALIZED)) for node in nodes]
+    yield "initializing-nodes-room-counts", Case(make_snapshot(pods(2, cpu="1"), initializing, [group]), {}, placed=2)
+    dedicated = [replace(node, taints=(NOT_READY, Taint("dedicated", "db")), ready=False) for node in nodes]
+    yield "starting-node-keeps-its-other-taints", Case(make_snapshot(pods(1, cpu="1"), dedicated, [group]), {"workers": 3})
+    old = NOW - timedelta(hours=2)
+    broken = [replace(node, created=old, ready=False) for node in nodes]
+    yield "broken-node-offers-no-room", Case(make_snapshot(pods(1, cpu="1"), broken, [group]), {"workers": 3})
+    lagging = [replace(node, created=old, taints=(NOT_READY,)) for node in nodes]
+    yield "old-ready-node-keeps-start-up-taint", Case(make_snapshot(pods(1, cpu="1"), lagging, [group]), {"workers": 3})
+
+
+def _take_back_cases():
+    """Idle nodes the autoscaler cordoned are matched by their own labels, taints and room."""
+    group = make_group()
+    kubelet_labelled = make_node("w-0", labels={**group.labels, "team": "a"}, instance_id="i-w-0", cordoned_by_autoscaler=True)
+    owned = replace(group, instance_ids=("i-w-0",), desired=1)
+    team_a = dict(cpu="1", selector={"team": "a"})
+    yield "kubelet-labelled-cordoned-node-taken-back", Case(make_snapshot(pods(1, **team_a), [kubelet_labelled], [owned]), {},
+                                                           placed=1, uncordoned=["w-0"])
+    unmanaged = make_node("laptop", labels={"team": "a"}, cordoned_by_autoscaler=True)
+    yield "cordoned-node-outside-groups-taken-back", Case(make_snapshot(pods(1, **team_a), [unmanaged], [group]), {},
+                                                         placed=1, uncordoned=["laptop"])
+    draining = make_pod(cpu="1", node="w-0")
+    yield "draining-node-not-taken-back", Case(make_snapshot([draining] + pods(1, cpu="1"), [kubelet_labelled], [owned]),
+                                               {"workers": 2})
+    detached = replace(kubelet_labelled, labels={**kubelet_labelled.labels, DETACHED_LABEL: "true"})
+    yield "detached-node-not-taken-back", Case(make_snapshot(pods(1, cpu="1"), [detached], [owned]), {"workers": 2})
+    two_sets = pods(1, **team_a) + pods(1, cpu="1", selector={"aws/type": "m5.xlarge"})
+    yield "taken-back-once-for-two-sets", Case(make_snapshot(two_sets, [kubelet_labelled], [owned]), {},
+                                               placed=2, uncordoned=["w-0"])
+    full = make_node("w-0", labels={**group.labels, "team": "a"}, instance_id="i-w-0")
+    busy = make_pod(cpu="4", node="w-0")
+    yield "pod-waiting-for-a-busy-node-is-not-infeasible", Case(make_snapshot([busy] + pods(1, **team_a), [full], [owned]),
+                                                                {}, unaccounted=1)
+    yield "pod-too-big-for-nodes-and-groups-is-infeasible", Case(
+        make_snapshot([busy] + pods(1, cpu="8", selector={"team": "a"}), [full], [owned]), {}, infeasible=1)
+
+
+def _demand_cases():
+    group = make_group()
+    pinned = [[requirement("kubernetes.io/hostname", "In", "gone")]]
+    daemon = make_pod(cpu="1", affinity=pinned, owner_kinds=("DaemonSet",))
+    yield "pending-daemonset-pod-is-not-demand", Case(make_snapshot([daemon] + pods(1, cpu="1"), groups=[group]), {"workers": 1})
+    # A running db in namespace "a" keeps db pods of "a" off its node, not those of "b": pods
+    # identical but for their namespace are different shapes once anti-affinity exists.
+    group, nodes = make_group_nodes(group, 1)
+    guard = make_pod(cpu="1", namespace="a", labels={"app": "db"}, anti=[anti_affinity({"app": "db"}, namespaces=("a",))],
+                     node=nodes[0].name)
+    replicas = [make_pod(cpu="1", namespace=ns, labels={"app": "db"}) for ns in ("a", "b")]
+    yield "anti-affinity-namespaces-kept-apart", Case(make_snapshot([guard] + replicas, nodes, [group]), {"workers": 2}, placed=1)
+
+
+CASES = [pytest.param(case, id=name) for cases in (_existing_node_cases, _packing_cases, _limit_cases, _candidate_cases,
+                                                   _placement_cases, _starting_node_cases, _take_back_cases, _demand_cases)
          for name, case in cases()]
 
 
@@ -172,7 +240,8 @@ def test_plan_scale_up(case: Case):
     assert len(result.unaccounted) == case.unaccounted
     assert len(result.infeasible) == case.infeasible
     assert uncordoned(result) == case.uncordoned
-    pending = sum(1 for pod in case.snapshot.pods if pod.is_pending_unassigned)
+    pending = sum(1 for pod in case.snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset)
+    assert result.pending == pending
     assert result.placed_on_nodes + result.pods_for_new_instances + case.unaccounted + case.infeasible == pending
     assert ("scale-up-failed" in notified(result)) == bool(case.unaccounted)
     assert ("infeasible-pods" in notified(result)) == bool(case.infeasible)
@@ -250,3 +319,78 @@ def test_hostname_label_is_the_anti_affinity_topology():
     spread = pods(2, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})])
     result = plan_scale_up(make_snapshot(spread, nodes, [group]), settings(), NOW)
     assert result.placed_on_nodes == 2 and not result.actions
+
+
+def test_identical_pods_in_many_namespaces_are_one_shape(monkeypatch):
+    """Without anti-affinity anywhere, a namespace changes nothing about where a pod fits."""
+    built = []
+    original = scale_up._PodShape
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scale_up, "_PodShape", counting)
+    spread = [make_pod(cpu="1", namespace=f"team-{i}") for i in range(50)]
+    result = plan_scale_up(make_snapshot(spread, groups=[make_group(max_size=20)]), settings(), NOW)
+    assert raised(result) == {"workers": 13} and len(built) == 1
+
+
+def test_first_fit_work_grows_with_pods_and_nodes_not_their_product(monkeypatch):
+    """Every pending pod with a request of its own (nothing placed by count), on nodes with a
+    little room each: first fit must skip full nodes and full new instances wholesale."""
+    calls = []
+    original = scale_up._room_for
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(scale_up, "_room_for", counting)
+    group, nodes = make_group_nodes(make_group(max_size=1000), 300)
+    running = [make_pod(cpu="3", node=node.name) for node in nodes]
+    pending = [make_pod(cpu=f"{300 + i}m") for i in range(1500)]
+    result = plan_scale_up(make_snapshot(running + pending, nodes, [group]), settings(), NOW)
+    assert result.placed_on_nodes == 300 and result.pods_for_new_instances == 1200
+    assert len(calls) <= 3 * (len(pending) + len(nodes))
+
+
+def _reference_first_fit(pending, rooms, capacity):
+    """One pod at a time, largest first: the first node in name order with room, else the first
+    new instance with room, else a new instance. Returns (placed on nodes, new instances)."""
+    def size(pod):
+        return (-pod.requests.get("cpu"), -pod.requests.get("memory"), sorted(pod.requests.items()))
+    placed, bins = 0, []
+    for pod in sorted(pending, key=size):
+        for free in rooms:
+            if pod.requests.fits_in(free[0]):
+                free[0] = free[0] - pod.requests
+                placed += 1
+                break
+        else:
+            for free in bins:
+                if pod.requests.fits_in(free[0]):
+                    free[0] = free[0] - pod.requests
+                    break
+            else:
+                bins.append([capacity - pod.requests])
+    return placed, len(bins)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_first_fit_matches_placing_pods_one_by_one(seed):
+    chance = random.Random(seed)
+    group, nodes = make_group_nodes(make_group(max_size=1000), chance.randint(0, 12))
+    running = [make_pod(cpu=f"{chance.randint(0, 4000)}m", memory=f"{chance.randint(0, 16)}Gi", node=node.name)
+               for node in nodes]
+    running = [pod for pod in running if pod.requests.fits_in(group.shapes[0].capacity)]
+    sizes = [(f"{chance.choice([250, 500, 1000, 1500, 3000])}m", f"{chance.randint(0, 12)}Gi") for _ in range(chance.randint(1, 8))]
+    pending = [make_pod(cpu=cpu, memory=memory) for _ in range(chance.randint(1, 120)) for cpu, memory in [chance.choice(sizes)]]
+    if chance.random() < 0.5:  # some runs with every request different
+        pending = [make_pod(cpu=f"{chance.randint(100, 4000)}m", memory=f"{chance.randint(0, 16000)}Mi") for _ in range(80)]
+    rooms = [[node.allocatable - sum((p.requests for p in running if p.node_name == node.name), make_resources())]
+             for node in sorted(nodes, key=lambda n: n.name)]
+    placed, instances = _reference_first_fit(pending, rooms, group.shapes[0].capacity)
+    result = plan_scale_up(make_snapshot(running + pending, nodes, [group]), settings(), NOW)
+    assert result.placed_on_nodes == placed
+    assert raised(result) == ({"workers": group.desired + instances} if instances else {})
