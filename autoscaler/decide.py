@@ -59,7 +59,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info(BANNER.format("Scaling Up Begins"))
         up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out)
         actions.extend(up.actions)
-        counters["pending"] = sum(1 for pod in snapshot.pods if pod.is_pending_unassigned)
+        counters["pending"] = up.pending  # DaemonSet pods are not demand
         counters["placed_on_nodes"] = up.placed_on_nodes
         counters["pods_for_new_instances"] = up.pods_for_new_instances
         counters["groups_raised"] = sum(1 for a in up.actions if type(a).__name__ == "SetDesiredCapacity")
