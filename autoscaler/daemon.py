@@ -6,7 +6,8 @@ import logging
 import signal
 import sys
 import threading
-from typing import Optional
+from datetime import datetime
+from typing import Callable, Optional
 
 from .actuator import Actuator
 from .aws_actuator import AwsActuator
@@ -18,7 +19,7 @@ from .kube_connect import KubeConfigError, connect
 from .kube_reader import KubeReader
 from .leader import LeaderElector
 from .logs import TEXT_FORMAT, configure_logging as configure_log_output, secret_values
-from .loop import Loop
+from .loop import Loop, utc_now
 from .metrics import Liveness, Metrics, MetricsServer, health_window
 from .notifier import SlackNotifier
 from .world import World
@@ -34,14 +35,17 @@ def configure_logging(settings: Settings) -> None:
 
 
 def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, leader: Optional[LeaderElector] = None,
-               metrics: Optional[Metrics] = None, liveness: Optional[Liveness] = None) -> Loop:
+               metrics: Optional[Metrics] = None, liveness: Optional[Liveness] = None,
+               clock: Callable[[], datetime] = utc_now, wait: Optional[Callable[[float], object]] = None) -> Loop:
+    """The production wiring. The sandbox passes its simulated clock and wait; nothing else differs."""
     api_client = api_client or connect(settings.kubeconfig)
     aws = AwsClients(settings)
     world = World(KubeReader(api_client, settings.pod_namespace), aws, settings)
     actuator = Actuator(AwsActuator(aws), KubeActuator(api_client), SlackNotifier(settings.slack_hook), settings.dry_run)
     on_error = metrics.record_api_error if metrics is not None else None
     events = None if settings.dry_run else EventRecorder(api_client, on_api_error=on_error)
-    return Loop(world, actuator, settings, stop=stop, leader=leader, metrics=metrics, liveness=liveness, events=events)
+    return Loop(world, actuator, settings, clock=clock, stop=stop, wait=wait, leader=leader, metrics=metrics,
+                liveness=liveness, events=events)
 
 
 def run(settings: Settings) -> int:
