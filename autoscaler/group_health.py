@@ -39,6 +39,10 @@ Decisions written down here, where the spec leaves room:
   each action answers. Only the actions not made are decided again, never the whole activity: a
   spot launch whose cancellation failed but whose lowering was made must not be lowered twice.
   The retry lasts as long as the activity is the group's latest failure within its timeout.
+- A lowering is retried to the absolute target first decided, never recomputed from the group's
+  desired capacity then: a call that landed but whose reply was lost would otherwise lower the group
+  a second time (a spot launch's ``desired - 1``). The retry is skipped once desired capacity is at or
+  below that target, and never goes below min size.
 """
 from __future__ import annotations
 
@@ -159,13 +163,16 @@ class GroupHealthState:
     handled_activities: frozenset = frozenset()  # activity ids whose corrections were decided
     timeouts: Mapping[GroupKey, TimeoutRecord] = field(default_factory=dict)
     shortfall_since: Mapping[GroupKey, datetime] = field(default_factory=dict)
-    # (activity id, action type name) of corrections decided but not made: decided again.
+    # (activity id, action type name, target desired capacity or None) of corrections decided but
+    # not made: decided again.
     unapplied: frozenset = frozenset()
 
     def with_unapplied(self, origins: Mapping[object, str], actions) -> "GroupHealthState":
         """This state, with those of ``actions`` that are corrections (keys of ``origins``) to be
-        decided again by the next assessment."""
-        retry = {(origins[action], type(action).__name__) for action in actions if action in origins}
+        decided again by the next assessment; a lowering keeps the desired capacity it aimed at."""
+        retry = {(origins[action], type(action).__name__,
+                  action.desired if isinstance(action, SetDesiredCapacity) else None)
+                 for action in actions if action in origins}
         return replace(self, unapplied=self.unapplied | retry) if retry else self
 
 
@@ -302,16 +309,21 @@ def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity, nod
 
 def _retried_corrections(unapplied: frozenset, group: Group, kind: FailureKind, activity: ScalingActivity,
                          node_instance_ids: frozenset) -> list:
-    """The corrections of an activity already handled that were not made, decided afresh."""
-    retry = {name for activity_id, name in unapplied if activity_id == activity.activity_id}
-    if not retry:
-        return []
-    if kind is FailureKind.SPOT_CANCELLED:
-        # The request is cancelled now (by us or by AWS); the lowering that went with it may not be.
-        retry.discard(CancelSpotRequest.__name__)
-        kind = FailureKind.SPOT_WAITING
-    return [action for action in _corrections(group, kind, activity, node_instance_ids)
-            if type(action).__name__ in retry]
+    """The corrections of an activity already handled that were not made: a cancellation decided
+    afresh, a lowering to the target first decided (see the module's notes)."""
+    retry = {(name, target) for activity_id, name, target in unapplied if activity_id == activity.activity_id}
+    actions: list = []
+    # Once the request is cancelled (by us or by AWS) there is nothing left to cancel.
+    if (CancelSpotRequest.__name__, None) in retry and kind is not FailureKind.SPOT_CANCELLED:
+        actions.extend(action for action in _corrections(group, kind, activity, node_instance_ids)
+                       if isinstance(action, CancelSpotRequest))
+    targets = [target for name, target in retry if name == SetDesiredCapacity.__name__]
+    if targets:
+        target = max(group.min_size, min(targets))
+        if target < group.desired:
+            meaning = _MEANINGS[FailureKind.SPOT_WAITING if kind is FailureKind.SPOT_CANCELLED else kind]
+            actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired, reason=meaning))
+    return actions
 
 
 def _extend(timeouts: dict, key: GroupKey, record: TimeoutRecord) -> None:

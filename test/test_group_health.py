@@ -484,3 +484,32 @@ def test_corrections_not_made_are_decided_again(first, then, group, not_made, ex
     assert again.origins == {action: "a-1" for action in redone}
     assert again.state.unapplied == frozenset()  # decided again now; the loop says if they fail again
     assert of_type(again.actions, Notify) == []  # the timeout was announced once
+
+
+# A lowering whose call failed is retried to the target first decided, from the group as it is now:
+# if the first call landed and only its reply was lost, the group is already there and is not lowered
+# again. name -> (failed launch, the group at the retry, the desired capacity retried, if any)
+SPOT_WAITING = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
+RETRIED_TARGET_CASES = {
+    "spot-not-landed": (SPOT_WAITING, make_group(desired=5, is_spot=True), 4),
+    "spot-landed-reply-lost": (SPOT_WAITING, make_group(desired=4, is_spot=True), None),
+    "spot-lowered-further-meanwhile": (SPOT_WAITING, make_group(desired=3, is_spot=True), None),
+    "spot-min-raised-meanwhile": (SPOT_WAITING, make_group(desired=5, min_size=5, is_spot=True), None),
+    "spot-min-raised-partly": (SPOT_WAITING, make_group(desired=6, min_size=5, is_spot=True), 5),
+    "limit-not-landed": (make_activity(INSTANCE_LIMIT_TEXT), make_group(desired=5), 4),
+    "limit-landed-reply-lost": (make_activity(INSTANCE_LIMIT_TEXT), make_group(desired=4), None),
+    "limit-raised-again-meanwhile": (make_activity(INSTANCE_LIMIT_TEXT), make_group(desired=7), 4),
+}
+
+
+@pytest.mark.parametrize("launch, group_now, expected", RETRIED_TARGET_CASES.values(), ids=RETRIED_TARGET_CASES.keys())
+def test_a_failed_lowering_is_retried_to_its_first_target(launch, group_now, expected):
+    decided = assess(make_snapshot([make_group(desired=5, is_spot=group_now.is_spot)], [launch]),
+                     START + timedelta(minutes=6))
+    [lowering] = of_type(decided.actions, SetDesiredCapacity)
+    assert lowering.desired == 4
+    state = decided.state.with_unapplied(decided.origins, [lowering])
+    again = assess(make_snapshot([group_now], [launch]), START + timedelta(minutes=8), state=state)
+    retried = [(a.desired, a.previous) for a in of_type(again.actions, SetDesiredCapacity)]
+    assert retried == ([] if expected is None else [(expected, group_now.desired)])
+    assert of_type(again.actions, CancelSpotRequest) == []  # only what failed is done again
