@@ -99,7 +99,9 @@ class Metrics:
         if ok:
             self.last_success.set(time.time())
         counters = decision.counters
-        self.pending.set(counters.get("pending", sum(1 for pod in snapshot.pods if pod.is_pending_unassigned)))
+        # Under --no-scale scale up counted nothing: count as it would (DaemonSet pods are no demand).
+        self.pending.set(counters.get("pending", sum(1 for pod in snapshot.pods
+                                                     if pod.is_pending_unassigned and not pod.is_daemonset)))
         self.infeasible.set(counters.get("infeasible", 0))
         self.unaccounted.set(counters.get("unaccounted", 0))
         self.nodes.clear()  # a state no node is in any more must not keep its old value

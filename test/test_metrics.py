@@ -9,7 +9,7 @@ from autoscaler.kube_errors import KubeError
 from autoscaler.metrics import Liveness, Metrics, MetricsServer, health_window
 from builders import make_group, make_group_nodes, make_pod, make_snapshot
 from daemon_process import free_port, poll
-from loop_stubs import RecordingAdapter, StubWorld, make_loop
+from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
 
 def cluster_snapshot():
@@ -49,6 +49,15 @@ def test_one_loop_records_pods_nodes_groups_actions_and_time():
     assert sample(metrics, "autoscaler_loop_duration_seconds_count") == 1
     assert sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") > 0
     assert liveness.check()[0]
+
+
+@pytest.mark.parametrize("no_scale", [False, True], ids=["scale-up-on", "no-scale"])
+def test_pending_pods_leave_out_daemonset_pods_as_scale_up_does(no_scale):
+    pending = [make_pod("job", cpu="1"), make_pod("agent", cpu="100m", owner_kinds=("DaemonSet",))]
+    metrics = Metrics()
+    make_loop(StubWorld(make_snapshot(pods=pending, groups=[make_group("workers")])),
+              make_settings(no_scale=no_scale), metrics=metrics).run_once()
+    assert sample(metrics, "autoscaler_pending_pods") == 1
 
 
 @pytest.mark.parametrize("error, service", [
