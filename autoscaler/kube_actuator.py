@@ -11,6 +11,8 @@ from .kube_errors import KubeError, kube_call
 from .model import CORDONED_BY_AUTOSCALER_LABEL
 
 MERGE_PATCH = "application/merge-patch+json"
+# (connect, read) seconds for one write: a half-open connection must fail the action, not hang the loop.
+WRITE_REQUEST_TIMEOUT = (10, 30)
 
 
 class EvictionRefused(KubeError):
@@ -22,7 +24,8 @@ class KubeActuator:
         self.core = kube_client.CoreV1Api(api_client)
 
     def _patch_node(self, what: str, name: str, body: dict) -> None:
-        kube_call(what, self.core.patch_node, name, body, _content_type=MERGE_PATCH)
+        kube_call(what, self.core.patch_node, name, body, _content_type=MERGE_PATCH,
+                  _request_timeout=WRITE_REQUEST_TIMEOUT)
 
     def cordon(self, node: str) -> None:
         body = {"metadata": {"labels": {CORDONED_BY_AUTOSCALER_LABEL: "true"}}, "spec": {"unschedulable": True}}
@@ -42,7 +45,8 @@ class KubeActuator:
         Returns False when the pod was already gone; raises EvictionRefused on 429."""
         eviction = kube_client.V1Eviction(metadata=kube_client.V1ObjectMeta(name=name, namespace=namespace))
         try:
-            kube_call(f"evict pod {namespace}/{name}", self.core.create_namespaced_pod_eviction, name, namespace, eviction)
+            kube_call(f"evict pod {namespace}/{name}", self.core.create_namespaced_pod_eviction, name, namespace, eviction,
+                      _request_timeout=WRITE_REQUEST_TIMEOUT)
         except KubeError as error:
             if error.status == 404:
                 return False
@@ -54,7 +58,7 @@ class KubeActuator:
     def delete_node(self, node: str) -> bool:
         """Delete the Node object; False when it was already gone."""
         try:
-            kube_call(f"delete node {node}", self.core.delete_node, node)
+            kube_call(f"delete node {node}", self.core.delete_node, node, _request_timeout=WRITE_REQUEST_TIMEOUT)
         except KubeError as error:
             if error.status == 404:
                 return False

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 from typing import Callable, Optional
 
+import pydantic
 import urllib3
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 
 class KubeError(RuntimeError):
@@ -27,6 +29,14 @@ def kube_call(what: str, function: Callable, *args, **kwargs):
         raise KubeError(f"{what}: HTTP {error.status} {reason}: {message}{hint}", error.status, reason) from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise KubeError(f"{what}: cannot reach the Kubernetes API server ({error})") from None
+    except ConfigException as error:
+        # Raised while the client refreshes its token (an exec plugin such as `aws eks get-token`
+        # failed or was throttled): no request was sent; the next call tries again.
+        raise KubeError(f"{what}: could not get Kubernetes credentials ({error})") from None
+    except pydantic.ValidationError as error:
+        # The client (kubernetes >= 35) validates arguments and answers against its models.
+        detail = " ".join(str(error).split())
+        raise KubeError(f"{what}: the Kubernetes client rejected the request or the server's answer ({detail})") from None
 
 
 def _status_details(error: ApiException) -> tuple[str, str]:

@@ -37,6 +37,9 @@ from .resources import QuantityError, parse_resources, to_milli
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
+# (connect, read) seconds for one page. Without a timeout a half-open connection blocks the loop
+# for ever while the leader thread keeps renewing the lease; a page of 500 pods takes well under a second.
+LIST_REQUEST_TIMEOUT = (10, 60)
 ONE_POD_MILLI = 1000
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -69,7 +72,7 @@ class KubeReader:
     def _pages(self, lister: Callable, **query) -> Iterator[dict]:
         token = None
         while True:
-            kwargs = dict(query, limit=PAGE_SIZE, _preload_content=False)
+            kwargs = dict(query, limit=PAGE_SIZE, _preload_content=False, _request_timeout=LIST_REQUEST_TIMEOUT)
             if token:
                 kwargs["_continue"] = token
             response = kube_call("list", lister, **kwargs)

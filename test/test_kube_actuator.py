@@ -3,8 +3,11 @@ actions with the real Kubernetes and AWS actuators (fake API server, moto behind
 import logging
 
 import pytest
+from kubernetes import client as kube_client
+from silent_server import SilentServer
 from slack_capture import SlackCapture
 
+from autoscaler import kube_actuator
 from autoscaler import plan as p
 from autoscaler.actuator import Actuator
 from autoscaler.aws_actuator import AwsActuator
@@ -227,3 +230,23 @@ def test_dry_run_scale_in_changes_nothing(aws_env, fake_kube, slack):
     assert sum(result.applied.values()) == len(plan)
     assert aws_env.mutating_calls() == [] and fake_kube.mutating_requests() == [] and slack.messages == []
     assert group_instances(aws_env) == (2, instance_ids)
+
+
+# ---- a server that never answers ----------------------------------------------------------------
+
+WRITES = {
+    "cordon": lambda k: k.cordon("n1"),
+    "uncordon": lambda k: k.uncordon("n1"),
+    "annotate": lambda k: k.annotate("n1", LAST_BUSY_ANNOTATION, "2026-11-27T10:00:00Z"),
+    "evict": lambda k: k.evict("default", "job"),
+    "delete-node": lambda k: k.delete_node("n1"),
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_a_write_to_a_server_that_never_answers_times_out(write, monkeypatch):
+    monkeypatch.setattr(kube_actuator, "WRITE_REQUEST_TIMEOUT", (1, 0.2))
+    with SilentServer() as server:
+        api_client = kube_client.ApiClient(kube_client.Configuration(host=server.url))
+        with pytest.raises(KubeError, match="timed out"):
+            write(KubeActuator(api_client))

@@ -2,13 +2,17 @@
 from datetime import datetime, timezone
 
 import pytest
+from kubernetes import client as kube_client
+from kubernetes.config.config_exception import ConfigException
 
+from autoscaler import kube_reader
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.kube_connect import connect
-from autoscaler.kube_errors import KubeError
+from autoscaler.kube_errors import KubeError, kube_call
 from autoscaler.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
 from autoscaler.model import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
 from autoscaler.scheduling import placement_matches
+from silent_server import SilentServer
 
 GI = 1 << 30
 
@@ -151,3 +155,44 @@ def test_match_fields_on_the_node_name_select_by_hostname(term, matches):
     for name, expected in matches.items():
         labels = {HOSTNAME_LABEL: name, "aws/class": "m"}
         assert placement_matches(pod.placement, labels, ()) is expected
+
+
+# --- failures of the client itself, and a server that never answers --------------------------------
+
+def stale_credentials(api_client):
+    """The client refreshes its token before each call, as with an exec plugin; the plugin fails."""
+    def refresh(_configuration):
+        raise ConfigException("exec: process returned 255. stderr: Throttling: Rate exceeded")
+
+    api_client.configuration.api_key["authorization"] = "Bearer stale"
+    api_client.configuration.refresh_api_key_hook = refresh
+    return api_client
+
+
+def test_a_failed_credential_refresh_is_a_kube_error(fake_kube):
+    api_client = stale_credentials(connect(fake_kube.kubeconfig))
+    with pytest.raises(KubeError, match="could not get Kubernetes credentials .*Throttling"):
+        KubeReader(api_client).read_nodes()
+
+
+def test_a_request_the_client_rejects_is_a_kube_error(fake_kube):
+    core = kube_client.CoreV1Api(connect(fake_kube.kubeconfig))
+    with pytest.raises(KubeError, match="list nodes: the Kubernetes client rejected the request"):
+        kube_call("list nodes", core.list_node, limit="many")
+
+
+READS = {
+    "nodes": lambda r: r.read_nodes(),
+    "pods": lambda r: r.read_pods(),
+    "pods-of-a-namespace": lambda r: KubeReader(r.core.api_client, "batch").read_pods(),
+    "budgets": lambda r: r.read_budgets(),
+}
+
+
+@pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
+def test_a_read_from_a_server_that_never_answers_times_out(read, monkeypatch):
+    monkeypatch.setattr(kube_reader, "LIST_REQUEST_TIMEOUT", (1, 0.2))
+    with SilentServer() as server:
+        api_client = kube_client.ApiClient(kube_client.Configuration(host=server.url))
+        with pytest.raises(KubeError, match="timed out"):
+            read(KubeReader(api_client))
