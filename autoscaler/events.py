@@ -193,6 +193,9 @@ class EventRecorder:
                 log.warning("events: could not post %s on %s %s: %s", event.reason, event.kind, event.name, error)
                 if self.on_api_error:
                     self.on_api_error(error)
+            except Exception:  # noqa: BLE001 - a bug here must not fail the loop; it is logged loudly
+                failures += 1
+                log.exception("events: could not post %s on %s %s", event.reason, event.kind, event.name)
         return written
 
     def _record_one(self, event: ClusterEvent, now: datetime) -> int:

@@ -172,6 +172,26 @@ def test_posting_failures_never_raise_and_give_up_after_a_few(fake_kube):
     assert len(errors) == 3
 
 
+def test_an_unexpected_error_while_posting_is_logged_and_never_raises(fake_kube, caplog):
+    # Not a KubeError: an event the recorder cannot build (a bug), and a client that fails in a way
+    # kube_call does not know. Neither may escape into the loop, and later events still go out.
+    errors = []
+    recorder = recorder_for(fake_kube, on_api_error=errors.append)
+    broken = ClusterEvent("Node", "", None, "CordonedByAutoscaler", "cordoned")
+    good = ClusterEvent("Node", "", "n1", "CordonedByAutoscaler", "cordoned")
+    assert recorder.record([broken, good], NOW) == 1
+    assert [e["involvedObject"]["name"] for e in fake_kube.list("events")] == ["n1"]
+    assert "events: could not post CordonedByAutoscaler on Node None" in caplog.text
+    assert "Traceback" in caplog.text and errors == []  # a bug, not an API error
+
+    def failing_hook(_configuration):
+        raise RuntimeError("exec plugin crashed")
+
+    recorder.core.api_client.configuration.api_key["authorization"] = "Bearer stale"
+    recorder.core.api_client.configuration.refresh_api_key_hook = failing_hook
+    assert recorder.record([ClusterEvent("Node", "", "n2", "CordonedByAutoscaler", "cordoned")], NOW) == 0
+
+
 # ---- through the CLI ----------------------------------------------------------------------------
 
 def cluster_with_pending_pods(fake_aws, fake_kube):
