@@ -103,10 +103,11 @@ def run(settings: Settings) -> int:
 
 
 def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event) -> int:
-    """One loop; with leader election, only if the lease can be had right now (a one-off run
-    must not act beside the running Deployment), renewed in the background while it runs."""
+    """One loop; with leader election, only once this run holds the lease (a one-off run must not
+    act beside the running Deployment), renewed in the background while it runs. A lease left by a
+    holder that died is taken once it has expired, so that is how long this waits for it."""
     if leader is not None:
-        if not leader.try_acquire_or_renew():
+        if not leader.acquire(stop):
             print(f"error: another replica holds the lease {leader.namespace}/{leader.name}; nothing done "
                   "(--no-leader-elect to run anyway)", file=sys.stderr)
             return 1

@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
@@ -35,8 +36,9 @@ REQUEST_TIMEOUT_SECONDS = 5  # one stuck call must not outlive the renew deadlin
 
 
 def default_identity() -> str:
-    """hostname + pid: unique per replica (the pod name is the hostname), readable in the lease."""
-    return f"{socket.gethostname()}_{os.getpid()}"
+    """hostname + pid, readable in the lease (the pod name is the hostname), and a short random
+    suffix as client-go adds: two containers with hostNetwork and PID 1 share the first two."""
+    return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
 class LeaderElector:
@@ -60,6 +62,7 @@ class LeaderElector:
         self._renewed_at: Optional[float] = None  # monotonic time of our last successful write
         self._observed: Optional[tuple] = None  # (holder, renewTime) last seen on someone else's lease
         self._observed_at = 0.0
+        self._observed_duration = 0.0  # leaseDurationSeconds of someone else's lease, last seen
         self.contact_at: Optional[float] = None  # monotonic time the lease was last read or written
         self.leadership = threading.Event()  # set while we hold the lease; waiters wake at once
         self._thread: Optional[threading.Thread] = None
@@ -89,7 +92,8 @@ class LeaderElector:
     # -- one round: acquire or renew ---------------------------------------------------------
 
     def try_acquire_or_renew(self) -> bool:
-        """One attempt; True when we hold the lease afterwards. API errors count as not held."""
+        """One attempt; True when we hold the lease afterwards. Any error counts as not held: the
+        renewing thread must outlive a failed token refresh or a bug in one round."""
         try:
             held = self._attempt()
         except KubeError as error:
@@ -98,8 +102,29 @@ class LeaderElector:
                 self.on_api_error(error)
             self.is_leader()  # steps down once the renew deadline has passed
             return False
+        except Exception:  # noqa: BLE001 - not an API answer: log it loudly, treat it as a failed renewal
+            log.exception("leader election: acquiring or renewing the lease failed unexpectedly")
+            self.is_leader()
+            return False
         self.contact_at = self.monotonic()
         return held
+
+    def acquire(self, stop: threading.Event, wait: Optional[Callable[[float], object]] = None) -> bool:
+        """Try every retry period until we hold the lease, ``stop`` is set, or the lease has had time
+        to expire: its duration (the longer of ours and the holder's) plus one retry period. Expiry
+        is judged by watching the lease, so a lease left by a dead holder needs that long to be taken.
+        ``wait`` pauses between tries (``stop.wait`` unless given)."""
+        wait = wait or stop.wait
+        started = self.monotonic()
+        while not stop.is_set():
+            if self.try_acquire_or_renew():
+                return True
+            deadline = started + max(self.lease_duration, self._observed_duration) + self.retry_period
+            remaining = deadline - self.monotonic()
+            if remaining <= 0:
+                return False
+            wait(min(self.retry_period, remaining))
+        return False
 
     def _attempt(self) -> bool:
         now = self.monotonic()
@@ -134,6 +159,7 @@ class LeaderElector:
         if observation != self._observed:
             self._observed, self._observed_at = observation, now
         duration = spec.lease_duration_seconds or self.lease_duration
+        self._observed_duration = duration
         expired = not holder or now - self._observed_at >= duration
         if not expired:
             self._lose(f"{holder} holds the lease")
@@ -192,14 +218,17 @@ class LeaderElector:
             kube_call("release lease", self.api.replace_namespaced_lease, self.name, self.namespace, lease,
                       _request_timeout=REQUEST_TIMEOUT_SECONDS)
             log.warning("leader election: released the lease %s/%s", self.namespace, self.name)
-        except KubeError as error:
+        except Exception as error:  # noqa: BLE001 - stopping must go on; the lease expires on its own
             log.warning("leader election: could not release the lease (it expires on its own): %s", error)
 
     def start(self, stop: threading.Event) -> "LeaderElector":
         """Acquire and renew in a background thread until ``stop`` is set."""
         def run():
             while not stop.is_set():
-                self.try_acquire_or_renew()
+                try:
+                    self.try_acquire_or_renew()
+                except Exception:  # noqa: BLE001 - e.g. on_api_error failing: the thread must not die
+                    log.exception("leader election: one round failed; trying again")
                 stop.wait(self.retry_period)
 
         self._thread = threading.Thread(target=run, name="leader-election", daemon=True)

@@ -1,12 +1,16 @@
 """Leader election on a coordination.k8s.io/v1 Lease: in process with a controlled clock, then two
 real autoscaler processes of which exactly one acts, and the other takes over when it stops."""
+import os
+import socket
 import threading
 
 import pytest
 
+from autoscaler import daemon
 from autoscaler.fakes.kube_objects import make_pod
 from autoscaler.kube_connect import connect
-from autoscaler.leader import LEASE_NAME, LeaderElector
+from autoscaler.leader import LEASE_NAME, LeaderElector, default_identity
+from autoscaler.loop import LoopReport
 from daemon_process import poll
 
 
@@ -95,6 +99,104 @@ def test_waiting_for_leadership_ends_when_stopped(electors):
     assert standby.wait_for_leadership(stop, timeout=60) is False
 
 
+def test_identities_are_unique_even_for_the_same_host_and_pid():
+    first, second = default_identity(), default_identity()
+    assert first != second
+    assert first.startswith(f"{socket.gethostname()}_{os.getpid()}_")
+
+
+def failing_token_refresh(elector, times, error):
+    """The client's token refresh (an exec plugin) raises ``error`` on its next ``times`` calls."""
+    configuration = elector.api.api_client.configuration
+    remaining = [times]
+
+    def refresh(_configuration):
+        if remaining[0] > 0:
+            remaining[0] -= 1
+            raise error
+
+    configuration.api_key["authorization"] = "Bearer token"
+    configuration.refresh_api_key_hook = refresh
+    return remaining
+
+
+def test_an_unexpected_error_is_a_failed_renewal(electors, caplog):
+    first = electors("a")
+    assert first.try_acquire_or_renew()
+    failing_token_refresh(first, 1, RuntimeError("exec plugin crashed"))
+    assert not first.try_acquire_or_renew()
+    assert "renewing the lease failed unexpectedly" in caplog.text and "Traceback" in caplog.text
+    assert first.try_acquire_or_renew()
+
+
+def test_the_renewing_thread_outlives_unexpected_errors(fake_kube):
+    elector = LeaderElector(connect(fake_kube.kubeconfig), identity="a", lease_duration=3, renew_deadline=2,
+                            retry_period=0.05)
+    remaining = failing_token_refresh(elector, 3, RuntimeError("exec plugin crashed"))
+    stop = threading.Event()
+    elector.start(stop)
+    try:
+        poll(elector.is_leader, 10, "the lease, once the token refresh works again")
+        assert remaining == [0]
+    finally:
+        stop.set()
+        elector.join()
+
+
+def stale_lease(fake_kube, duration=15, holder="dead-pod_1_0a1b2c3d"):
+    """A lease whose holder died: renewed once, long ago, never again."""
+    fake_kube.add({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": LEASE_NAME, "namespace": "kube-system"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration, "leaseTransitions": 0,
+                 "acquireTime": "2026-11-27T08:00:00.000000Z", "renewTime": "2026-11-27T09:00:00.000000Z"},
+    })
+
+
+# name -> (the holder's lease duration, whether the holder still renews, taken, seconds waited at most)
+ACQUIRE_CASES = {
+    "dead-holder": (15, False, True, 17),
+    "dead-holder-with-a-longer-lease": (30, False, True, 32),
+    "live-holder": (15, True, False, 17),
+}
+
+
+@pytest.mark.parametrize("duration, renewing, taken, waited", ACQUIRE_CASES.values(), ids=ACQUIRE_CASES.keys())
+def test_acquire_waits_for_a_stale_lease_to_expire(fake_kube, electors, duration, renewing, taken, waited):
+    stale_lease(fake_kube, duration)
+    elector = electors("once")
+    clock = electors.clocks["once"]
+    holder = electors("holder")
+    if renewing:
+        holder.identity = lease(fake_kube)["spec"]["holderIdentity"]
+    started = clock.now
+
+    def wait(seconds):
+        clock.now += seconds
+        if renewing:
+            assert holder.try_acquire_or_renew()
+
+    assert elector.acquire(threading.Event(), wait=wait) is taken
+    assert clock.now - started <= waited
+    assert (lease(fake_kube)["spec"]["holderIdentity"] == "once") is taken
+
+
+def test_once_with_election_takes_a_lease_left_by_a_dead_holder(fake_kube):
+    stale_lease(fake_kube, duration=1)
+    elector = LeaderElector(connect(fake_kube.kubeconfig), identity="once", lease_duration=1, renew_deadline=0.5,
+                            retry_period=0.1)
+
+    class OneLoop:
+        def run_once(self):
+            self.held = lease(fake_kube)["spec"]["holderIdentity"]
+            return LoopReport(True)
+
+    loop = OneLoop()
+    assert daemon._run_once(loop, elector, threading.Event()) == 0
+    assert loop.held == "once"
+    assert lease(fake_kube)["spec"].get("holderIdentity") is None  # released at the end
+
+
 # ---- two processes ------------------------------------------------------------------------------
 
 def holder(fake_kube):
@@ -110,7 +212,7 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_stops(fake_aws, 
             "--leader-elect", "-vv")
     replicas = [start_autoscaler(*args, name="one"), start_autoscaler(*args, name="two")]
     identity = poll(lambda: holder(fake_kube), 60, "a replica to take the lease")
-    [leader] = [r for r in replicas if identity.endswith(f"_{r.pid}")]
+    [leader] = [r for r in replicas if f"_{r.pid}_" in identity]
     [standby] = [r for r in replicas if r is not leader]
     poll(lambda: leader.log().count("Loop done:") >= 2, 60, "two loops of the leader")
     assert "Running Scaling Loop" not in standby.log()
@@ -121,7 +223,7 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_stops(fake_aws, 
     assert "released the lease" in leader.log()
     new_identity = poll(lambda: holder(fake_kube) not in (None, identity) and holder(fake_kube), 30,
                         "the standby to take the lease")
-    assert new_identity.endswith(f"_{standby.pid}")
+    assert f"_{standby.pid}_" in new_identity
     standby.wait_for_log("Loop done:")
     assert len([c for c in fake_aws.mutating_calls() if c.action == "SetDesiredCapacity"]) == 1, \
         "booting instances count as spare: the new leader does not raise again"
