@@ -119,6 +119,9 @@ def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event
             stop.set()
             leader.join()
             leader.release()
+    # A one-off run exits 1 for a failed action too: its operator wants to know, and no loop follows.
     if not report.ok:
         print(f"error: the loop failed: {report.error}", file=sys.stderr)
-    return 0 if report.ok else 1
+    elif report.failed_actions:
+        print(f"error: {report.failed_actions} action(s) failed: {report.error}", file=sys.stderr)
+    return 0 if report.ok and not report.failed_actions else 1

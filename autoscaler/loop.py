@@ -1,7 +1,13 @@
 """The loop: read the world, decide, act; sleep; back off when an API fails. The only clock read.
 
 ``run_once`` is one loop and returns its report; ``run_forever`` repeats it until stopped, doubling
-the sleep after each failed loop (up to a cap) and going back to ``--sleep`` once a loop succeeds.
+the sleep after a loop that could not read the world (or failed for a bug) or that an API throttled
+(up to a cap), and going back to ``--sleep`` after a loop without either.
+
+A loop that read the world and applied its plan is a successful loop even when some of its actions
+failed: one node whose deletion is refused every loop (a 403, an admission webhook) must not slow
+scale up for everyone else, nor fail /healthz. Failed actions are logged, counted by type in the
+metrics, decided again next loop, and make ``--once`` exit 1.
 
 Optional companions, each None when not wired (the sandbox and --once go without some):
 ``leader`` (only the lease holder acts; a lost lease stops the plan between two actions),
@@ -17,27 +23,51 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from .actuator import Actuator, ApplyResult
+from .aws_reader import CloudError
 from .config import Settings
 from .decide import BANNER, decide, remember_last_busy, with_remembered_last_busy
 from .events import events_for_loop
 from .group_health import GroupHealthState
+from .kube_actuator import EvictionRefused
+from .kube_errors import KubeError
 from .logs import COUNTERS_ATTRIBUTE
 from .world import World
 
 log = logging.getLogger("autoscaler.cluster")
 
 MAX_BACKOFF_SECONDS = 600
+# AWS's error codes for "slow down" (botocore's adaptive retries have already been spent on them).
+THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def backoff_cap(sleep: float) -> float:
+    """The longest the loop ever waits: 600 s, or --sleep when that is longer."""
+    return max(MAX_BACKOFF_SECONDS, sleep)
+
+
+def is_throttling(error: BaseException) -> bool:
+    """An API asked us to slow down: AWS's throttling codes, or Kubernetes' 429 other than an
+    eviction's (there 429 means a disruption budget holds the pod, not a rate limit)."""
+    if isinstance(error, CloudError):
+        return error.code in THROTTLING_CODES
+    return isinstance(error, KubeError) and error.status == 429 and not isinstance(error, EvictionRefused)
+
+
 @dataclass
 class LoopReport:
-    ok: bool
+    ok: bool  # the world was read and the plan applied; some of its actions may still have failed
     counters: dict = field(default_factory=dict)
     error: str = ""
+    failed_actions: int = 0  # actions whose API call failed
+    throttled: int = 0  # API calls of this loop refused for rate
+
+    @property
+    def backs_off(self) -> bool:
+        return not self.ok or self.throttled > 0
 
 
 def _unapplied(actions: tuple, result: ApplyResult) -> list:
@@ -74,8 +104,9 @@ class Loop:
         return self.stop.is_set() or (self.leader is not None and not self.leader.is_leader())
 
     def run_once(self) -> LoopReport:
-        """Read, decide, act. An API failure while reading ends the loop with ok=False; failed
-        actions are counted and make the loop count as failed too, so the daemon backs off."""
+        """Read, decide, act. A failure to read ends the loop with ok=False. Failed actions do not:
+        they are counted in the report. Any other exception is a bug: logged with its traceback,
+        and the loop ends with ok=False instead of taking the daemon down."""
         self.loops += 1
         started = time.monotonic()
         now = self.clock()
@@ -84,9 +115,24 @@ class Loop:
             snapshot = self.world.read(now)
         except Exception as error:  # noqa: BLE001 - any read failure: report, back off, retry
             log.error("reading the cluster failed: %s", error)
-            if self.metrics is not None:
-                self.metrics.record_failed_loop(time.monotonic() - started, error)
-            return LoopReport(False, {"loop": self.loops}, str(error))
+            self._record_failed_loop(started, error)
+            return LoopReport(False, {"loop": self.loops}, str(error), throttled=int(is_throttling(error)))
+        try:
+            return self._decide_and_act(snapshot, now, started)
+        except Exception as error:  # noqa: BLE001 - a bug in decision code must not kill the daemon
+            log.exception("the loop failed after reading the cluster (a bug; the next loop starts afresh): %s", error)
+            self._record_failed_loop(started)
+            return LoopReport(False, {"loop": self.loops}, f"{type(error).__name__}: {error}")
+
+    def _record_failed_loop(self, started: float, api_error: Optional[BaseException] = None) -> None:
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.record_failed_loop(time.monotonic() - started, api_error)
+        except Exception:  # noqa: BLE001 - the metrics are what failed; the log line says so
+            log.exception("recording the failed loop in the metrics failed")
+
+    def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
         snapshot = with_remembered_last_busy(snapshot, self.last_busy)
         decision = decide(snapshot, self.settings, now, self.health)
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
@@ -99,6 +145,7 @@ class Loop:
             result = self.actuator.apply(decision.actions, should_stop=self.should_stop)
         # Corrections that failed or were never tried are decided again next loop.
         self.health = decision.health.with_unapplied(decision.origins, _unapplied(decision.actions, result))
+        throttled = sum(1 for _, error in result.failures if is_throttling(error))
         counters = dict(decision.counters)
         counters.update(
             loop=self.loops,
@@ -108,28 +155,34 @@ class Loop:
             actions=sum(result.applied.values()),
             failed_actions=sum(result.failed.values()),
         )
+        if throttled:
+            counters["throttled"] = throttled
         if result.not_attempted:
             counters["not_applied"] = result.not_attempted
         for name, count in sorted(result.applied.items()):
             counters[f"applied_{name}"] = count
-        ok = result.cloud_errors == 0
         if self.events is not None and not self.settings.dry_run and not self.should_stop():
             counters["events"] = self.events.record(events_for_loop(snapshot, decision, result.done), now)
         seconds = time.monotonic() - started
         counters["seconds"] = round(seconds, 3)
         log.info("Loop done: %s", " ".join(f"{k}={v}" for k, v in counters.items()),
                  extra={COUNTERS_ATTRIBUTE: counters})
+        if result.failures:
+            log.warning("%d action(s) failed this loop (decided again next loop%s): %s", len(result.failures),
+                        "; the API throttled us, backing off" if throttled else "", "; ".join(result.errors))
         if self.metrics is not None:
-            self.metrics.record_loop(seconds, ok, snapshot, decision, result)
-        if ok and self.liveness is not None:
+            self.metrics.record_loop(seconds, True, snapshot, decision, result)
+        if self.liveness is not None:
             self.liveness.loop_succeeded()
-        return LoopReport(ok, counters, "; ".join(result.errors))
+        return LoopReport(True, counters, "; ".join(result.errors), failed_actions=len(result.failures),
+                          throttled=throttled)
 
     def next_wait(self, report: LoopReport, previous_wait: float) -> float:
-        """--sleep after a success; after a failure double the last wait, up to the cap."""
-        if report.ok:
+        """--sleep after a loop that read the world and was not throttled (failed actions or not);
+        otherwise double the last wait, up to the cap."""
+        if not report.backs_off:
             return self.settings.sleep
-        return min(previous_wait * 2, max(MAX_BACKOFF_SECONDS, self.settings.sleep))
+        return min(previous_wait * 2, backoff_cap(self.settings.sleep))
 
     def run_forever(self) -> None:
         interval = self.settings.sleep
@@ -140,6 +193,8 @@ class Loop:
             interval = self.next_wait(report, interval)
             if not report.ok:
                 log.warning("loop failed; next try in %.0f s", interval)
+            elif report.throttled:
+                log.warning("%d API call(s) throttled; next loop in %.0f s", report.throttled, interval)
             # Event.wait, not sleep: SIGTERM sets the event and we leave between loops at once.
             self.wait(interval)
 

@@ -16,20 +16,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from . import plan as p
+from .loop import backoff_cap, is_throttling
 
 log = logging.getLogger(__name__)
 
 LOOP_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-MIN_HEALTH_WINDOW_SECONDS = 180
-LOOPS_PER_HEALTH_WINDOW = 3
+LOOPS_ALLOWANCE_SECONDS = 180  # the time two loops themselves may take (a large cluster's reads)
 SCALE_IN_ACTIONS = (p.Cordon, p.EvictPod, p.TerminateInstance, p.DeleteNode)
 
 
 def health_window(sleep: float) -> float:
-    """How long the autoscaler may go without a successful loop and still be healthy:
-    three ``--sleep`` intervals, and never less than three minutes (one slow loop over a big
-    cluster, or one failed loop and its doubled wait, must not get the pod restarted)."""
-    return max(LOOPS_PER_HEALTH_WINDOW * sleep, MIN_HEALTH_WINDOW_SECONDS)
+    """How long the autoscaler may go without a successful loop and still be healthy: the longest
+    gap one failed loop makes between two successful ones -- ``--sleep``, the failed loop, the
+    longest wait of the backoff (its cap), the next loop -- with three minutes for the two loops."""
+    return sleep + backoff_cap(sleep) + LOOPS_ALLOWANCE_SECONDS
 
 
 def _snake(name: str) -> str:
@@ -81,19 +81,26 @@ class Metrics:
                                         "Cordons, evictions, terminations and node deletions applied.",
                                         ["action"], registry=r)
         self.api_errors = Counter("autoscaler_api_errors", "Failed API calls, by service.", ["service"], registry=r)
+        self.throttled = Counter("autoscaler_api_throttled", "API calls refused for rate (also API errors), by service.",
+                                 ["service"], registry=r)
         self.leader = Gauge("autoscaler_leader", "1 while this replica holds the lease (or runs without election).",
                             registry=r)
 
     def record_api_error(self, error: BaseException) -> None:
         self.api_errors.labels(service_of(error)).inc()
+        if is_throttling(error):
+            self.throttled.labels(service_of(error)).inc()
 
-    def record_failed_loop(self, seconds: float, error: BaseException) -> None:
+    def record_failed_loop(self, seconds: float, error: Optional[BaseException] = None) -> None:
+        """A loop that could not read the world (``error``), or that failed for a bug (None)."""
         self.loop_seconds.observe(seconds)
         self.loops.labels("failure").inc()
-        self.record_api_error(error)
+        if error is not None:
+            self.record_api_error(error)
 
     def record_loop(self, seconds: float, ok: bool, snapshot, decision, result) -> None:
-        """One finished loop: the snapshot as read, the decision, and what the actuator did."""
+        """One finished loop: the snapshot as read, the decision, and what the actuator did. Failed
+        actions are counted by type; they do not make the loop a failure."""
         self.loop_seconds.observe(seconds)
         self.loops.labels("success" if ok else "failure").inc()
         if ok:

@@ -1,14 +1,20 @@
-"""The loop's rhythm: --sleep after a success, doubling after each failure up to the cap, back to
---sleep once a loop succeeds; and a stop between actions."""
+"""The loop's rhythm: --sleep after a loop that read the world, doubling after each loop that
+could not (or that an API throttled) up to the cap, back to --sleep after one that could; health
+over time; a bug after the read that must not kill the daemon; and a stop between actions."""
+import logging
+import threading
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from autoscaler import daemon, loop as loop_module
 from autoscaler.aws_reader import CloudError
 from autoscaler.decide import remember_last_busy, with_remembered_last_busy
+from autoscaler.kube_actuator import EvictionRefused
 from autoscaler.kube_errors import KubeError
-from autoscaler.loop import MAX_BACKOFF_SECONDS
+from autoscaler.loop import MAX_BACKOFF_SECONDS, LoopReport, is_throttling
+from autoscaler.metrics import Liveness, Metrics, health_window
 from autoscaler.model import LAST_BUSY_ANNOTATION, ScalingActivity
 from autoscaler.plan import AnnotateNode
 from builders import NOW, make_group, make_group_nodes, make_node, make_pod, make_snapshot
@@ -16,20 +22,29 @@ from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
 OK = make_snapshot()
 FAIL = KubeError("list nodes: HTTP 500")
+# Every loop decides to raise the group for the pending pod (the stub world never changes).
+PENDING = make_snapshot(pods=[make_pod("job", cpu="3")], groups=[make_group("workers")])
+DENIED = CloudError("AccessDenied", "setting desired capacity: access denied")
+RATE_LIMITED = CloudError("RequestLimitExceeded", "setting desired capacity: RequestLimitExceeded")
 
-# name -> (--sleep, what each read does, the waits expected after each loop)
+# name -> (--sleep, what each read does, what the AWS adapter fails, the waits expected after each loop)
 BACKOFF_CASES = {
-    "steady": (60, [OK, OK, OK], [60, 60, 60]),
-    "doubles-then-recovers": (60, [FAIL, FAIL, FAIL, OK, FAIL], [120, 240, 480, 60, 120]),
-    "capped": (60, [FAIL] * 6, [120, 240, 480, 600, 600, 600]),
-    "sleep-above-the-cap": (900, [FAIL, FAIL, OK], [900, 900, 900]),
+    "steady": (60, [OK, OK, OK], {}, [60, 60, 60]),
+    "doubles-then-recovers": (60, [FAIL, FAIL, FAIL, OK, FAIL], {}, [120, 240, 480, 60, 120]),
+    "capped": (60, [FAIL] * 6, {}, [120, 240, 480, 600, 600, 600]),
+    "sleep-above-the-cap": (900, [FAIL, FAIL, OK], {}, [900, 900, 900]),
+    "read-throttled": (60, [KubeError("list pods: HTTP 429", 429), OK], {}, [120, 60]),
+    # One action refused every loop: the loop read the world and acted; everyone else's scale up
+    # must not wait 10 minutes for it.
+    "an-action-refused-every-loop": (60, [PENDING] * 4, {"set_desired_capacity": DENIED}, [60, 60, 60, 60]),
+    "actions-throttled": (60, [PENDING] * 4, {"set_desired_capacity": RATE_LIMITED}, [120, 240, 480, 600]),
 }
 
 
-@pytest.mark.parametrize("sleep, reads, expected", BACKOFF_CASES.values(), ids=BACKOFF_CASES.keys())
-def test_backoff(sleep, reads, expected):
+@pytest.mark.parametrize("sleep, reads, failing, expected", BACKOFF_CASES.values(), ids=BACKOFF_CASES.keys())
+def test_backoff(sleep, reads, failing, expected):
     waits = []
-    loop = make_loop(StubWorld(*reads), make_settings(sleep=sleep))
+    loop = make_loop(StubWorld(*reads), make_settings(sleep=sleep), aws=RecordingAdapter(fail=failing))
 
     def record(seconds):
         waits.append(seconds)
@@ -40,6 +55,134 @@ def test_backoff(sleep, reads, expected):
     loop.run_forever()
     assert waits == expected
     assert MAX_BACKOFF_SECONDS == 600
+
+
+@pytest.mark.parametrize("error, throttling", [
+    (CloudError("Throttling", "x"), True),
+    (CloudError("ThrottlingException", "x"), True),
+    (CloudError("RequestLimitExceeded", "x"), True),
+    (CloudError("AccessDenied", "x"), False),
+    (KubeError("patch node: HTTP 429", 429), True),
+    (EvictionRefused("evict pod: HTTP 429: disruption budget", 429), False),
+    (KubeError("delete node: HTTP 403", 403), False),
+    (KubeError("cannot reach the API server"), False),
+    (ValueError("a bug"), False),
+], ids=["aws-throttling", "aws-throttling-exception", "ec2-request-limit", "aws-denied", "kube-429",
+        "eviction-refused-by-a-budget", "kube-403", "kube-unreachable", "other"])
+def test_is_throttling(error, throttling):
+    assert is_throttling(error) is throttling
+
+
+class SimulatedTime:
+    """One monotonic clock for the liveness check, the loop's waits and its reads."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def health_over_time(sleep, loop_seconds, reads, failing=None):
+    """Runs the loop over ``reads``, each read taking ``loop_seconds``; /healthz's answer checked
+    just before each read and at the end of each wait, i.e. at the worst moments."""
+    time_now = SimulatedTime()
+    liveness = Liveness(health_window(sleep), clock=time_now)
+    world = StubWorld(*reads)
+    answers = []
+
+    class SlowWorld:
+        def read(self, now):
+            answers.append(liveness.check()[0])
+            time_now.now += loop_seconds
+            return world.read(now)
+
+    loop = make_loop(SlowWorld(), make_settings(sleep=sleep), aws=RecordingAdapter(fail=failing), liveness=liveness)
+
+    def wait(seconds):
+        time_now.now += seconds
+        answers.append(liveness.check()[0])
+        if world.reads == len(reads):
+            loop.stop.set()
+
+    loop.wait = wait
+    loop.run_forever()
+    return answers
+
+
+@pytest.mark.parametrize("sleep, loop_seconds", [(10, 60), (60, 0), (60, 60), (300, 60), (600, 60), (900, 60)],
+                         ids=["short-sleep-slow-loops", "default", "default-slow-loops", "long-sleep",
+                              "sleep-at-the-cap", "sleep-above-the-cap"])
+def test_one_failed_read_never_fails_health(sleep, loop_seconds):
+    assert all(health_over_time(sleep, loop_seconds, [OK, OK, FAIL, OK, OK]))
+
+
+def test_reads_failing_for_long_fail_health():
+    answers = health_over_time(60, 0, [OK] + [FAIL] * 6)
+    assert answers[-1] is False
+
+
+def test_an_action_failing_every_loop_never_fails_health():
+    assert all(health_over_time(60, 5, [PENDING] * 30, failing={"set_desired_capacity": DENIED}))
+
+
+# --- a bug after the read ------------------------------------------------------------------------
+
+def broken(*args, **kwargs):
+    raise ZeroDivisionError("a bug in decision code")
+
+
+class BrokenMetrics(Metrics):
+    record_loop = broken
+
+
+BUG_PLACES = {
+    "decide": lambda monkeypatch, options: monkeypatch.setattr(loop_module, "decide", broken),
+    "remember-last-busy": lambda monkeypatch, options: monkeypatch.setattr(loop_module, "remember_last_busy", broken),
+    "events-for-loop": lambda monkeypatch, options: (monkeypatch.setattr(loop_module, "events_for_loop", broken),
+                                                     options.update(events=RecordingAdapter())),
+    "metrics": lambda monkeypatch, options: options.update(metrics=BrokenMetrics()),
+}
+
+
+@pytest.mark.parametrize("place", BUG_PLACES.values(), ids=BUG_PLACES.keys())
+def test_a_bug_after_the_read_fails_the_loop_loudly_and_the_daemon_goes_on(place, monkeypatch, caplog):
+    options = {}
+    place(monkeypatch, options)
+    liveness = Liveness(180, clock=SimulatedTime())
+    world = StubWorld(PENDING)
+    loop = make_loop(world, liveness=liveness, **options)
+    waits = []
+
+    def wait(seconds):
+        waits.append(seconds)
+        if len(waits) == 3:
+            loop.stop.set()
+
+    loop.wait = wait
+    with caplog.at_level(logging.ERROR):
+        loop.run_forever()
+    assert world.reads == 3 and waits == [120, 240, 480]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "a bug" in r.getMessage()]
+    assert len(errors) == 3 and errors[0].exc_info is not None
+    assert liveness._last_success is None
+
+
+# --- --once ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("report, code", [
+    (LoopReport(True), 0),
+    (LoopReport(True, failed_actions=1, error="delete node n1: HTTP 403"), 1),
+    (LoopReport(False, error="list pods: HTTP 500"), 1),
+], ids=["clean", "an-action-failed", "the-read-failed"])
+def test_once_exits_1_when_anything_failed(report, code, capsys):
+    class OneLoop:
+        def run_once(self):
+            return report
+
+    assert daemon._run_once(OneLoop(), None, threading.Event()) == code
+    err = capsys.readouterr().err
+    assert (report.error in err) if code else err == ""
 
 
 def test_a_stop_during_the_plan_lets_the_current_action_finish_and_applies_nothing_more():

@@ -74,12 +74,19 @@ def test_a_failed_read_counts_an_api_error_of_its_service(error, service):
     assert sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") == 0
 
 
-def test_a_failed_action_counts_an_api_error_and_a_failed_action():
-    metrics = Metrics()
-    aws = RecordingAdapter(fail={"set_desired_capacity": CloudError("AccessDenied", "denied")})
-    report = make_loop(StubWorld(cluster_snapshot()), aws=aws, metrics=metrics).run_once()
-    assert not report.ok
+@pytest.mark.parametrize("error, throttled", [
+    (CloudError("AccessDenied", "denied"), None),
+    (CloudError("Throttling", "Rate exceeded"), 1),
+], ids=["denied", "throttled"])
+def test_a_failed_action_is_counted_in_a_successful_loop(error, throttled):
+    metrics, liveness = Metrics(), Liveness(180)
+    aws = RecordingAdapter(fail={"set_desired_capacity": error})
+    report = make_loop(StubWorld(cluster_snapshot()), aws=aws, metrics=metrics, liveness=liveness).run_once()
+    assert report.ok and report.failed_actions == 1
+    assert sample(metrics, "autoscaler_loops_total", result="success") == 1
+    assert sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") > 0
     assert sample(metrics, "autoscaler_api_errors_total", service="aws") == 1
+    assert sample(metrics, "autoscaler_api_throttled_total", service="aws") == throttled
     assert sample(metrics, "autoscaler_failed_actions_total", action="set_desired_capacity") == 1
     assert sample(metrics, "autoscaler_scale_up_instances_total", group="workers", region="us-west-2") is None
 
@@ -91,8 +98,9 @@ def test_each_metrics_object_has_its_own_registry():
     assert sample(second, "autoscaler_pending_pods") == 0
 
 
-@pytest.mark.parametrize("sleep, window", [(60, 180), (10, 180), (120, 360)], ids=["default", "short", "long"])
-def test_health_window_is_three_sleeps_and_at_least_three_minutes(sleep, window):
+@pytest.mark.parametrize("sleep, window", [(60, 840), (10, 790), (900, 1980)],
+                         ids=["default", "short", "above-the-backoff-cap"])
+def test_health_window_is_a_sleep_the_backoff_cap_and_three_minutes(sleep, window):
     assert health_window(sleep) == window
 
 
