@@ -114,7 +114,8 @@ class Loop:
         try:
             snapshot = self.world.read(now)
         except Exception as error:  # noqa: BLE001 - any read failure: report, back off, retry
-            log.error("reading the cluster failed: %s", error)
+            # An API's error says enough; anything else is a bug in the reading code: show where.
+            log.error("reading the cluster failed: %s", error, exc_info=not isinstance(error, (KubeError, CloudError)))
             self._record_failed_loop(started, error)
             return LoopReport(False, {"loop": self.loops}, str(error), throttled=int(is_throttling(error)))
         try:

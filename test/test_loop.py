@@ -168,6 +168,14 @@ def test_a_bug_after_the_read_fails_the_loop_loudly_and_the_daemon_goes_on(place
     assert liveness._last_success is None
 
 
+@pytest.mark.parametrize("error, traceback", [(FAIL, False), (AttributeError("a bug in the reader"), True)],
+                         ids=["api-error", "bug"])
+def test_a_failed_read_shows_a_traceback_only_for_a_bug(error, traceback, caplog):
+    report = make_loop(StubWorld(error)).run_once()
+    [record] = [r for r in caplog.records if "reading the cluster failed" in r.getMessage()]
+    assert not report.ok and record.levelno == logging.ERROR and bool(record.exc_info) is traceback
+
+
 # --- --once ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("report, code", [
