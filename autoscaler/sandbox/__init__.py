@@ -6,7 +6,8 @@ Never imported by the production path (main.py imports it only for --sandbox). `
 the API tests use in-process; ``run`` is the command's entry point.
 """
 from .cli import run
-from .runner import Sandbox, sandbox_settings
+from .runner import Sandbox, SandboxSetupError, sandbox_settings
 from .trace import Trace, TraceError, load_trace, parse_trace
 
-__all__ = ["Sandbox", "Trace", "TraceError", "load_trace", "parse_trace", "run", "sandbox_settings"]
+__all__ = ["Sandbox", "SandboxSetupError", "Trace", "TraceError", "load_trace", "parse_trace", "run",
+           "sandbox_settings"]

@@ -1,4 +1,12 @@
-"""``python main.py --sandbox``: read the trace, run it, print the report and where the files are."""
+"""``python main.py --sandbox``: read the trace, run it, print the report and where the files are.
+
+Every flag of the daemon either applies in the sandbox as it does in production, is refused
+(``--once``), or is announced as ignored in one line at the start (IGNORED_FLAGS): the sandbox
+never drops a flag silently. A Slack hook is kept: the autoscaler's messages about the simulated
+cluster are really posted, and the start says so.
+Exit codes: 0 after a run, 2 for a bad trace or flag or a sandbox that cannot be set up (one
+``error:`` line), 130 on Ctrl-C (the report so far, or one line when there is nothing yet).
+"""
 from __future__ import annotations
 
 import logging
@@ -8,21 +16,63 @@ from typing import Optional
 
 from ..config import Settings
 from ..daemon import LOG_FORMAT
+from ..logs import Redactor, secret_values
 from .clock import SimClock
-from .report import clock_text, table
-from .runner import INTERRUPTED, Sandbox, sandbox_settings
+from .report import Report, clock_text, table
+from .runner import INTERRUPTED, Sandbox, SandboxSetupError, sandbox_settings
 from .trace import TraceError, load_trace
 
 DEFAULT_SPEED = 100.0  # simulated seconds per real second: the default trace in about a minute
 DEFAULT_OUT_DIR = "out/sandbox"
 
+# Flags (Settings field names) the sandbox overrides, with why; given ones are announced at the start.
+IGNORED_FLAGS = {
+    "cluster_name": "the sandbox's groups come from the trace",
+    "regions": "the sandbox's groups come from the trace",
+    "kubeconfig": "the sandbox talks to its own fake AWS and Kubernetes API",
+    "aws_access_key": "the sandbox talks to its own fake AWS and Kubernetes API",
+    "aws_secret_key": "the sandbox talks to its own fake AWS and Kubernetes API",
+    "leader_elect": "the sandbox runs one replica, with no leader election and no metrics server",
+    "leader_elect_namespace": "the sandbox runs one replica, with no leader election and no metrics server",
+    "metrics_port": "the sandbox runs one replica, with no leader election and no metrics server",
+    "log_format": "the sandbox logs text lines stamped with simulated time",
+}
+REFUSED_FLAGS = {"once": "the sandbox replays a whole trace; leave --once out"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def refused_flag(given: frozenset) -> Optional[str]:
+    """The one-line error for a given flag the sandbox cannot honour, or None."""
+    refused = sorted(given & REFUSED_FLAGS.keys())
+    return f"{_flag(refused[0])}: {REFUSED_FLAGS[refused[0]]}" if refused else None
+
+
+def ignored_flags_notice(given: frozenset) -> Optional[str]:
+    """One line naming every given flag the sandbox overrides, grouped by why; None if there is none.
+    (A flag with an environment variable counts as given when the variable is set.)"""
+    by_reason: dict = {}
+    for name, reason in IGNORED_FLAGS.items():
+        if name in given:
+            by_reason.setdefault(reason, []).append(_flag(name))
+    if not by_reason:
+        return None
+    return "sandbox: ignoring " + "; ".join(f"{', '.join(flags)} ({reason})" for reason, flags in by_reason.items())
+
 
 class _SimulatedTimeFormatter(logging.Formatter):
-    """The autoscaler's log format, stamped with simulated time (h:mm:ss into the run)."""
+    """The autoscaler's log format, stamped with simulated time (h:mm:ss into the run), with the
+    Slack hook hidden as in production."""
 
-    def __init__(self, clock: SimClock):
+    def __init__(self, clock: SimClock, redact: Redactor):
         super().__init__(LOG_FORMAT)
         self.clock = clock
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
 
     def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
         seconds = int(self.clock.seconds)
@@ -34,11 +84,11 @@ def _not_a_busy_mark(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Annotate node")
 
 
-def _configure_logging(verbosity: Optional[int], clock: SimClock) -> None:
+def _configure_logging(verbosity: Optional[int], clock: SimClock, secrets: tuple = ()) -> None:
     """Without -v: warnings, plus the actions the autoscaler applies (its actuator's info lines)
     except the per-minute last-busy annotations; -vv and up show everything."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_SimulatedTimeFormatter(clock))
+    handler.setFormatter(_SimulatedTimeFormatter(clock, Redactor(secrets)))
     if verbosity is None:
         handler.addFilter(_not_a_busy_mark)
     root = logging.getLogger()
@@ -54,21 +104,58 @@ def run(settings: Settings, given: frozenset = frozenset(), trace_path: Optional
         speed: Optional[float] = None, out_dir: Optional[str] = None) -> int:
     """The sandbox command. ``given``: the names of the flags given on the command line (they win
     over the demo's short durations). ``speed`` 0 runs as fast as the machine allows."""
+    out = Path(out_dir or DEFAULT_OUT_DIR)
+    sandbox = None
     try:
-        trace = load_trace(trace_path)
-    except TraceError as error:
+        sandbox = _prepare(settings, given, trace_path, speed, out)
+        report = sandbox.run()
+    except (TraceError, SandboxSetupError, _Refused) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C before the replay (nothing to report yet) or while tearing the fakes down after it.
+        if sandbox is None or sandbox.report is None:
+            print(f"{INTERRUPTED}: stopped before the sandbox had anything to report", file=sys.stderr)
+            return 130
+        report = sandbox.report
+        _print_report(report, out)
+        return 130
+    _print_report(report, out)
+    return 130 if report.stopped == INTERRUPTED else 0
+
+
+class _Refused(ValueError):
+    """A given flag the sandbox cannot honour."""
+
+
+def _prepare(settings: Settings, given: frozenset, trace_path: Optional[str], speed: Optional[float],
+             out: Path) -> Sandbox:
+    """Check the flags and the trace, make the sandbox, set up its logging, announce what it overrides."""
+    refused = refused_flag(given)
+    if refused:
+        raise _Refused(refused)
+    trace = load_trace(trace_path)
     speed = DEFAULT_SPEED if speed is None else speed
-    out = Path(out_dir or DEFAULT_OUT_DIR)
-    sandbox = Sandbox(trace, sandbox_settings(settings, given), speed=speed or None, out_dir=out,
-                      status=lambda line: print(line, flush=True))
-    _configure_logging(settings.verbosity if "verbose" in given else None, sandbox.clock)
-    report = sandbox.run()
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    sandbox = Sandbox(trace, sandbox_settings(settings, given), speed=speed or None, out_dir=out, status=say)
+    _configure_logging(settings.verbosity if "verbose" in given else None, sandbox.clock,
+                       secret_values(settings.slack_hook))
+    notice = ignored_flags_notice(given)
+    if notice:
+        say(notice)
+    if settings.slack_hook:
+        say("sandbox: the autoscaler's Slack messages about this simulated cluster are posted to the given "
+            "--slack-hook (or SLACK_HOOK); leave it out (unset SLACK_HOOK) to post nothing")
+    return sandbox
+
+
+def _print_report(report: Report, out: Path) -> None:
     print()
     print(table(report))
     print()
     print(f"report: {out / 'report.json'}")
     if report.chart:
         print(f"chart:  {report.chart}")
-    return 130 if report.stopped == INTERRUPTED else 0

@@ -1,15 +1,21 @@
 """What a sandbox run cost and how long jobs waited: recorded per step, reported as a table,
 JSON and a PNG chart.
 
-The lower bound of instance-hours is what a perfect autoscaler with instant nodes would pay:
-each job is counted on the instance type of the first group that can take it (the trace's group
-order, which is the order of preference), and per instance type the total requested
-resource-seconds are divided by one instance's allocatable, resource by resource; the largest of
-those quotients is that type's bound. Real runs pay more: boot time, idle thresholds, spares,
-over-provisioning, and jobs that do not pack perfectly.
+The lower bound of instance-hours: no schedule of the trace's jobs pays less, however perfect
+(instant nodes, perfect packing, any choice of groups). A job's *cost* on an instance type for a
+resource is its requested resource-seconds over one instance's allocatable of that resource. Pick
+one resource per instance type: any schedule pays, on each type, at least the costs of the jobs it
+runs there for that type's resource, so the sum over jobs of each job's cheapest cost among the
+types that can take it (node selector and size) is a lower bound, whatever was picked. The picks
+that make it largest are used: every combination while there are at most EXHAUSTIVE_PICKS, else
+improved one type at a time until no change helps. When every job fits one type only, this is
+each type's total requested resource-seconds over its allocatable for its binding resource. Per
+type, the figure counts the jobs whose cheapest cost is on it (the preferred type on a tie). Real
+runs pay more: boot time, idle thresholds, spares, over-provisioning, imperfect packing.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import defaultdict
@@ -23,6 +29,8 @@ from ..scheduling import placement_matches
 from .nodes import GroupState
 from .trace import Trace, requested
 from .workload import JobRun
+
+EXHAUSTIVE_PICKS = 4096  # combinations of one resource per instance type tried one by one
 
 
 @dataclass
@@ -98,27 +106,67 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def lower_bound_hours(trace: Trace, capacity_of: Callable[[str], Optional[Resources]]) -> dict:
-    """instance type -> the fewest instance-hours that could run the trace's jobs (module docstring)."""
-    demand: dict = defaultdict(Resources)  # instance type -> requested milli-unit-seconds
-    capacities = {}
+    """instance type -> its share of a lower bound of the trace's instance-hours (module docstring).
+    Jobs no group can take count nowhere."""
+    types: list = []  # instance types in the groups' order: ties go to the preferred one
+    costs: list = []  # per job: {instance type: {resource: instance-hours}} for the types that can take it
     for job in trace.jobs:
         request = requested(job)
         placement = Placement(node_selector=tuple(sorted(job.node_selector.items())))
+        options: dict = {}
         for group in trace.groups:
             capacity = capacity_of(group.instance_type)
+            if group.instance_type in options or not capacity or not request.fits_in(capacity):
+                continue
             tags = {KUBE_TAG_PREFIX + key: value for key, value in group.labels.items()}
-            labels = node_template(tags, [group.instance_type], group.region).labels
-            if capacity and request.fits_in(capacity) and placement_matches(placement, labels, ()):
-                demand[group.instance_type] += Resources({name: value * job.duration * job.count
-                                                          for name, value in request.items()})
-                capacities[group.instance_type] = capacity
-                break
-    bounds = {}
-    for instance_type, total in sorted(demand.items()):
-        capacity = capacities[instance_type]
-        seconds = max(total.get(name) / capacity.get(name) for name in total.names())
-        bounds[instance_type] = seconds / 3600
-    return bounds
+            if placement_matches(placement, node_template(tags, [group.instance_type], group.region).labels, ()):
+                options[group.instance_type] = {name: value * job.duration * job.count / capacity.get(name) / 3600
+                                                for name, value in request.items() if value > 0}
+                if group.instance_type not in types:
+                    types.append(group.instance_type)
+        if options:
+            costs.append(options)
+
+    def cheapest(options: dict, picked: dict) -> tuple:
+        """(hours, type): the job's cheapest cost for the picked resources, the preferred type on a tie."""
+        hours, _, instance_type = min((options[t].get(picked[t], 0.0), types.index(t), t) for t in options)
+        return hours, instance_type
+
+    def total(picked: dict) -> float:
+        return sum(cheapest(options, picked)[0] for options in costs)
+
+    candidates = [sorted({name for options in costs if t in options for name in options[t]}) for t in types]
+    if math.prod(len(names) for names in candidates) <= EXHAUSTIVE_PICKS:
+        picked = max((dict(zip(types, names)) for names in itertools.product(*candidates)), key=total)
+    else:
+        picked = _improved_picks(types, candidates, costs, total)
+    bounds: dict = defaultdict(float)
+    for options in costs:
+        hours, instance_type = cheapest(options, picked)
+        bounds[instance_type] += hours
+    return dict(sorted(bounds.items()))
+
+
+def _improved_picks(types: list, candidates: list, costs: list, total: Callable[[dict], float]) -> dict:
+    """Too many types for every combination: start from each type's binding resource over every
+    job it can take, then change one type's pick at a time while that raises the bound."""
+    load: dict = defaultdict(lambda: defaultdict(float))
+    for options in costs:
+        for instance_type, hours_by_resource in options.items():
+            for name, hours in hours_by_resource.items():
+                load[instance_type][name] += hours
+    picked = {t: max(names, key=lambda name: (load[t][name], name)) for t, names in zip(types, candidates)}
+    best_total = total(picked)
+    improved = True
+    while improved:
+        improved = False
+        for instance_type, names in zip(types, candidates):
+            for name in names:
+                trial = {**picked, instance_type: name}
+                trial_total = total(trial)
+                if trial_total > best_total + 1e-9:
+                    picked, best_total, improved = trial, trial_total, True
+    return picked
 
 
 def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_seconds: float, settings: Mapping,

@@ -1,11 +1,11 @@
 """Run the unmodified autoscaler loop against a simulated cluster, and report what it cost.
 
 One process: FakeAws (moto with its shims) and FakeKubeApi on 127.0.0.1, the demo cluster (or
-the trace's), and the production wiring (World + Actuator + Loop) reaching both over real HTTP
-through AWS_ENDPOINT_URL and a kubeconfig. The loop's ``wait`` is where simulated time passes:
-between two loops the sandbox advances the shared clock step by step, and at each step the
-workload submits the jobs that arrived, the node simulator turns instances into Nodes (and back),
-and the scheduler binds, runs and finishes pods.
+the trace's), and the production wiring (``daemon.build_loop``: World, Actuator, Events, Loop)
+reaching both over real HTTP through AWS_ENDPOINT_URL and a kubeconfig. The loop's ``wait`` is
+where simulated time passes: between two loops the sandbox advances the shared clock step by
+step, and at each step the workload submits the jobs that arrived, the node simulator turns
+instances into Nodes (and back), and the scheduler binds, runs and finishes pods.
 """
 from __future__ import annotations
 
@@ -18,18 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional
 
-from ..actuator import Actuator
-from ..aws_actuator import AwsActuator
-from ..aws_reader import AwsClients
 from ..config import Settings, validate
+from ..daemon import build_loop
 from ..fakes.aws import FakeAws
 from ..fakes.kube_api import FakeKubeApi
-from ..kube_actuator import KubeActuator
-from ..kube_connect import connect
-from ..kube_reader import KubeReader
 from ..loop import Loop
-from ..notifier import SlackNotifier
-from ..world import World
 from .clock import SimClock
 from .nodes import NodeSimulator
 from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_hours
@@ -40,6 +33,11 @@ from .workload import Workload
 log = logging.getLogger(__name__)
 
 CLUSTER_NAME = "sandbox"
+
+
+class SandboxSetupError(RuntimeError):
+    """The simulated cluster could not be set up; the message is one line saying what failed."""
+
 INTERRUPTED = "interrupted (Ctrl-C)"
 STEP_SECONDS = 10  # simulated seconds between two steps of the simulators
 BOOT_SECONDS = 90  # an instance becomes a Ready node this long after its group launched it
@@ -97,8 +95,9 @@ class Sandbox:
                  status: Optional[Callable[[str], None]] = print, boot_seconds: float = BOOT_SECONDS,
                  step_seconds: float = STEP_SECONDS, chart: bool = True):
         self.trace = trace
+        # The cluster and the credentials are the fakes'; the Slack hook, if any, is kept (README).
         self.settings = replace(settings, cluster_name=CLUSTER_NAME, regions=trace.regions, once=False,
-                                slack_hook=None, aws_access_key=None, aws_secret_key=None)
+                                aws_access_key=None, aws_secret_key=None, leader_elect=False, metrics_port=0)
         validate(self.settings)
         self.clock = SimClock(speed)
         self.out_dir = Path(out_dir) if out_dir else None
@@ -108,6 +107,7 @@ class Sandbox:
         self.chart = chart
         self.stop = threading.Event()
         self.stopped = ""
+        self.report: Optional[Report] = None  # set as soon as there is one, even if Ctrl-C comes later
         self._given_aws = aws
         self.recorder = Recorder()
         self._failing: set = set()
@@ -122,57 +122,76 @@ class Sandbox:
     # ---- the run ----------------------------------------------------------------------------------
 
     def run(self) -> Report:
+        """Set up, replay the trace, report. Raises SandboxSetupError (one line) when the fakes or
+        the cluster cannot be set up. Ctrl-C during the replay or the report ends the run with the
+        report so far (stopped INTERRUPTED); Ctrl-C before there is anything to report, or while
+        tearing down after it, propagates as KeyboardInterrupt (``self.report`` then holds the report
+        if there is one)."""
         started = time.monotonic()
-        aws = self._given_aws
-        if aws is None:
-            aws = FakeAws().start()
-        else:
-            aws.reset()
-        aws.set_clock(self.clock.now)
-        kube = FakeKubeApi(clock=self.clock.now).start()
         try:
+            aws = self._given_aws or FakeAws()
+            kube = FakeKubeApi(clock=self.clock.now)
+        except Exception as error:
+            raise SandboxSetupError(f"cannot make the fake AWS and Kubernetes servers: {_one_line(error)}") from error
+        try:
+            self._start_fakes(aws, kube)
             with environment(aws.env()), _scratch_dir(self.out_dir) as scratch:
-                self._create_groups(aws)
-                kubeconfig = kube.write_kubeconfig(scratch / "kubeconfig")
-                self.settings = replace(self.settings, kubeconfig=str(kubeconfig))
-                self.aws, self.kube = aws, kube
-                self.nodes = NodeSimulator(aws, kube, self.trace.regions, self.boot_seconds)
-                self.scheduler = Scheduler(kube)
-                self.workload = Workload(kube, self.trace)
-                loop = self._build_loop()
+                loop = self._set_up(aws, kube, scratch)
                 self._say(f"sandbox: {self.trace.job_count} jobs from {self.trace.source}; groups "
                           + ", ".join(f"{g.name} ({g.region}, {g.instance_type}, max {g.max_size})" for g in self.trace.groups))
                 self._say("sandbox: demo settings " + " ".join(f"{k}={v}" for k, v in describe_settings(self.settings).items())
                           + f"; nodes boot in {self.boot_seconds:g}s; speed "
                           + (f"{self.clock.speed:g}x" if self.clock.speed else "unlimited"))
-                self._step()
                 try:
+                    self._step()
                     loop.run_forever()
                 except KeyboardInterrupt:
                     self.stopped = INTERRUPTED
-                report = self._report(aws, time.monotonic() - started)
+                self._report(aws, time.monotonic() - started)
         finally:
-            kube.stop()
+            kube.stop()  # both stops do nothing for a server that never started
             if self._given_aws is None:
                 aws.stop()
             else:
                 aws.set_clock(None)
-        return report
+        return self.report
+
+    def _start_fakes(self, aws: FakeAws, kube: FakeKubeApi) -> None:
+        try:
+            if aws is self._given_aws:
+                aws.reset()
+            else:
+                aws.start()
+            aws.set_clock(self.clock.now)
+            kube.start()
+        except Exception as error:
+            raise SandboxSetupError(f"cannot start the fake AWS and Kubernetes servers: {_one_line(error)}") from error
+
+    def _set_up(self, aws: FakeAws, kube: FakeKubeApi, scratch: Path) -> Loop:
+        """The trace's groups in moto, the kubeconfig, the simulators and the production loop."""
+        try:
+            self._create_groups(aws)
+            kubeconfig = kube.write_kubeconfig(scratch / "kubeconfig")
+            self.settings = replace(self.settings, kubeconfig=str(kubeconfig))
+            self.aws, self.kube = aws, kube
+            self.nodes = NodeSimulator(aws, kube, self.trace.regions, self.boot_seconds)
+            self.scheduler = Scheduler(kube)
+            self.workload = Workload(kube, self.trace)
+            return build_loop(self.settings, self.stop, clock=self.clock.now, wait=self._wait)
+        except SandboxSetupError:
+            raise
+        except Exception as error:
+            raise SandboxSetupError(f"cannot set up the simulated cluster: {_one_line(error)}") from error
 
     def _create_groups(self, aws: FakeAws) -> None:
         for group in self.trace.groups:
-            aws.create_group(group.region, group.name, CLUSTER_NAME, instance_type=group.instance_type,
-                             min_size=group.min_size, max_size=group.max_size, desired=group.min_size,
-                             tags={f"kube/{key}": value for key, value in group.labels.items()})
-
-    def _build_loop(self) -> Loop:
-        """The production wiring of daemon.build_loop, with the simulated clock and wait."""
-        settings = self.settings
-        api_client = connect(settings.kubeconfig)
-        clients = AwsClients(settings)
-        world = World(KubeReader(api_client, settings.pod_namespace), clients, settings)
-        actuator = Actuator(AwsActuator(clients), KubeActuator(api_client), SlackNotifier(None), settings.dry_run)
-        return Loop(world, actuator, settings, clock=self.clock.now, stop=self.stop, wait=self._wait)
+            try:
+                aws.create_group(group.region, group.name, CLUSTER_NAME, instance_type=group.instance_type,
+                                 min_size=group.min_size, max_size=group.max_size, desired=group.min_size,
+                                 tags={f"kube/{key}": value for key, value in group.labels.items()})
+            except Exception as error:
+                raise SandboxSetupError(f"cannot create group {group.name} ({group.region}, {group.instance_type}) "
+                                        f"in moto: {_one_line(error)}") from error
 
     def _wait(self, seconds: float) -> None:
         """The loop's pause: simulated time passes here, in steps."""
@@ -230,25 +249,34 @@ class Sandbox:
         if self.status is not None:
             self.status(line)
 
-    def _report(self, aws: FakeAws, real_seconds: float) -> Report:
+    def _report(self, aws: FakeAws, real_seconds: float) -> None:
+        """Sets ``self.report``; Ctrl-C while the chart is drawn keeps the report, without the chart."""
         failed = sum(1 for region in self.trace.regions for activity in aws.activities.newest_first(region)
                      if activity.status_code == "Failed")
-        report = build_report(
+        self.report = build_report(
             trace=self.trace, stopped=self.stopped or "stopped", simulated_seconds=self.clock.seconds,
             real_seconds=real_seconds, settings=describe_settings(self.settings),
             jobs=list(self.workload.jobs.values()), recorder=self.recorder,
             lower_bound=lower_bound_hours(self.trace, self.nodes.catalog.get), failed_launches=failed,
             first_region=self.trace.regions[0], unsubmitted=self.workload.not_yet_submitted,
         )
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            chart = None
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
             if self.chart:
-                chart = str(draw_chart(self.recorder, self.out_dir / "nodes.png",
-                                       f"{Path(self.trace.source).name}: nodes per group and pods over time"))
-            report = replace(report, chart=chart)
-            (self.out_dir / "report.json").write_text(report.to_json())
-        return report
+                chart = draw_chart(self.recorder, self.out_dir / "nodes.png",
+                                   f"{Path(self.trace.source).name}: nodes per group and pods over time")
+                self.report = replace(self.report, chart=str(chart))
+        except KeyboardInterrupt:
+            self.stopped = INTERRUPTED
+            self.report = replace(self.report, stopped=INTERRUPTED)
+        (self.out_dir / "report.json").write_text(self.report.to_json())
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or "no detail"
+    return f"{type(error).__name__}: {text[:300]}"
 
 
 @contextlib.contextmanager

@@ -18,11 +18,13 @@ A malformed trace raises TraceError with one line naming the file, the line and 
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+import boto3
 import yaml
 
 from ..config import REGION_PATTERN
@@ -130,7 +132,10 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
         raise TraceError(f"trace {source}: the file is empty; it needs at least a 'jobs' list")
     top = _Value(root, "", source)
     fields = top.mapping(required=("jobs",), optional=("groups", "launch_failures", "duration", "name"))
-    groups = tuple(_group(item) for item in fields["groups"].sequence()) if "groups" in fields else DEMO_GROUPS
+    groups = DEMO_GROUPS
+    if "groups" in fields:
+        empty = "the list is empty; give at least one group, or leave 'groups' out for the demo cluster"
+        groups = tuple(_group(item) for item in fields["groups"].sequence(non_empty=True, empty=empty))
     _unique(fields.get("groups"), [g.name for g in groups], "group")
     jobs = tuple(_job(item) for item in fields["jobs"].sequence(non_empty=True))
     _unique(fields["jobs"], [j.name for j in jobs], "job")
@@ -170,6 +175,8 @@ def _group(value: "_Value") -> GroupSpec:
     region = fields["region"].string()
     if not REGION_PATTERN.match(region):
         fields["region"].fail(f"{region!r} is not an AWS region name like us-west-2")
+    if region not in known_regions():
+        fields["region"].fail(f"{region!r} is not an AWS region with EC2 and Auto Scaling, like us-west-2 or eu-west-1")
     max_size = fields["max_size"].integer(minimum=0) if "max_size" in fields else 10
     min_size = fields["min_size"].integer(minimum=0) if "min_size" in fields else 0
     if min_size > max_size:
@@ -188,6 +195,14 @@ def _failure(value: "_Value", region_of: Mapping[str, str]) -> LaunchFailure:
     if until is not None and until <= at:
         fields["until"].fail("must be later than 'at'")
     return LaunchFailure(group, region_of[group], at, until)
+
+
+@functools.lru_cache(maxsize=1)
+def known_regions() -> frozenset:
+    """The commercial regions botocore knows for both EC2 and Auto Scaling (its bundled endpoint
+    data, no network): moto serves these, and answers any other name with an error page."""
+    session = boto3.session.Session()
+    return frozenset(session.get_available_regions("autoscaling")) & frozenset(session.get_available_regions("ec2"))
 
 
 def _unique(where: Optional["_Value"], names: list, what: str) -> None:
@@ -229,11 +244,11 @@ class _Value:
                 self.fail(f"missing the required field '{key}'")
         return fields
 
-    def sequence(self, non_empty: bool = False) -> list:
+    def sequence(self, non_empty: bool = False, empty: str = "the list is empty") -> list:
         if not isinstance(self.node, yaml.SequenceNode):
             self.fail("expected a list (lines starting with '- ')")
         if non_empty and not self.node.value:
-            self.fail("the list is empty")
+            self.fail(empty)
         return [_Value(item, f"{self.path}[{index}]", self.source) for index, item in enumerate(self.node.value)]
 
     def string(self) -> str:
