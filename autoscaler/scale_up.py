@@ -4,7 +4,7 @@ Pure (behaviour.md §3). Cost grows with pods + nodes, not pods x nodes (defect 
 original): identical pending pods are grouped into shapes and placed by count, nodes are matched
 once per constraint set through an index of the labels the pods ask about, and first fit over
 nodes and over new instances finds the first one with room through a tree of free-room maxima
-(scheduling.FirstFit), so full ones are skipped wholesale even when every pod asks for something
+(packing.FirstFit), so full ones are skipped wholesale even when every pod asks for something
 of its own. Pods are still reported one by one where an operator needs them.
 
 Rules settled here (README "Scale up"):
@@ -28,9 +28,9 @@ from typing import Iterable, Optional
 from .config import Settings
 from .model import Group, InstanceShape, Node, Placement, Pod, Resources, Snapshot
 from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
+from .packing import NodeIndex, Room, copies_fitting, fit_on_rooms, granted_counts, pack
 from .plan import Notify, SetDesiredCapacity, Uncordon
 from .scheduling import (
-    FirstFit,
     anti_affinity_conflict,
     group_capacity_for,
     largest_shape,
@@ -92,41 +92,6 @@ class _PodShape:
         return self.pods[start:self.taken]
 
 
-class _Room:
-    """Free room on one existing node, what runs there (for anti-affinity), the taints pending
-    pods see, and the first-fit trees it is in (each updated when its room shrinks)."""
-
-    __slots__ = ("node", "order", "taints", "free", "pods", "aa_pods", "trees")
-
-    def __init__(self, node: Node, order: int, taints: tuple, free: list, pods: list[Pod]):
-        self.node = node
-        self.order = order  # position in node-name order
-        self.taints = taints
-        self.free = free
-        self.pods = pods
-        self.aa_pods = [pod for pod in pods if pod.anti_affinity]
-        self.trees: list[tuple[FirstFit, int]] = []
-
-    def add(self, pod: Pod) -> None:
-        self.pods.append(pod)
-        if pod.anti_affinity:
-            self.aa_pods.append(pod)
-        for tree, index in self.trees:
-            tree.changed(index)
-
-
-class _Bin:
-    """One new instance: its free room and how many pods of each shape it holds."""
-
-    __slots__ = ("free", "contents", "pods", "has_terms")
-
-    def __init__(self, free: list):
-        self.free = free
-        self.contents: dict = {}
-        self.pods: list[Pod] = []  # one representative per shape, for anti-affinity
-        self.has_terms = False
-
-
 class _GroupDemand:
     __slots__ = ("new_instances", "over_provisioned", "pod_count", "pod_keys", "reasons")
 
@@ -141,33 +106,6 @@ class _GroupDemand:
 def _size_key(requests: Resources) -> tuple:
     rest = sum(value for name, value in requests.items() if name not in ("cpu", "memory", "pods"))
     return (rest, requests.get("cpu"), requests.get("memory"))
-
-
-def _copies_fitting(needs: tuple, free: list) -> int:
-    best = 1 << 30
-    for dimension, amount in needs:
-        copies = free[dimension] // amount
-        if copies < best:
-            if copies <= 0:
-                return 0
-            best = copies
-    return best
-
-
-def _consume(needs: tuple, free: list, copies: int) -> None:
-    for dimension, amount in needs:
-        free[dimension] -= amount * copies
-
-
-def _room_for(shape: _PodShape, free: list, pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
-    """How many of the shape's pods fit this room, anti-affinity included."""
-    copies = _copies_fitting(shape.needs, free)
-    if copies and (shape.has_terms or pods_with_terms):
-        if anti_affinity_conflict(shape.representative, pods_there if shape.has_terms else pods_with_terms):
-            return 0
-        if shape.self_conflict:
-            return 1
-    return copies
 
 
 def group_priority_key(group: Group, settings: Settings) -> tuple:
@@ -222,7 +160,7 @@ def _smallest_needs(shapes: list[_PodShape], width: int) -> tuple:
     return tuple((dimension, least[dimension]) for dimension in range(width) if asked[dimension] == len(shapes))
 
 
-def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple) -> tuple[list[_Room], list[_Room]]:
+def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple) -> tuple[list[Room], list[Room]]:
     """Live nodes that are not broken: the schedulable ones, and the idle ones the autoscaler
     cordoned (which scale up may take back)."""
     used: dict[str, dict[str, int]] = {}
@@ -233,8 +171,8 @@ def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensio
             totals = used.setdefault(pod.node_name, {})
             for name, value in pod.requests.items():
                 totals[name] = totals.get(name, 0) + value
-    schedulable: list[_Room] = []
-    cordoned: list[_Room] = []
+    schedulable: list[Room] = []
+    cordoned: list[Room] = []
     for order, node in enumerate(sorted(snapshot.nodes, key=lambda n: n.name)):
         if not _is_live(node, snapshot) or is_broken(node, settings, now):
             continue
@@ -243,103 +181,9 @@ def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensio
             continue
         taken = used.get(node.name, {})
         free = [node.allocatable.get(name) - taken.get(name, 0) for name in dimensions]
-        room = _Room(node, order, taints_for_pending_pods(node, settings, now), free, list(on_node))
+        room = Room(node, order, taints_for_pending_pods(node, settings, now), free, list(on_node))
         (cordoned if node.unschedulable else schedulable).append(room)
     return schedulable, cordoned
-
-
-class _NodeIndex:
-    """Matches placements against nodes once per distinct (labels asked about, taints)."""
-
-    def __init__(self, rooms: list[_Room], placements: Iterable[Placement], width: int = 0):
-        keys = set()
-        for placement in placements:
-            keys.update(key for key, _ in placement.node_selector)
-            keys.update(r.key for term in placement.node_affinity for r in term)
-        self._keys = sorted(keys)
-        self._width = width
-        self._by_signature: dict[tuple, list[_Room]] = {}
-        for room in rooms:
-            labels = room.node.labels
-            signature = (tuple(labels.get(key) for key in self._keys), room.taints)
-            self._by_signature.setdefault(signature, []).append(room)
-        self._rooms: dict[Placement, list[_Room]] = {}
-        self._trees: dict[Placement, FirstFit] = {}
-
-    def matching(self, placement: Placement) -> list[_Room]:
-        """The rooms the placement matches, in node-name order."""
-        rooms = self._rooms.get(placement)
-        if rooms is None:
-            rooms = []
-            for (values, taints), members in self._by_signature.items():
-                labels = {key: value for key, value in zip(self._keys, values) if value is not None}
-                if placement_matches(placement, labels, taints):
-                    rooms.extend(members)
-            rooms.sort(key=lambda room: room.order)
-            self._rooms[placement] = rooms
-        return rooms
-
-    def first_fit(self, placement: Placement) -> FirstFit:
-        """A first-fit tree over the matching rooms; every room keeps it up to date."""
-        tree = self._trees.get(placement)
-        if tree is None:
-            rooms = self.matching(placement)
-            tree = self._trees[placement] = FirstFit(self._width, rooms)
-            for index, room in enumerate(rooms):
-                room.trees.append((tree, index))
-        return tree
-
-
-def _fit_on_rooms(shape: _PodShape, rooms: FirstFit) -> list[_Room]:
-    """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used."""
-    used = []
-    index = rooms.first(shape.needs)
-    while index >= 0 and shape.remaining:
-        room = rooms.entries[index]
-        copies = min(shape.remaining, _room_for(shape, room.free, room.pods, room.aa_pods))
-        if copies:
-            _consume(shape.needs, room.free, copies)
-            room.add(shape.representative)
-            shape.take(copies)
-            used.append(room)
-        index = rooms.first(shape.needs, index + 1)
-    return used
-
-
-def _fill(target: _Bin, shape: _PodShape, copies: int) -> None:
-    _consume(shape.needs, target.free, copies)
-    if shape not in target.contents:
-        target.pods.append(shape.representative)
-        target.has_terms = target.has_terms or shape.has_terms
-    target.contents[shape] = target.contents.get(shape, 0) + copies
-
-
-def _pack(shapes: list[_PodShape], capacity: Resources, dimensions: tuple) -> list[_Bin]:
-    """First-fit decreasing of the shapes' remaining pods into new instances of one capacity, the
-    same as placing them one by one: each shape fills the first instance with room as far as it
-    goes, then the next, and opens new ones for the rest."""
-    empty = [capacity.get(name) for name in dimensions]
-    bins = FirstFit(len(dimensions))
-    for shape in shapes:
-        left = shape.remaining
-        index = bins.first(shape.needs)
-        while left and index >= 0:
-            current = bins.entries[index]
-            copies = min(left, _room_for(shape, current.free, current.pods, current.pods if current.has_terms else []))
-            if copies:
-                _fill(current, shape, copies)
-                bins.changed(index)
-                left -= copies
-            index = bins.first(shape.needs, index + 1)
-        per_bin = _room_for(shape, list(empty), [], []) if left else 0
-        new_bins = []
-        while left and per_bin:
-            new_bin = _Bin(list(empty))
-            _fill(new_bin, shape, min(left, per_bin))
-            left -= min(left, per_bin)
-            new_bins.append(new_bin)
-        bins.extend(new_bins)
-    return bins.entries
 
 
 def _capacity_for(group: Group, shapes: list[_PodShape]) -> Optional[InstanceShape]:
@@ -357,15 +201,6 @@ def _capacity_for(group: Group, shapes: list[_PodShape]) -> Optional[InstanceSha
 def _describe_set(placement: Placement, terms: tuple) -> str:
     described = placement.describe()
     return f"{described} with {len(terms)} anti-affinity term(s)" if terms else described
-
-
-def _granted_counts(bins: list[_Bin], granted: int) -> dict:
-    """Pods per shape in the first ``granted`` new instances."""
-    counts: dict[_PodShape, int] = {}
-    for packed in bins[:granted]:
-        for shape, copies in packed.contents.items():
-            counts[shape] = counts.get(shape, 0) + copies
-    return counts
 
 
 def _largest_sizes(capacities: Iterable[Resources]) -> list[Resources]:
@@ -399,12 +234,12 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
     # A node without room for even the smallest pending request (most of a busy cluster) is
     # never looked at for placing; it still counts for infeasibility.
     smallest = _smallest_needs(shapes, width)
-    open_nodes = _NodeIndex([room for room in schedulable if _copies_fitting(smallest, room.free)], placements, width)
-    taken_back = _NodeIndex([room for room in cordoned if _copies_fitting(smallest, room.free)], placements, width)
+    open_nodes = NodeIndex([room for room in schedulable if copies_fitting(smallest, room.free)], placements, width)
+    taken_back = NodeIndex([room for room in cordoned if copies_fitting(smallest, room.free)], placements, width)
 
     # 1. Existing live, schedulable nodes first; room is consumed as pods are placed.
     for shape in shapes:
-        _fit_on_rooms(shape, open_nodes.first_fit(shape.representative.placement))
+        fit_on_rooms(shape, open_nodes.first_fit(shape.representative.placement))
     placed = sum(shape.taken for shape in shapes)
 
     # 1b. Then idle nodes the autoscaler cordoned, by their own labels, taints and room: one
@@ -413,7 +248,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
     for shape in shapes:
         if shape.remaining:
             placement = shape.representative.placement
-            for room in _fit_on_rooms(shape, taken_back.first_fit(placement)):
+            for room in fit_on_rooms(shape, taken_back.first_fit(placement)):
                 uncordons.setdefault(room.node.name, Uncordon(
                     room.node.name, f"pending pods {placement.describe()} fit on it; the autoscaler cordoned it, "
                                     "so it is taken back before launching"))
@@ -426,7 +261,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             rep = shape.representative
             sets.setdefault((rep.placement, rep.anti_affinity), []).append(shape)
     ordered_sets = sorted(sets.items(), key=lambda item: repr(item[0]))
-    every_node = _NodeIndex(schedulable + cordoned, (placement for placement, _ in sets))
+    every_node = NodeIndex(schedulable + cordoned, (placement for placement, _ in sets))
 
     groups = sorted(snapshot.groups, key=lambda group: group_priority_key(group, settings))
     group_of_instance = {instance_id: group.key for group in groups for instance_id in group.instance_ids}
@@ -475,7 +310,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             capacity = _capacity_for(group, fitting)
             if capacity is None:
                 continue
-            bins = _pack([shape for shape in fitting if shape.requests.fits_in(capacity.capacity)], capacity.capacity,
+            bins = pack([shape for shape in fitting if shape.requests.fits_in(capacity.capacity)], capacity.capacity,
                          dimensions)
             if not bins:
                 continue
@@ -485,7 +320,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             demand.over_provisioned = True
             new_instances = min(granted + extra, room_left)
             accounted: list[Pod] = []
-            for shape, count in _granted_counts(bins, granted).items():
+            for shape, count in granted_counts(bins, granted).items():
                 accounted.extend(shape.take(count))
             accounted.sort(key=lambda pod: (pod.namespace, pod.name))
             demand.new_instances += new_instances

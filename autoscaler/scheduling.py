@@ -3,8 +3,7 @@
 Pure predicates over the model (behaviour.md §2): node selectors, required node affinity, taints
 against tolerations, required pod anti-affinity on ``kubernetes.io/hostname``, and which instance
 shape of a group a set of pods fits. Resources and schedulability of a node are the caller's
-concern. These run many times per loop, so they stay allocation-free where they can. And
-``FirstFit``: which of many nodes or new instances, in order, is the first with room.
+concern. These run many times per loop, so they stay allocation-free where they can.
 """
 from __future__ import annotations
 
@@ -148,96 +147,3 @@ def largest_shape(shapes: Iterable[InstanceShape]) -> Optional[InstanceShape]:
     """The biggest of some shapes (cpu, then memory, then the rest), for telling an operator
     what the most a pod could get was."""
     return max(shapes, key=_shape_size, default=None)
-
-
-class FirstFit:
-    """Entries (nodes or new instances) in a fixed order, each with a ``free`` list over the
-    resource dimensions. ``first`` finds the first entry from a position on with room for a
-    request by walking a binary tree whose nodes hold the per-dimension maximum of their
-    leaves: a subtree without room in some dimension is skipped whole, so full entries cost
-    nothing and first fit is about log n per placement instead of n.
-
-    An entry whose room shrank is only marked (``changed``); the tree catches up in one batch,
-    each shared ancestor recomputed once, before a search that starts at or before a marked
-    entry. Marked entries behind the start do not matter: a stale maximum is only ever too high,
-    which costs a detour, never a wrong answer, as long as every leaf the search may return is
-    current."""
-
-    def __init__(self, width: int, entries: Iterable = ()):
-        self.entries: list = list(entries)
-        self._empty = (-1,) * width  # an unused leaf fits nothing
-        self._size = 1
-        self._changed: set[int] = set()
-        self._last_changed = -1
-        self._build()
-
-    def extend(self, entries: list) -> None:
-        """Add entries at the end."""
-        low = len(self.entries)
-        self.entries.extend(entries)
-        if len(self.entries) >= self._size:
-            self._build()
-        else:
-            self._changed.update(range(low, len(self.entries)))
-            self._last_changed = len(self.entries) - 1
-
-    def changed(self, index: int) -> None:
-        """The entry's room shrank."""
-        self._changed.add(index)
-        self._last_changed = max(self._last_changed, index)
-
-    def first(self, needs: tuple, start: int = 0) -> int:
-        """Index of the first entry at or after ``start`` with room for ``needs``; -1 if none.
-
-        Visits subtrees left to right: into one whose maxima have room (its left child first),
-        past one without (climbing while it is a right child, then to its right sibling). Maxima
-        of different dimensions may come from different leaves, hence the climbing back."""
-        if self._last_changed >= start:
-            self._catch_up()
-        size, tree = self._size, self._tree
-        if start >= size:
-            return -1
-        node = start + size
-        while node:
-            room = tree[node]
-            for dimension, amount in needs:
-                if room[dimension] < amount:
-                    break
-            else:
-                if node >= size:  # an unused leaf only "fits" a request for nothing
-                    return node - size if node - size < len(self.entries) else -1
-                node *= 2
-                continue
-            while node & 1:
-                node //= 2
-            if node:
-                node += 1
-        return -1
-
-    def _catch_up(self) -> None:
-        size, tree, entries = self._size, self._tree, self.entries
-        level = set()
-        for index in self._changed:
-            tree[size + index] = tuple(entries[index].free)
-            level.add((size + index) // 2)
-        self._changed, self._last_changed = set(), -1
-        while level:
-            above = set()
-            for node in level:
-                merged = tuple(map(max, tree[2 * node], tree[2 * node + 1]))
-                if merged != tree[node]:  # unchanged: nothing above changes through this node
-                    tree[node] = merged
-                    if node > 1:
-                        above.add(node // 2)
-            level = above
-
-    def _build(self) -> None:
-        while self._size <= len(self.entries):
-            self._size *= 2
-        size = self._size
-        tree = self._tree = [self._empty] * (2 * size)
-        for index, entry in enumerate(self.entries):
-            tree[size + index] = tuple(entry.free)
-        for node in range(size - 1, 0, -1):
-            tree[node] = tuple(map(max, tree[2 * node], tree[2 * node + 1]))
-        self._changed, self._last_changed = set(), -1

@@ -9,6 +9,7 @@ import pytest
 
 from datetime import timedelta
 
+import autoscaler.packing as packing
 import autoscaler.scale_up as scale_up
 from autoscaler.config import Settings
 from autoscaler.model import DETACHED_LABEL, PodPhase, Taint, Toleration
@@ -340,13 +341,13 @@ def test_first_fit_work_grows_with_pods_and_nodes_not_their_product(monkeypatch)
     """Every pending pod with a request of its own (nothing placed by count), on nodes with a
     little room each: first fit must skip full nodes and full new instances wholesale."""
     calls = []
-    original = scale_up._room_for
+    original = packing._room_for
 
     def counting(*args):
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(scale_up, "_room_for", counting)
+    monkeypatch.setattr(packing, "_room_for", counting)
     group, nodes = make_group_nodes(make_group(max_size=1000), 300)
     running = [make_pod(cpu="3", node=node.name) for node in nodes]
     pending = [make_pod(cpu=f"{300 + i}m") for i in range(1500)]

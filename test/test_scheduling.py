@@ -5,8 +5,8 @@ import random
 import pytest
 
 from autoscaler.model import LabelSelector, Taint, Toleration
+from autoscaler.packing import FirstFit
 from autoscaler.scheduling import (
-    FirstFit,
     anti_affinity_conflict,
     group_capacity_for,
     placement_matches,

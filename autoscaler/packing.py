@@ -1,0 +1,288 @@
+"""Bin packing for scale up: where pending pods go, by count, on existing nodes' free room and on
+new instances of one capacity.
+
+Pure (behaviour.md §3, defect 11). Rooms and new instances hold a ``free`` list over the resource
+dimensions pending pods ask for; a shape (scale_up's group of identical pending pods) is placed by
+count, never pod by pod, and ``FirstFit`` finds the first node or new instance with room through a
+tree of free-room maxima, so full ones are skipped wholesale. Which pods, nodes and groups take
+part, and what the outcome means as actions, is scale_up's concern.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+from .model import Node, Placement, Pod, Resources
+from .scheduling import anti_affinity_conflict, placement_matches
+
+
+class Shape(Protocol):
+    """What packing needs of a shape of identical pending pods: ``needs`` is (dimension, amount)
+    of each resource asked for; ``take`` hands out the next ``count`` members."""
+
+    needs: tuple
+    representative: Pod
+    has_terms: bool
+    self_conflict: bool
+
+    @property
+    def remaining(self) -> int: ...
+
+    def take(self, count: int) -> list[Pod]: ...
+
+
+class FirstFit:
+    """Entries (nodes or new instances) in a fixed order, each with a ``free`` list over the
+    resource dimensions. ``first`` finds the first entry from a position on with room for a
+    request by walking a binary tree whose nodes hold the per-dimension maximum of their
+    leaves: a subtree without room in some dimension is skipped whole, so full entries cost
+    nothing and first fit is about log n per placement instead of n.
+
+    An entry whose room shrank is only marked (``changed``); the tree catches up in one batch,
+    each shared ancestor recomputed once, before a search that starts at or before a marked
+    entry. Marked entries behind the start do not matter: a stale maximum is only ever too high,
+    which costs a detour, never a wrong answer, as long as every leaf the search may return is
+    current."""
+
+    def __init__(self, width: int, entries: Iterable = ()):
+        self.entries: list = list(entries)
+        self._empty = (-1,) * width  # an unused leaf fits nothing
+        self._size = 1
+        self._changed: set[int] = set()
+        self._last_changed = -1
+        self._build()
+
+    def extend(self, entries: list) -> None:
+        """Add entries at the end."""
+        low = len(self.entries)
+        self.entries.extend(entries)
+        if len(self.entries) >= self._size:
+            self._build()
+        else:
+            self._changed.update(range(low, len(self.entries)))
+            self._last_changed = len(self.entries) - 1
+
+    def changed(self, index: int) -> None:
+        """The entry's room shrank."""
+        self._changed.add(index)
+        self._last_changed = max(self._last_changed, index)
+
+    def first(self, needs: tuple, start: int = 0) -> int:
+        """Index of the first entry at or after ``start`` with room for ``needs``; -1 if none.
+
+        Visits subtrees left to right: into one whose maxima have room (its left child first),
+        past one without (climbing while it is a right child, then to its right sibling). Maxima
+        of different dimensions may come from different leaves, hence the climbing back."""
+        if self._last_changed >= start:
+            self._catch_up()
+        size, tree = self._size, self._tree
+        if start >= size:
+            return -1
+        node = start + size
+        while node:
+            room = tree[node]
+            for dimension, amount in needs:
+                if room[dimension] < amount:
+                    break
+            else:
+                if node >= size:  # an unused leaf only "fits" a request for nothing
+                    return node - size if node - size < len(self.entries) else -1
+                node *= 2
+                continue
+            while node & 1:
+                node //= 2
+            if node:
+                node += 1
+        return -1
+
+    def _catch_up(self) -> None:
+        size, tree, entries = self._size, self._tree, self.entries
+        level = set()
+        for index in self._changed:
+            tree[size + index] = tuple(entries[index].free)
+            level.add((size + index) // 2)
+        self._changed, self._last_changed = set(), -1
+        while level:
+            above = set()
+            for node in level:
+                merged = tuple(map(max, tree[2 * node], tree[2 * node + 1]))
+                if merged != tree[node]:  # unchanged: nothing above changes through this node
+                    tree[node] = merged
+                    if node > 1:
+                        above.add(node // 2)
+            level = above
+
+    def _build(self) -> None:
+        while self._size <= len(self.entries):
+            self._size *= 2
+        size = self._size
+        tree = self._tree = [self._empty] * (2 * size)
+        for index, entry in enumerate(self.entries):
+            tree[size + index] = tuple(entry.free)
+        for node in range(size - 1, 0, -1):
+            tree[node] = tuple(map(max, tree[2 * node], tree[2 * node + 1]))
+        self._changed, self._last_changed = set(), -1
+
+
+class Room:
+    """Free room on one existing node, what runs there (for anti-affinity), the taints pending
+    pods see, and the first-fit trees it is in (each updated when its room shrinks)."""
+
+    __slots__ = ("node", "order", "taints", "free", "pods", "aa_pods", "trees")
+
+    def __init__(self, node: Node, order: int, taints: tuple, free: list, pods: list[Pod]):
+        self.node = node
+        self.order = order  # position in node-name order
+        self.taints = taints
+        self.free = free
+        self.pods = pods
+        self.aa_pods = [pod for pod in pods if pod.anti_affinity]
+        self.trees: list[tuple[FirstFit, int]] = []
+
+    def add(self, pod: Pod) -> None:
+        self.pods.append(pod)
+        if pod.anti_affinity:
+            self.aa_pods.append(pod)
+        for tree, index in self.trees:
+            tree.changed(index)
+
+
+class _Bin:
+    """One new instance: its free room and how many pods of each shape it holds."""
+
+    __slots__ = ("free", "contents", "pods", "has_terms")
+
+    def __init__(self, free: list):
+        self.free = free
+        self.contents: dict = {}
+        self.pods: list[Pod] = []  # one representative per shape, for anti-affinity
+        self.has_terms = False
+
+
+def copies_fitting(needs: tuple, free: list) -> int:
+    best = 1 << 30
+    for dimension, amount in needs:
+        copies = free[dimension] // amount
+        if copies < best:
+            if copies <= 0:
+                return 0
+            best = copies
+    return best
+
+
+def _consume(needs: tuple, free: list, copies: int) -> None:
+    for dimension, amount in needs:
+        free[dimension] -= amount * copies
+
+
+def _room_for(shape: Shape, free: list, pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
+    """How many of the shape's pods fit this room, anti-affinity included."""
+    copies = copies_fitting(shape.needs, free)
+    if copies and (shape.has_terms or pods_with_terms):
+        if anti_affinity_conflict(shape.representative, pods_there if shape.has_terms else pods_with_terms):
+            return 0
+        if shape.self_conflict:
+            return 1
+    return copies
+
+
+class NodeIndex:
+    """Matches placements against nodes once per distinct (labels asked about, taints)."""
+
+    def __init__(self, rooms: list[Room], placements: Iterable[Placement], width: int = 0):
+        keys = set()
+        for placement in placements:
+            keys.update(key for key, _ in placement.node_selector)
+            keys.update(r.key for term in placement.node_affinity for r in term)
+        self._keys = sorted(keys)
+        self._width = width
+        self._by_signature: dict[tuple, list[Room]] = {}
+        for room in rooms:
+            labels = room.node.labels
+            signature = (tuple(labels.get(key) for key in self._keys), room.taints)
+            self._by_signature.setdefault(signature, []).append(room)
+        self._rooms: dict[Placement, list[Room]] = {}
+        self._trees: dict[Placement, FirstFit] = {}
+
+    def matching(self, placement: Placement) -> list[Room]:
+        """The rooms the placement matches, in node-name order."""
+        rooms = self._rooms.get(placement)
+        if rooms is None:
+            rooms = []
+            for (values, taints), members in self._by_signature.items():
+                labels = {key: value for key, value in zip(self._keys, values) if value is not None}
+                if placement_matches(placement, labels, taints):
+                    rooms.extend(members)
+            rooms.sort(key=lambda room: room.order)
+            self._rooms[placement] = rooms
+        return rooms
+
+    def first_fit(self, placement: Placement) -> FirstFit:
+        """A first-fit tree over the matching rooms; every room keeps it up to date."""
+        tree = self._trees.get(placement)
+        if tree is None:
+            rooms = self.matching(placement)
+            tree = self._trees[placement] = FirstFit(self._width, rooms)
+            for index, room in enumerate(rooms):
+                room.trees.append((tree, index))
+        return tree
+
+
+def fit_on_rooms(shape: Shape, rooms: FirstFit) -> list[Room]:
+    """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used."""
+    used = []
+    index = rooms.first(shape.needs)
+    while index >= 0 and shape.remaining:
+        room = rooms.entries[index]
+        copies = min(shape.remaining, _room_for(shape, room.free, room.pods, room.aa_pods))
+        if copies:
+            _consume(shape.needs, room.free, copies)
+            room.add(shape.representative)
+            shape.take(copies)
+            used.append(room)
+        index = rooms.first(shape.needs, index + 1)
+    return used
+
+
+def _fill(target: _Bin, shape: Shape, copies: int) -> None:
+    _consume(shape.needs, target.free, copies)
+    if shape not in target.contents:
+        target.pods.append(shape.representative)
+        target.has_terms = target.has_terms or shape.has_terms
+    target.contents[shape] = target.contents.get(shape, 0) + copies
+
+
+def pack(shapes: list[Shape], capacity: Resources, dimensions: tuple) -> list[_Bin]:
+    """First-fit decreasing of the shapes' remaining pods into new instances of one capacity, the
+    same as placing them one by one: each shape fills the first instance with room as far as it
+    goes, then the next, and opens new ones for the rest."""
+    empty = [capacity.get(name) for name in dimensions]
+    bins = FirstFit(len(dimensions))
+    for shape in shapes:
+        left = shape.remaining
+        index = bins.first(shape.needs)
+        while left and index >= 0:
+            current = bins.entries[index]
+            copies = min(left, _room_for(shape, current.free, current.pods, current.pods if current.has_terms else []))
+            if copies:
+                _fill(current, shape, copies)
+                bins.changed(index)
+                left -= copies
+            index = bins.first(shape.needs, index + 1)
+        per_bin = _room_for(shape, list(empty), [], []) if left else 0
+        new_bins = []
+        while left and per_bin:
+            new_bin = _Bin(list(empty))
+            _fill(new_bin, shape, min(left, per_bin))
+            left -= min(left, per_bin)
+            new_bins.append(new_bin)
+        bins.extend(new_bins)
+    return bins.entries
+
+
+def granted_counts(bins: list[_Bin], granted: int) -> dict:
+    """Pods per shape in the first ``granted`` new instances."""
+    counts: dict[Shape, int] = {}
+    for packed in bins[:granted]:
+        for shape, copies in packed.contents.items():
+            counts[shape] = counts.get(shape, 0) + copies
+    return counts
