@@ -272,6 +272,9 @@ class InstanceShape:
 
     instance_type: str
     capacity: Resources
+    # On-demand $/h of one instance of this type in the group's region (the shipped price table);
+    # None when the type or region is not in the table.
+    hourly_price: Optional[float] = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -294,6 +297,14 @@ class Group:
     priority: int = 0  # the k8s.io/cluster-autoscaler/priority tag; higher is preferred
     tags: Mapping[str, str] = field(default_factory=dict)
     created: Optional[datetime] = None
+    # Mixed-instances groups: the override types in the order the launch settings list them, and
+    # the allocation strategy AWS launches them by ("prioritized", "lowest-price", or a spot
+    # strategy such as "capacity-optimized"); both empty for a single-type group.
+    override_order: tuple[str, ...] = ()
+    allocation_strategy: str = ""
+    # $/h of one new instance as the operator set it with the group tag openai/hourly-price;
+    # when set it wins over the price table and spot prices.
+    hourly_price_override: Optional[float] = None
 
     @property
     def key(self) -> tuple[str, str]:

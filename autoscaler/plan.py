@@ -16,7 +16,8 @@ class SetDesiredCapacity:
     desired: int
     previous: int
     reason: str
-    pods: tuple[str, ...] = ()  # namespace/name of the pods that asked for it (scale up)
+    pods: tuple[str, ...] = ()  # namespace/name of the pods that asked for it (scale up), at most a few
+    pod_count: int = 0  # how many pods asked for it in all; ``pods`` names only the first of them
 
     def describe(self) -> str:
         return f"set desired capacity of {self.group} ({self.region}) from {self.previous} to {self.desired}: {self.reason}"

@@ -352,7 +352,8 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
         booting_note = f"; {booting} booting instance(s) count as spare" if booting > 0 else ""
         new_total += target - group.desired
         actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired,
-                                          "; ".join(demand.reasons) + booting_note, tuple(demand.pod_keys)))
+                                          "; ".join(demand.reasons) + booting_note, tuple(demand.pod_keys),
+                                          demand.pod_count))
     if infeasible:
         pods = [pod for pod, _ in infeasible]
         detail = "; ".join(f"{pod.key} requests {pod.requests.describe()}, largest {capacity.describe() or 'nothing: no group matches'}"
