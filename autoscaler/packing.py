@@ -209,7 +209,7 @@ class NodeIndex:
         if rooms is None:
             rooms = []
             for (values, taints), members in self._by_signature.items():
-                labels = {key: value for key, value in zip(self._keys, values) if value is not None}
+                labels = {key: value for key, value in zip(self._keys, values, strict=True) if value is not None}
                 if placement_matches(placement, labels, taints):
                     rooms.extend(members)
             rooms.sort(key=lambda room: room.order)

@@ -66,7 +66,7 @@ def test_set_desired_capacity_within_the_limits_launches_and_logs_each_launch(fa
     assert [activity["Cause"].split("  ")[-1] for activity in activities] == [
         f"At {activity['StartTime']:%Y-%m-%dT%H:%M:%SZ} an instance was started in response to a "
         f"difference between desired and actual capacity, increasing the capacity from {before} to {after}."
-        for activity, (before, after) in zip(activities, [(1, 3), (1, 3), (0, 1)])
+        for activity, (before, after) in zip(activities, [(1, 3), (1, 3), (0, 1)], strict=True)
     ]
     assert "explicitly set group desired capacity changing the desired capacity from 1 to 3." in activities[0]["Cause"]
 

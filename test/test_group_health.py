@@ -83,8 +83,8 @@ def make_snapshot(groups, activities=(), node_instances=None, instance_state="ru
                     activities=tuple(activities), spot_prices=tuple(spot_prices))
 
 
-def assess(snapshot, now, state=GroupHealthState(), settings=SETTINGS):
-    return assess_groups(state, snapshot, settings, now)
+def assess(snapshot, now, state=None, settings=SETTINGS):
+    return assess_groups(state if state is not None else GroupHealthState(), snapshot, settings, now)
 
 
 def of_type(actions, kind):

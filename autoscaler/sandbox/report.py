@@ -137,7 +137,7 @@ def lower_bound_hours(trace: Trace, capacity_of: Callable[[str], Optional[Resour
 
     candidates = [sorted({name for options in costs if t in options for name in options[t]}) for t in types]
     if math.prod(len(names) for names in candidates) <= EXHAUSTIVE_PICKS:
-        picked = max((dict(zip(types, names)) for names in itertools.product(*candidates)), key=total)
+        picked = max((dict(zip(types, names, strict=True)) for names in itertools.product(*candidates)), key=total)
     else:
         picked = _improved_picks(types, candidates, costs, total)
     bounds: dict = defaultdict(float)
@@ -155,12 +155,12 @@ def _improved_picks(types: list, candidates: list, costs: list, total: Callable[
         for instance_type, hours_by_resource in options.items():
             for name, hours in hours_by_resource.items():
                 load[instance_type][name] += hours
-    picked = {t: max(names, key=lambda name: (load[t][name], name)) for t, names in zip(types, candidates)}
+    picked = {t: max(names, key=lambda name: (load[t][name], name)) for t, names in zip(types, candidates, strict=True)}
     best_total = total(picked)
     improved = True
     while improved:
         improved = False
-        for instance_type, names in zip(types, candidates):
+        for instance_type, names in zip(types, candidates, strict=True):
             for name in names:
                 trial = {**picked, instance_type: name}
                 trial_total = total(trial)
