@@ -1,35 +1,66 @@
-# kubernetes-ec2-autoscaler: `docker run IMAGE --cluster-name ... --regions ...` runs main.py;
-# `docker run --entrypoint python IMAGE -m pytest test/ -q` runs the test suite in the image.
-FROM python:3.11-slim
+# kubernetes-ec2-autoscaler. Three stages:
+#   docker build -t IMAGE .                       the image to run: the runtime lock and the package only
+#   docker build --target test -t IMAGE-test .    a checkout with every requirement; runs the test suite
+# `docker run IMAGE --cluster-name ... --regions ...` runs the kubernetes-ec2-autoscaler command.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ------------------------------------------------------------------------------------------- build
+# The package as a wheel; the build tools stay in this stage.
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY requirements/ requirements/
+COPY autoscaler/ autoscaler/
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# -------------------------------------------------------------------------------------------- test
+# Everything a checkout has, so the suite runs as in CI (kubectl is not here; its tests skip).
+FROM ${PYTHON_IMAGE} AS test
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTEST_ADDOPTS="-p no:cacheprovider"
+WORKDIR /src
+COPY requirements.txt ./
+COPY requirements/ requirements/
+RUN pip install -r requirements.txt
+COPY pyproject.toml README.md main.py Dockerfile .dockerignore autoscaler-dep.yaml autoscaler-secret.yaml iam-policy.json ./
+COPY autoscaler/ autoscaler/
+COPY deploy/ deploy/
+COPY test/ test/
+ENTRYPOINT ["python", "-m", "pytest"]
+CMD ["test/", "-q"]
+
+# ----------------------------------------------------------------------------------------- runtime
+# The last stage, so the default target: the locked runtime set (hashes checked) and the package.
+FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=1.0.0
+LABEL org.opencontainers.image.title="kubernetes-ec2-autoscaler" \
+      org.opencontainers.image.description="Scales EC2 Auto Scaling Groups to the pending pods of a Kubernetes cluster" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="https://github.com/openai/kubernetes-ec2-autoscaler" \
+      org.opencontainers.image.licenses="MIT"
 
 # No .pyc files at run time (the root filesystem is read-only in the Deployment), logs straight
 # to the pod's log, and pip neither caches nor phones home during the build.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTEST_ADDOPTS="-p no:cacheprovider"
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /app
-
-# Dependencies in their own layer: it is rebuilt only when requirements.txt changes, not on
-# every source edit. The test tools are in requirements.txt too, so the image can run the tests.
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies in their own layer, rebuilt only when the lock changes; every file checked against
+# its hash, so two builds of one commit install the same bytes.
+COPY requirements/runtime.lock /tmp/runtime.lock
+RUN pip install --require-hashes --no-deps -r /tmp/runtime.lock && rm /tmp/runtime.lock
 
 # A fixed numeric UID, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
-# The source stays owned by root: the autoscaler cannot rewrite its own code.
 RUN groupadd --system --gid 10001 autoscaler \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin autoscaler
 
-COPY main.py ./
-COPY autoscaler/ autoscaler/
-# The tests check the deployment files against the code, so those files travel with the tests.
-COPY test/ test/
-COPY Dockerfile .dockerignore autoscaler-dep.yaml autoscaler-secret.yaml iam-policy.json ./
+# The package (owned by root: the autoscaler cannot rewrite its own code), without its
+# dependencies: they are the locked set above.
+COPY --from=build /wheels/ /tmp/wheels/
+RUN pip install --no-deps /tmp/wheels/*.whl && rm -r /tmp/wheels
 
 USER 10001:10001
-
-ENTRYPOINT ["python", "main.py"]
+ENTRYPOINT ["kubernetes-ec2-autoscaler"]
 CMD ["--help"]

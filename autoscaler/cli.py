@@ -122,7 +122,11 @@ def cli(**flags):
         for name in sorted(given & {"sandbox_trace", "sandbox_speed", "sandbox_out"}):
             raise SettingsError("--" + name.replace("_", "-"), "only means something with --sandbox")
     if flags["sandbox"]:
-        from . import sandbox  # deferred: the production path never loads the simulators
+        try:
+            from . import sandbox  # deferred: the production path never loads the simulators
+        except ImportError as error:  # the image and a plain install have no moto or matplotlib
+            raise SettingsError("--sandbox", f"needs the sandbox's dependencies ({error}); "
+                                f"pip install '{PROGRAM}[sandbox]' or -r requirements.txt") from None
 
         return sandbox.run(settings, given, flags["sandbox_trace"], flags["sandbox_speed"], flags["sandbox_out"])
     config.validate(settings)

@@ -1,15 +1,19 @@
-"""The deployment files against what they describe: the Dockerfile against the repository, the
-manifests against the Kubernetes schemas, main.py's flags and the Kubernetes API calls the code
-makes. The original's manifest passed a flag its CLI did not define; these tests make that a
-failing test instead of a crash-looping pod.
+"""The Kubernetes manifests against what they describe: the kustomize base and overlays under
+deploy/ (rendered with `kubectl kustomize`), and autoscaler-dep.yaml and autoscaler-secret.yaml,
+the static-keys overlay rendered into the repository root. Checked against the Kubernetes schemas,
+the CLI's flags and environment variables, and the Kubernetes API calls the code makes. The
+original's manifest passed a flag its CLI did not define; these tests make that a failing test
+instead of a crash-looping pod.
 """
 from __future__ import annotations
 
 import inspect
-import json
+import os
 import pathlib
 import re
-import shlex
+import shutil
+import subprocess
+import sys
 
 import kubernetes.client
 import kubernetes_validate
@@ -18,21 +22,27 @@ import yaml
 from kubernetes.utils import parse_quantity
 
 import main
+from autoscaler.leader import LEASE_NAME
+from autoscaler.metrics import Metrics
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
+DEPLOY = ROOT / "deploy"
 DEPLOYMENT_FILE = ROOT / "autoscaler-dep.yaml"
 SECRET_FILE = ROOT / "autoscaler-secret.yaml"
-# The files these tests and test_iam_policy.py read; the image must carry them to run the tests.
-DEPLOYMENT_FILES = ("Dockerfile", ".dockerignore", "autoscaler-dep.yaml", "autoscaler-secret.yaml", "iam-policy.json")
+OVERLAYS = ("irsa", "static-keys", "ha")
+MONITORING = DEPLOY / "components" / "monitoring"
+README = ROOT / "README.md"
 
 # The oldest Kubernetes minor still in providers' extended support, and the newest the package ships.
 KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 MEMORY_LIMIT_CEILING = parse_quantity("300Mi")  # one loop over 15,000 pods peaks below 200 MiB
+# Custom resources of the Prometheus Operator: no schema offline, so their shape is checked instead.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+SCALED_NODE_LABEL = "kubernetes-ec2-autoscaler/scaled"
+AWS_KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"}
 
-# (API group, resource, verb) the ClusterRole grants: what the code calls, plus get/watch next to
-# each list (read access as a unit, so an operator's kubectl auth can-i checks read naturally).
+# (API group, resource, verb) the ClusterRole and the Role grant: what the code calls, plus
+# get/watch next to each list (read access as a unit, so kubectl auth can-i checks read naturally).
 EXPECTED_GRANTS = frozenset({
     ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "watch"), ("", "nodes", "patch"), ("", "nodes", "delete"),
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"),
@@ -45,6 +55,8 @@ EXPECTED_GRANTS = frozenset({
 READ_VERBS = frozenset({"get", "list", "watch"})
 PRODUCT_SOURCES = (ROOT / "main.py", *sorted((ROOT / "autoscaler").glob("*.py")))
 
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+
 
 # ---------------------------------------------------------------------------------------- helpers
 
@@ -52,21 +64,93 @@ def documents(path: pathlib.Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
-def one(path: pathlib.Path, kind: str) -> dict:
-    found = [doc for doc in documents(path) if doc["kind"] == kind]
-    assert len(found) == 1, f"{path.name}: expected one {kind}, found {len(found)}"
+def kustomize(path: pathlib.Path) -> list[dict]:
+    result = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+
+
+_rendered: dict[str, list[dict]] = {}
+
+
+def rendered(overlay: str) -> list[dict]:
+    """The overlay as `kubectl kustomize` renders it (once per test run)."""
+    if overlay not in _rendered:
+        _rendered[overlay] = kustomize(DEPLOY / "overlays" / overlay)
+    return _rendered[overlay]
+
+
+def checked_in() -> list[dict]:
+    return documents(DEPLOYMENT_FILE) + documents(SECRET_FILE)
+
+
+def with_monitoring(tmp_path: pathlib.Path) -> list[dict]:
+    """An operator's overlay: irsa plus the monitoring component (kustomize wants relative paths)."""
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY / "overlays" / "irsa", tmp_path)],
+        "components": [os.path.relpath(MONITORING, tmp_path)],
+    }))
+    return kustomize(tmp_path)
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict] | pathlib.Path, kind: str) -> dict:
+    if isinstance(docs, pathlib.Path):
+        docs = documents(docs)
+    found = of_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
 
 
-def container() -> dict:
-    containers = one(DEPLOYMENT_FILE, "Deployment")["spec"]["template"]["spec"]["containers"]
+def container(docs: list[dict] | None = None) -> dict:
+    containers = one(docs if docs is not None else checked_in(), "Deployment")["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
 
 
+def container_environment(docs: list[dict]) -> dict[str, str]:
+    """The variables the container gets that the CLI could read, as the kubelet resolves them: the
+    ConfigMaps of envFrom, literal values, and fields of the pod (Secrets are left out)."""
+    deployment = one(docs, "Deployment")
+    spec = container(docs)
+    environment: dict[str, str] = {}
+    for source in spec.get("envFrom", ()):
+        name = source["configMapRef"]["name"]
+        environment.update(next(doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"] == name)["data"])
+    for item in spec.get("env", ()):
+        if "value" in item:
+            environment[item["name"]] = item["value"]
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            environment[item["name"]] = deployment["metadata"]["namespace"]
+    return environment
+
+
+def settings_of(docs: list[dict], monkeypatch):
+    """The Settings main.py's whole flag handling (click, then validation) makes of the container's
+    args and environment; only the loop itself is replaced."""
+    received = []
+    monkeypatch.setattr("autoscaler.daemon.run", lambda settings: received.append(settings) or 0)
+    for variable in (*AWS_KEY_VARIABLES, "SLACK_HOOK"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in container_environment(docs).items():
+        monkeypatch.setenv(variable, value)
+    assert main.main(list(container(docs)["args"])) == 0
+    assert len(received) == 1
+    return received[0]
+
+
+def rules(docs: list[dict]) -> list[dict]:
+    return [rule for doc in docs if doc["kind"] in ("ClusterRole", "Role") for rule in doc["rules"]]
+
+
 def granted(path: pathlib.Path = DEPLOYMENT_FILE) -> set[tuple[str, str, str]]:
+    """What the ClusterRole and the Role together grant, ignoring resourceNames."""
     grants = set()
-    for rule in one(path, "ClusterRole")["rules"]:
+    for rule in rules(documents(path)):
         for group in rule.get("apiGroups", ()):
             for resource in rule.get("resources", ()):
                 for verb in rule.get("verbs", ()):
@@ -123,94 +207,33 @@ def kube_calls_in_code() -> dict[tuple[str, str, str], set[str]]:
     return calls
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) in order, continuation lines joined and comments dropped."""
-    instructions, pending = [], ""
-    for line in DOCKERFILE.read_text().splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + stripped).partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        pending = ""
-    return instructions
+# ------------------------------------------------------------------- kustomize and the rendered files
+
+@needs_kubectl
+def test_the_top_level_files_are_the_static_keys_overlay_as_rendered():
+    """Regenerate them with `python deploy/render.py` after changing deploy/."""
+    expected = rendered("static-keys")
+    assert documents(DEPLOYMENT_FILE) == [doc for doc in expected if doc["kind"] != "Secret"]
+    assert documents(SECRET_FILE) == [doc for doc in expected if doc["kind"] == "Secret"]
 
 
-def copy_sources(arguments: str) -> list[str]:
-    words = [w for w in shlex.split(arguments) if not w.startswith("--")]
-    return [w.rstrip("/") for w in words[:-1]]
+@needs_kubectl
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "monitoring"])
+def test_every_rendered_object_is_valid_against_the_kubernetes_schema(overlay, version, tmp_path):
+    docs = with_monitoring(tmp_path) if overlay == "monitoring" else rendered(overlay)
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Deployment",
+            "Service", "PodDisruptionBudget"} <= {doc["kind"] for doc in docs}
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            continue  # their shape is checked in test_the_monitoring_component_*
+        # strict: an unknown or misspelt field is an error, not silently dropped by the API server
+        kubernetes_validate.validate(doc, version, strict=True)
 
-
-def dockerignore_patterns() -> list[str]:
-    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
-
-
-# ------------------------------------------------------------------------------------- Dockerfile
-
-def test_dockerfile_builds_on_the_official_slim_python():
-    froms = [args for keyword, args in dockerfile_instructions() if keyword == "FROM"]
-    assert len(froms) == 1, froms
-    assert re.fullmatch(r"python:3\.(1[1-9])-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", froms[0]), froms[0]
-
-
-def test_dockerfile_runs_as_a_numeric_non_root_user():
-    instructions = dockerfile_instructions()
-    users = [index for index, (keyword, _) in enumerate(instructions) if keyword == "USER"]
-    assert users, "no USER: the container would run as root"
-    user = instructions[users[-1]][1]
-    assert re.fullmatch(r"\d+(:\d+)?", user), f"USER {user}: numeric, so runAsNonRoot can verify it"
-    assert int(user.split(":")[0]) != 0
-    assert all(keyword != "RUN" for keyword, _ in instructions[users[-1]:]), "RUN after USER would run unprivileged by accident"
-
-
-def test_dependencies_are_installed_in_their_own_layer_before_the_source():
-    instructions = dockerfile_instructions()
-    copies = [(index, copy_sources(args)) for index, (keyword, args) in enumerate(instructions) if keyword == "COPY"]
-    requirements_copy = next(index for index, sources in copies if sources == ["requirements.txt"])
-    install = next(index for index, (keyword, args) in enumerate(instructions)
-                   if keyword == "RUN" and re.search(r"pip install .*-r requirements\.txt", args))
-    source_copies = [index for index, sources in copies if {"main.py", "autoscaler"} & set(sources)]
-    assert source_copies, "the source is never copied"
-    assert requirements_copy < install < min(source_copies)
-
-
-def test_entrypoint_runs_main_and_python_writes_no_bytecode():
-    instructions = dockerfile_instructions()
-    entrypoints = [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
-    assert entrypoints and json.loads(entrypoints[-1]) in (["python", "main.py"], ["python3", "main.py"])
-    environment = " ".join(args for keyword, args in instructions if keyword == "ENV")
-    for variable in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"):
-        assert re.search(rf"\b{variable}=1\b", environment), variable
-
-
-def test_the_image_gets_what_the_program_and_its_tests_need_and_nothing_ignored():
-    copied = {source for keyword, args in dockerfile_instructions() if keyword == "COPY" for source in copy_sources(args)}
-    assert {"requirements.txt", "main.py", "autoscaler", "test", *DEPLOYMENT_FILES} <= copied
-    for source in copied:
-        assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
-    patterns = dockerignore_patterns()
-    for source in copied:
-        assert not any(pathlib.PurePath(source).match(p.rstrip("/")) for p in patterns), f"{source} is in .dockerignore"
-
-
-def test_dockerignore_keeps_local_state_out_of_the_build_context():
-    patterns = set(dockerignore_patterns())
-    assert {".git", ".venv", "**/__pycache__", "**/*.pyc", "out/"} <= patterns
-
-
-# ----------------------------------------------------------------------------- Kubernetes schemas
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("path", [DEPLOYMENT_FILE, SECRET_FILE], ids=lambda p: p.name)
-def test_every_document_is_valid_against_the_kubernetes_schema(path, version):
-    docs = documents(path)
-    assert docs
-    for doc in docs:
-        # strict: an unknown or misspelt field is an error, not silently dropped by the API server
+def test_the_checked_in_files_are_valid_against_the_kubernetes_schema(version):
+    for doc in checked_in():
         kubernetes_validate.validate(doc, version, strict=True)
 
 
@@ -222,50 +245,56 @@ def test_validation_catches_a_misspelt_field():
 
 
 def test_the_pieces_refer_to_each_other():
-    account = one(DEPLOYMENT_FILE, "ServiceAccount")
-    role = one(DEPLOYMENT_FILE, "ClusterRole")
-    binding = one(DEPLOYMENT_FILE, "ClusterRoleBinding")
-    deployment = one(DEPLOYMENT_FILE, "Deployment")
-    secret = one(SECRET_FILE, "Secret")
+    docs = checked_in()
+    account = one(docs, "ServiceAccount")
+    deployment = one(docs, "Deployment")
     namespace = account["metadata"]["namespace"]
-    assert namespace == deployment["metadata"]["namespace"] == secret["metadata"]["namespace"] == "kube-system"
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}]
+    assert namespace == deployment["metadata"]["namespace"] == one(docs, "Secret")["metadata"]["namespace"] == "kube-system"
+    subject = [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}]
+    for binding_kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        binding, role = one(docs, binding_kind), one(docs, role_kind)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role["metadata"]["name"]}
+        assert binding["subjects"] == subject
     pod = deployment["spec"]["template"]
     assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert one(docs, "Service")["spec"]["selector"].items() <= labels.items()
+    assert one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= labels.items()
     # One autoscaler at a time, also during a rollout.
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
-# ------------------------------------------------------------------------------------ CLI and env
+# ------------------------------------------------------------------------------ CLI and environment
 
-def test_the_container_args_are_flags_main_py_accepts(monkeypatch):
-    """The args go through main.py's whole flag handling (click, then Settings validation); only
-    the loop itself is replaced."""
-    received = []
-    monkeypatch.setattr("autoscaler.daemon.run", lambda settings: received.append(settings) or 0)
-    for variable in ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "SLACK_HOOK"):
-        monkeypatch.delenv(variable, raising=False)
-    args = container()["args"]
-    assert main.main(list(args)) == 0
-    assert len(received) == 1
-    assert received[0].cluster_name and received[0].regions
-    settings = received[0]
+def test_the_container_args_and_variables_are_flags_the_cli_accepts(monkeypatch):
+    settings = settings_of(checked_in(), monkeypatch)
+    assert settings.cluster_name and settings.regions
     assert settings.dry_run is False and settings.once is False, "the Deployment must run the real loop"
-    # Two replicas during a node drain must not both act: the Lease lives next to the Deployment.
+    # Two replicas during a node drain must not both act: the Lease lives next to the Deployment,
+    # where the Role lets it be written.
     assert settings.leader_elect is not False
     assert settings.leader_elect_namespace == one(DEPLOYMENT_FILE, "Deployment")["metadata"]["namespace"]
+    assert settings.leader_elect_namespace == one(DEPLOYMENT_FILE, "Role")["metadata"]["namespace"]
 
 
 def test_a_flag_the_cli_does_not_define_fails_the_check(monkeypatch, capsys):
     monkeypatch.setattr("autoscaler.daemon.run", lambda settings: 0)
-    args = [arg.replace("--regions", "--aws-regions") for arg in container()["args"]]  # the original's mistake
+    args = [arg.replace("--sleep", "--loop-sleep") for arg in container()["args"]]
     assert main.main(args) == 2
-    assert "--aws-regions" in capsys.readouterr().err
+    assert "--loop-sleep" in capsys.readouterr().err
 
 
-def test_credentials_come_from_optional_secret_keys_the_cli_reads():
+def test_a_settings_variable_the_cli_does_not_read_fails_the_check(monkeypatch):
+    """AUTOSCALER_<FLAG> for a flag that does not exist would be ignored silently: each one in the
+    manifests must name a flag."""
+    flags = {param.name.upper() for param in main.cli.params}
+    for name in container_environment(checked_in()):
+        if name.startswith("AUTOSCALER_"):
+            assert name.removeprefix("AUTOSCALER_") in flags, f"{name}: no such flag"
+
+
+def test_static_keys_credentials_come_from_optional_secret_keys_the_cli_reads():
     env = {item["name"]: item for item in container()["env"]}
     cli_variables = set()
     for param in main.cli.params:
@@ -279,7 +308,7 @@ def test_credentials_come_from_optional_secret_keys_the_cli_reads():
             continue
         assert name in cli_variables, f"{name}: main.py reads no such environment variable"
         assert reference["name"] == secret["metadata"]["name"]
-        # optional: with IAM roles for service accounts the keys are simply left out of the Secret
+        # optional: a key left out of the Secret is simply not set
         assert reference.get("optional") is True, name
         referenced.add(reference["key"])
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_HOOK"} <= env.keys()
@@ -287,17 +316,83 @@ def test_credentials_come_from_optional_secret_keys_the_cli_reads():
     assert all("REPLACE" in value for value in secret["stringData"].values()), "the Secret must hold placeholders only"
 
 
-def test_the_probes_and_the_scrape_ask_the_port_main_py_serves_on():
-    spec = container()
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["irsa", "ha"])
+def test_irsa_has_the_role_annotation_and_no_aws_keys_anywhere(overlay):
+    docs = rendered(overlay)
+    assert not of_kind(docs, "Secret")
+    env = {item["name"] for item in container(docs).get("env", ())}
+    assert not env & AWS_KEY_VARIABLES
+    assert not any(name.startswith("AUTOSCALER_AWS_") for name in container_environment(docs))
+    role = one(docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role), role
+
+
+def test_the_probes_and_the_scrape_ask_the_port_the_cli_serves_on(monkeypatch):
+    docs = checked_in()
+    spec = container(docs)
     ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
-    served = main.cli.make_context("main.py", list(spec["args"])).params["metrics_port"]
+    served = settings_of(docs, monkeypatch).metrics_port
     assert ports["metrics"] == served > 0
     for probe in ("livenessProbe", "readinessProbe"):
         http = spec[probe]["httpGet"]
         assert http["path"] == "/healthz", probe
         assert http["port"] in ("metrics", served), probe
-    annotations = one(DEPLOYMENT_FILE, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(served) and annotations["prometheus.io/path"] == "/metrics"
+    service_port = one(docs, "Service")["spec"]["ports"][0]
+    assert service_port["name"] == "metrics" and service_port["targetPort"] in ("metrics", served)
+
+
+def test_the_image_is_this_version():
+    from autoscaler import __version__
+
+    assert container()["image"].rsplit(":", 1)[1] == __version__
+
+
+# ------------------------------------------------------------------------------------------- HA
+
+@needs_kubectl
+def test_ha_runs_two_replicas_apart_that_roll_one_at_a_time_with_leader_election(monkeypatch):
+    docs = rendered("ha")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    # No surge: the required anti-affinity would leave a third pod pending on a two-node system pool.
+    assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    required = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert [term["topologyKey"] for term in required] == ["kubernetes.io/hostname"]
+    assert required[0]["labelSelector"]["matchLabels"].items() <= labels.items()
+    # The self-protection of the base survives the patch.
+    assert "nodeAffinity" in deployment["spec"]["template"]["spec"]["affinity"]
+    assert settings_of(docs, monkeypatch).leader_elect is True
+    # A node drain may take one replica, never both.
+    budget = one(docs, "PodDisruptionBudget")["spec"]
+    assert deployment["spec"]["replicas"] - budget["maxUnavailable"] >= 1
+
+
+# ------------------------------------------------------------------------------- self-protection
+
+def test_the_pod_protects_itself_from_the_scale_in_it_does():
+    pod = one(DEPLOYMENT_FILE, "Deployment")["spec"]["template"]
+    assert pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    # Every term (they are ORed) keeps it off nodes labelled as scaled by it.
+    assert terms and all({"key": SCALED_NODE_LABEL, "operator": "DoesNotExist"} in term["matchExpressions"] for term in terms)
+    assert {"key": "CriticalAddonsOnly", "operator": "Exists"} in pod["spec"]["tolerations"]
+
+
+def test_the_scaled_node_label_is_one_a_group_tag_can_give():
+    """The README tells operators to tag the groups kube/<label>=true: that tag must make exactly
+    this node label for scale from zero (autoscaler/group_labels.py)."""
+    from autoscaler.group_labels import node_template
+
+    template = node_template({f"kube/{SCALED_NODE_LABEL}": "true"}, ["m5.large"], "us-west-2")
+    assert template.labels.get(SCALED_NODE_LABEL) == "true"
 
 
 # ------------------------------------------------------------------------- resources and security
@@ -312,7 +407,9 @@ def test_resources_are_bounded():
 
 
 def test_security_context_is_restrictive_and_matches_the_image_user():
-    image_user = [args for keyword, args in dockerfile_instructions() if keyword == "USER"][-1]
+    from test_package import final_stage
+
+    image_user = [args for keyword, args in final_stage() if keyword == "USER"][-1]
     uid = int(image_user.split(":")[0])
     pod = one(DEPLOYMENT_FILE, "Deployment")["spec"]["template"]["spec"]["securityContext"]
     context = container()["securityContext"]
@@ -328,18 +425,29 @@ def test_security_context_is_restrictive_and_matches_the_image_user():
 # ------------------------------------------------------------------------------------------- RBAC
 
 def test_rbac_has_no_wildcards_and_grants_exactly_the_expected_rules():
-    for rule in one(DEPLOYMENT_FILE, "ClusterRole")["rules"]:
+    for rule in rules(documents(DEPLOYMENT_FILE)):
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule.get(field, ()), rule
         assert not rule.get("nonResourceURLs"), rule
     assert granted() == EXPECTED_GRANTS
 
 
+def test_leases_are_granted_in_the_autoscalers_namespace_and_only_its_own():
+    cluster_wide = {(group, resource) for rule in one(DEPLOYMENT_FILE, "ClusterRole")["rules"]
+                    for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert ("coordination.k8s.io", "leases") not in cluster_wide
+    role = one(DEPLOYMENT_FILE, "Role")
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"], rule
+        if set(rule["verbs"]) != {"create"}:  # create cannot be limited by name
+            assert rule.get("resourceNames") == [LEASE_NAME], rule
+
+
 def test_every_kubernetes_call_in_the_code_is_granted():
     calls = kube_calls_in_code()
     assert ("", "nodes", "patch") in calls and ("", "pods/eviction", "create") in calls, "the call finder is broken"
     missing = {request: sorted(methods) for request, methods in calls.items() if request not in granted()}
-    assert not missing, f"the ClusterRole lacks what these calls need: {missing}"
+    assert not missing, f"the RBAC rules lack what these calls need: {missing}"
 
 
 def test_every_granted_write_is_used_by_the_code():
@@ -350,6 +458,48 @@ def test_every_granted_write_is_used_by_the_code():
     read_resources = {(group, resource) for group, resource, verb in calls if verb in READ_VERBS}
     unread = sorted(grant for grant in granted() if grant[2] in READ_VERBS and grant[:2] not in read_resources)
     assert not unread, f"read access to resources the code never reads: {unread}"
+
+
+# ----------------------------------------------------------------------------- monitoring component
+
+def readme_alerts() -> set[str]:
+    """The alert expressions the README lists (its Metrics section, in backticks after 'Alerts')."""
+    text = README.read_text()
+    section = text[text.index("Alerts worth having"):]
+    section = section[:section.index("\n\n")]
+    return set(re.findall(r"`([^`]+)`", section))
+
+
+def alert_expression(rule: dict) -> str:
+    return rule["expr"] + (f" for {rule['for']}" if "for" in rule else "")
+
+
+@needs_kubectl
+def test_the_monitoring_component_scrapes_the_metrics_service(tmp_path):
+    docs = with_monitoring(tmp_path)
+    monitor, service = one(docs, "ServiceMonitor"), one(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    port_names = {port["name"] for port in service["spec"]["ports"]}
+    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert "metrics" in port_names and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+@needs_kubectl
+def test_the_monitoring_component_holds_the_readme_alerts_on_metrics_that_exist(tmp_path):
+    rule = one(with_monitoring(tmp_path), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    alerts = [entry for group in rule["spec"]["groups"] for entry in group["rules"]]
+    assert alerts and all({"alert", "expr", "labels", "annotations"} <= entry.keys() for entry in alerts)
+    assert all(entry["labels"]["severity"] in ("warning", "critical") for entry in alerts)
+    assert all(re.fullmatch(r"\d+[smh]", entry.get("for", "0s")) for entry in alerts)
+    assert {alert_expression(entry) for entry in alerts} == readme_alerts()
+    exposed = {sample.name for family in Metrics().registry.collect() for sample in family.samples} | \
+              {family.name for family in Metrics().registry.collect()}
+    for entry in alerts:
+        for name in re.findall(r"\bautoscaler_\w+", entry["expr"]):
+            assert name in exposed, f"{entry['alert']}: no metric {name}"
 
 
 @pytest.mark.parametrize(
