@@ -30,6 +30,7 @@ class ApplyResult:
     done: list = field(default_factory=list)  # the actions applied, in order (events, metrics)
     failures: list = field(default_factory=list)  # (action, exception) of each failed action
     not_attempted: int = 0  # actions left unapplied because should_stop said so
+    refused: list = field(default_factory=list)  # evictions a PodDisruptionBudget refused (not failures)
 
 
 class Actuator:
@@ -62,6 +63,7 @@ class Actuator:
                 # A disruption budget said not yet: the node stays cordoned and we retry next loop.
                 log.info("eviction refused, will retry next loop: %s", error)
                 result.failed[name] += 1
+                result.refused.append(action)
             except Exception as error:  # noqa: BLE001 - one failed call must not stop the plan
                 log.error("failed to %s: %s", action.describe(), error)
                 result.failed[name] += 1

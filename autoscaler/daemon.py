@@ -11,7 +11,8 @@ from typing import Callable, Optional
 
 from .actuator import Actuator
 from .aws_actuator import AwsActuator
-from .aws_reader import AwsClients
+from .aws_reader import AwsClients, make_session
+from .call_timing import time_aws_calls, time_kube_calls
 from .config import Settings
 from .events import EventRecorder
 from .kube_actuator import KubeActuator
@@ -39,7 +40,11 @@ def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, le
                clock: Callable[[], datetime] = utc_now, wait: Optional[Callable[[float], object]] = None) -> Loop:
     """The production wiring. The sandbox passes its simulated clock and wait; nothing else differs."""
     api_client = api_client or connect(settings.kubeconfig)
-    aws = AwsClients(settings)
+    session = make_session(settings)
+    if metrics is not None:  # autoscaler_api_request_duration_seconds
+        time_kube_calls(api_client, metrics.observe_call)
+        time_aws_calls(session, metrics.observe_call)
+    aws = AwsClients(settings, session)
     world = World(KubeReader(api_client, settings.pod_namespace), aws, settings)
     actuator = Actuator(AwsActuator(aws), KubeActuator(api_client), SlackNotifier(settings.slack_hook), settings.dry_run)
     on_error = metrics.record_api_error if metrics is not None else None
@@ -66,8 +71,9 @@ def run(settings: Settings) -> int:
         leader = None
         if settings.leader_election:
             # Its own client: renewals must not queue behind a loop's long list of pods.
-            leader = LeaderElector(connect(settings.kubeconfig), settings.leader_elect_namespace,
-                                   on_api_error=metrics.record_api_error)
+            lease_client = connect(settings.kubeconfig)
+            time_kube_calls(lease_client, metrics.observe_call)
+            leader = LeaderElector(lease_client, settings.leader_elect_namespace, on_api_error=metrics.record_api_error)
     except KubeConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

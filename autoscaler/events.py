@@ -2,7 +2,9 @@
 
 On pending pods: ``TriggeredScaleUp`` (which group, to what size) and ``NotTriggerScaleUp`` (why
 not: infeasible, or every matching group timed out, full or unusable). On nodes: cordoned,
-uncordoned, drained, terminated or deleted by the autoscaler, with the reason.
+uncordoned, drained, terminated or deleted by the autoscaler, with the reason; and two warnings,
+``DrainBlocked`` (a PodDisruptionBudget refused an eviction) and ``ScaleDownFailed`` (terminating
+its instance or deleting it failed).
 
 Bounded by design: a loop names at most a few pods per raised group and a capped number of pods
 it could not serve (10,000 pending pods do not make 10,000 events), one event per object and
@@ -51,15 +53,17 @@ class ClusterEvent:
     uid: str = ""
 
 
-def events_for_loop(snapshot, decision, applied: Iterable) -> list[ClusterEvent]:
-    """The events of one loop, from what was decided and what was actually ``applied``; deduplicated
-    per object and reason, and capped."""
+def events_for_loop(snapshot, decision, applied: Iterable, failed: Iterable = (),
+                    refused: Iterable = ()) -> list[ClusterEvent]:
+    """The events of one loop, from what was decided, what was actually ``applied``, what ``failed``
+    ((action, error) pairs) and the evictions ``refused``; deduplicated per object and reason, and capped."""
     applied = list(applied)
     pods_by_key = {pod.key: pod for pod in snapshot.pods if pod.is_pending_unassigned}
     events: list[ClusterEvent] = []
     events.extend(_scale_up_events(applied, pods_by_key, snapshot))
     events.extend(_not_triggered_events(decision, applied, snapshot))
     events.extend(_node_events(applied))
+    events.extend(_scale_down_warnings(list(failed), list(refused)))
     unique: dict[tuple, ClusterEvent] = {}
     for event in events:
         unique.setdefault((event.kind, event.namespace, event.name, event.reason), event)
@@ -159,6 +163,32 @@ def _node_events(applied) -> list[ClusterEvent]:
         events.append(ClusterEvent("Node", "", node, "DrainedByAutoscaler",
                                    f"drained by the autoscaler, evicted {len(evictions)} pod(s) ({names}{more}): "
                                    f"{evictions[0].reason}", "Normal"))
+    return events
+
+
+def _scale_down_warnings(failed: list, refused: list) -> list[ClusterEvent]:
+    """Warnings on the nodes scale in could not finish: what `kubectl describe node` should explain."""
+    events = []
+    blocked: dict[str, list] = {}
+    for action in refused:
+        if isinstance(action, p.EvictPod):
+            blocked.setdefault(action.node, []).append(action)
+    for node in sorted(blocked):
+        names = ", ".join(f"{a.namespace}/{a.name}" for a in blocked[node][:5])
+        more = f" and {len(blocked[node]) - 5} more" if len(blocked[node]) > 5 else ""
+        events.append(ClusterEvent("Node", "", node, "DrainBlocked",
+                                   f"drain blocked: a PodDisruptionBudget refused the eviction of {len(blocked[node])} "
+                                   f"pod(s) ({names}{more}); the node stays cordoned and they are retried every loop",
+                                   "Warning"))
+    for action, error in failed:
+        if isinstance(action, p.TerminateInstance) and action.node:
+            what = f"terminating its instance {action.instance_id} of {action.group} ({action.region})"
+        elif isinstance(action, p.DeleteNode):
+            what = "deleting the node object"
+        else:
+            continue
+        events.append(ClusterEvent("Node", "", action.node, "ScaleDownFailed",
+                                   f"scale down failed: {what} failed, retried next loop: {error}", "Warning"))
     return events
 
 

@@ -154,6 +154,12 @@ def classify_failure(status_message: str, status_code: str) -> Optional[FailureK
 class TimeoutRecord:
     until: datetime
     reason: str
+    # Why, as a short stable word (a FailureKind value, or one of the two below): metric labels.
+    kind: str = ""
+
+
+SILENT_FAILURE = "silent-launch-failure"
+SPOT_OUTBID = "spot-outbid"
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,7 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
         if kind is not None and latest.start_time + timeout > now:
             meaning = _MEANINGS[kind]
             reason = f"{meaning} (activity {latest.activity_id} started {latest.start_time.isoformat()})"
-            _extend(timeouts, group.key, TimeoutRecord(latest.start_time + timeout, reason))
+            _extend(timeouts, group.key, TimeoutRecord(latest.start_time + timeout, reason, kind.value))
             if latest.activity_id not in handled:
                 handled.add(latest.activity_id)
                 corrections = _corrections(group, kind, latest, node_instance_ids)
@@ -233,11 +239,11 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
                     f"desired capacity {group.desired} above its {live} running or pending instances for"
                     f" {waited / 60:.0f} min with no scaling activity explaining it (silent launch failure)"
                 )
-                timeouts[group.key] = TimeoutRecord(now + timeout, reason)
+                timeouts[group.key] = TimeoutRecord(now + timeout, reason, SILENT_FAILURE)
 
         outbid = _spot_outbid_reason(group, prices, now)
         if outbid:
-            _extend(timeouts, group.key, TimeoutRecord(now + timeout, outbid))
+            _extend(timeouts, group.key, TimeoutRecord(now + timeout, outbid, SPOT_OUTBID))
 
         if group.key in timeouts and group.key not in timed_out_before:
             record = timeouts[group.key]

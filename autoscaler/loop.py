@@ -118,6 +118,7 @@ class Loop:
             log.error("reading the cluster failed: %s", error, exc_info=not isinstance(error, (KubeError, CloudError)))
             self._record_failed_loop(started, error)
             return LoopReport(False, {"loop": self.loops}, str(error), throttled=int(is_throttling(error)))
+        self._observe_phase("read", started)
         try:
             return self._decide_and_act(snapshot, now, started)
         except Exception as error:  # noqa: BLE001 - a bug in decision code must not kill the daemon
@@ -133,10 +134,19 @@ class Loop:
         except Exception:  # noqa: BLE001 - the metrics are what failed; the log line says so
             log.exception("recording the failed loop in the metrics failed")
 
+    def _observe_phase(self, phase: str, since: float) -> float:
+        """autoscaler_loop_phase_duration_seconds{phase}; returns the time it ended."""
+        ended = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.observe_phase(phase, ended - since)
+        return ended
+
     def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
+        deciding = time.monotonic()
         snapshot = with_remembered_last_busy(snapshot, self.last_busy)
         decision = decide(snapshot, self.settings, now, self.health)
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
+        acting = self._observe_phase("decide", deciding)
         if self.should_stop():
             # Checked once more after the (possibly long) read: a lease lost meanwhile means
             # another replica may already be acting on the same world.
@@ -144,6 +154,7 @@ class Loop:
             result = ApplyResult(not_attempted=len(decision.actions))
         else:
             result = self.actuator.apply(decision.actions, should_stop=self.should_stop)
+            self._observe_phase("act", acting)
         # Corrections that failed or were never tried are decided again next loop.
         self.health = decision.health.with_unapplied(decision.origins, _unapplied(decision.actions, result))
         throttled = sum(1 for _, error in result.failures if is_throttling(error))
@@ -163,7 +174,8 @@ class Loop:
         for name, count in sorted(result.applied.items()):
             counters[f"applied_{name}"] = count
         if self.events is not None and not self.settings.dry_run and not self.should_stop():
-            counters["events"] = self.events.record(events_for_loop(snapshot, decision, result.done), now)
+            counters["events"] = self.events.record(events_for_loop(snapshot, decision, result.done,
+                                                                 failed=result.failures, refused=result.refused), now)
         seconds = time.monotonic() - started
         counters["seconds"] = round(seconds, 3)
         log.info("Loop done: %s", " ".join(f"{k}={v}" for k, v in counters.items()),

@@ -1,7 +1,8 @@
 """Prometheus metrics and the liveness check, served on one port: ``/metrics`` and ``/healthz``.
 
 Each ``Metrics`` has its own ``CollectorRegistry`` (not prometheus_client's global one), so tests
-and the sandbox can run several autoscalers in one process.
+and the sandbox can run several autoscalers in one process; the registry gets the same process,
+platform and garbage-collector collectors the global one has (``process_*``, ``python_*``).
 """
 from __future__ import annotations
 
@@ -12,15 +13,36 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from . import __version__
 from . import plan as p
+from .group_health import FailureKind
 from .loop import backoff_cap, is_throttling
+from .model import NodeState
+
+# No `_created` series beside every counter and histogram: nobody alerts on them, and they double
+# the series a scrape returns. Process-wide, as prometheus_client offers it.
+disable_created_metrics()
 
 log = logging.getLogger(__name__)
 
 LOOP_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+PHASES = ("read", "decide", "act")
+EVICTION_RESULTS = ("evicted", "blocked", "failed")  # blocked: a PodDisruptionBudget said not now (429)
+# failed_scale_ups_total{reason}: why a group was timed out (group_health), or the call failed.
+SCALE_UP_FAILURE_REASONS = (*(kind.value for kind in FailureKind), "silent-launch-failure", "spot-outbid", "api-error")
 LOOPS_ALLOWANCE_SECONDS = 180  # the time two loops themselves may take (a large cluster's reads)
 SCALE_IN_ACTIONS = (p.Cordon, p.EvictPod, p.TerminateInstance, p.DeleteNode)
 
@@ -30,6 +52,18 @@ def health_window(sleep: float) -> float:
     gap one failed loop makes between two successful ones -- ``--sleep``, the failed loop, the
     longest wait of the backoff (its cap), the next loop -- with three minutes for the two loops."""
     return sleep + backoff_cap(sleep) + LOOPS_ALLOWANCE_SECONDS
+
+
+_NODE_STATES = frozenset(state.value for state in NodeState)
+
+
+def scale_in_reason(action) -> str:
+    """The node state scale in acted on (its reasons start with it), for a bounded label; an
+    instance that never became a node has none."""
+    state = action.reason.split(":", 1)[0]
+    if state in _NODE_STATES:
+        return state
+    return "no-node" if isinstance(action, p.TerminateInstance) and not action.node else "other"
 
 
 def _snake(name: str) -> str:
@@ -52,6 +86,31 @@ class Metrics:
     def __init__(self, registry: Optional[CollectorRegistry] = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
+        self.build_info = Gauge("autoscaler_build_info", "Always 1; the version of the running autoscaler.",
+                                ["version"], registry=r)
+        self.build_info.labels(__version__).set(1)
+        self.phase_seconds = Histogram("autoscaler_loop_phase_duration_seconds",
+                                       "Time each phase of a loop took: read the world, decide, act.", ["phase"],
+                                       buckets=LOOP_SECONDS_BUCKETS, registry=r)
+        self.call_seconds = Histogram("autoscaler_api_request_duration_seconds",
+                                      "Time one API call took (AWS: retries included), by service and operation.",
+                                      ["service", "operation"], buckets=CALL_SECONDS_BUCKETS, registry=r)
+        self.failed_scale_ups = Counter("autoscaler_failed_scale_ups",
+                                        "Scale ups that failed: a group timed out after its launch failed (by why), "
+                                        "or raising it failed (api-error).", ["reason"], registry=r)
+        self.evicted_pods = Counter("autoscaler_evicted_pods", "Evictions of a drain, by result.", ["result"], registry=r)
+        self.scaled_in = Counter("autoscaler_scaled_in_nodes",
+                                 "Instances terminated or Node objects deleted by scale in, by the node's state.",
+                                 ["reason"], registry=r)
+        for phase in PHASES:
+            self.phase_seconds.labels(phase)
+        for reason in SCALE_UP_FAILURE_REASONS:
+            self.failed_scale_ups.labels(reason)
+        for result in EVICTION_RESULTS:
+            self.evicted_pods.labels(result)
+        self._timed_out_before: dict = {}  # Group.key -> kind, as of the previous loop
         self.loop_seconds = Histogram("autoscaler_loop_duration_seconds", "Time one loop took: read, decide, act.",
                                       buckets=LOOP_SECONDS_BUCKETS, registry=r)
         self.loops = Counter("autoscaler_loops", "Loops run, by result.", ["result"], registry=r)
@@ -85,6 +144,16 @@ class Metrics:
                                  ["service"], registry=r)
         self.leader = Gauge("autoscaler_leader", "1 while this replica holds the lease (or runs without election).",
                             registry=r)
+        # From the start, not 0: a process that has just started (or a standby replica) is not one
+        # that has failed for 50 years. The health window gives its first loop time the same way.
+        self.last_success.set_to_current_time()
+
+    def observe_call(self, service: str, operation: str, seconds: float) -> None:
+        """One API call (call_timing calls this for every AWS and Kubernetes request)."""
+        self.call_seconds.labels(service, operation).observe(seconds)
+
+    def observe_phase(self, phase: str, seconds: float) -> None:
+        self.phase_seconds.labels(phase).observe(seconds)
 
     def record_api_error(self, error: BaseException) -> None:
         self.api_errors.labels(service_of(error)).inc()
@@ -139,6 +208,29 @@ class Metrics:
             self.failed_actions.labels(_snake(name)).inc(count)
         for _, error in result.failures:
             self.record_api_error(error)
+        self._record_scale_up_failures(decision, result)
+        self._record_scale_in(result)
+
+    def _record_scale_up_failures(self, decision, result) -> None:
+        """A group newly timed out counts once, with why; so does a raise whose call failed."""
+        timeouts = decision.health.timeouts
+        now_timed_out = {key: timeouts[key].kind if key in timeouts else "" for key in decision.timed_out}
+        for key, kind in sorted(now_timed_out.items()):
+            if key not in self._timed_out_before:
+                self.failed_scale_ups.labels(kind or "other").inc()
+        self._timed_out_before = now_timed_out
+        for action, _ in result.failures:
+            if isinstance(action, p.SetDesiredCapacity) and action.desired > action.previous:
+                self.failed_scale_ups.labels("api-error").inc()
+
+    def _record_scale_in(self, result) -> None:
+        for action in result.done:
+            if isinstance(action, p.EvictPod):
+                self.evicted_pods.labels("evicted").inc()
+            elif isinstance(action, (p.TerminateInstance, p.DeleteNode)):
+                self.scaled_in.labels(scale_in_reason(action)).inc()
+        self.evicted_pods.labels("blocked").inc(len(result.refused))
+        self.evicted_pods.labels("failed").inc(sum(1 for action, _ in result.failures if isinstance(action, p.EvictPod)))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -111,6 +111,48 @@ def test_node_events_say_what_the_autoscaler_did_and_why():
     assert "instance i-3 of workers (us-west-2)" in by_node["n3"].message
 
 
+def test_a_blocked_drain_and_a_failed_termination_are_warnings_on_their_nodes():
+    refused = [p.EvictPod("default", f"job-{i}", "n1", "under-utilized-drainable: 10% used") for i in range(7)]
+    failed = [
+        (p.TerminateInstance("i-2", "workers", "us-west-2", True, "idle-unschedulable: idle", node="n2"),
+         RuntimeError("terminating instance i-2 (us-west-2): AccessDenied")),
+        (p.DeleteNode("n3", "instance-terminated: instance is gone"), RuntimeError("delete node n3: HTTP 403")),
+        # Not scale in, or no Node to tell: no warning.
+        (p.TerminateInstance("i-4", "workers", "us-west-2", False, "never became a node"), RuntimeError("denied")),
+        (p.Cordon("n5", "idle-schedulable: idle"), RuntimeError("patch failed")),
+    ]
+    events = events_for_loop(make_snapshot(), Decision((), GroupHealthState()), [], failed=failed, refused=refused)
+    assert reasons(events) == [("Node", "n1", "DrainBlocked"), ("Node", "n2", "ScaleDownFailed"),
+                               ("Node", "n3", "ScaleDownFailed")]
+    assert all(event.type == "Warning" for event in events)
+    by_node = {event.name: event for event in events}
+    assert "PodDisruptionBudget refused the eviction of 7 pod(s) (default/job-0" in by_node["n1"].message
+    assert "and 2 more" in by_node["n1"].message
+    assert "terminating its instance i-2 of workers (us-west-2) failed" in by_node["n2"].message
+    assert "AccessDenied" in by_node["n2"].message
+    assert "deleting the node object failed" in by_node["n3"].message
+
+
+def test_a_loop_whose_drain_is_refused_posts_a_warning_on_the_node(fake_kube):
+    """The real loop, actuator and recorder: the fake API server gets the Warning Event."""
+    from dataclasses import replace
+
+    from autoscaler.kube_actuator import EvictionRefused
+    from builders import make_group_nodes
+
+    group, nodes = make_group_nodes(make_group("workers"), 2, created=NOW - timedelta(hours=3))
+    pods = [replace(make_pod(f"job-{i}", cpu="100m", node=nodes[0].name), scheduled_at=NOW - timedelta(hours=3))
+            for i in range(2)]
+    pods.append(replace(make_pod("busy", cpu="3", node=nodes[1].name), scheduled_at=NOW - timedelta(hours=3)))
+    kube = RecordingAdapter(fail={"evict": EvictionRefused("evict pod: HTTP 429 TooManyRequests", 429)})
+    loop = make_loop(StubWorld(make_snapshot(pods=pods, nodes=nodes, groups=[group])),
+                     make_settings(drain_utilization=0.5), kube=kube, events=recorder_for(fake_kube))
+    assert loop.run_once().ok
+    warnings = [event for event in fake_kube.list("events", namespace="default") if event["type"] == "Warning"]
+    assert [(event["involvedObject"]["name"], event["reason"]) for event in warnings] == [(nodes[0].name, "DrainBlocked")]
+    assert "default/job-0, default/job-1" in warnings[0]["message"]
+
+
 # ---- posting ------------------------------------------------------------------------------------
 
 def moment(text):

@@ -13,7 +13,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-import sys
 
 import kubernetes.client
 import kubernetes_validate
