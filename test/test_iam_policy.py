@@ -152,3 +152,19 @@ def test_the_policy_allows_exactly_what_the_code_calls():
     allowed = policy_actions()
     assert not in_code.keys() - allowed, f"called in the code, missing from the policy: {sorted(in_code.keys() - allowed)}"
     assert not allowed - in_code.keys(), f"in the policy, never called by the code: {sorted(allowed - in_code.keys())}"
+
+
+def test_every_write_is_limited_to_the_clusters_own_tagged_resources():
+    """Reads cannot be limited by tag (Describe* take no resource); every write must be, to the
+    groups (and spot requests) tagged KubernetesCluster=<the cluster>, the tag the autoscaler
+    manages groups by. The value is the manifests' placeholder cluster name, replaced together."""
+    from test_manifests import container_environment, documents
+
+    cluster = container_environment(documents(ROOT / "autoscaler-dep.yaml"))["AUTOSCALER_CLUSTER_NAME"]
+    for statement in json.loads(POLICY_FILE.read_text())["Statement"]:
+        writes = [action for action in statement["Action"] if not action.split(":")[1].startswith("Describe")]
+        if not writes:
+            assert "Condition" not in statement, statement["Sid"]
+            continue
+        assert writes == statement["Action"], f"{statement['Sid']}: reads and writes in one statement"
+        assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}}, statement["Sid"]
