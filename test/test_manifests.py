@@ -494,8 +494,8 @@ def test_the_monitoring_component_holds_the_readme_alerts_on_metrics_that_exist(
     assert all(entry["labels"]["severity"] in ("warning", "critical") for entry in alerts)
     assert all(re.fullmatch(r"\d+[smh]", entry.get("for", "0s")) for entry in alerts)
     assert {alert_expression(entry) for entry in alerts} == readme_alerts()
-    exposed = {sample.name for family in Metrics().registry.collect() for sample in family.samples} | \
-              {family.name for family in Metrics().registry.collect()}
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",), "info": ("_info",)}
+    exposed = {family.name + suffix for family in Metrics().registry.collect() for suffix in suffixes.get(family.type, ("",))}
     for entry in alerts:
         for name in re.findall(r"\bautoscaler_\w+", entry["expr"]):
             assert name in exposed, f"{entry['alert']}: no metric {name}"
@@ -517,3 +517,25 @@ def test_the_monitoring_component_holds_the_readme_alerts_on_metrics_that_exist(
 )
 def test_rbac_request_names_what_rbac_checks(method, path, query, expected):
     assert rbac_request(method, path, query) == expected
+
+
+@needs_kubectl
+def test_the_readme_overlay_renders_what_it_promises(tmp_path):
+    """The walk-through's own kustomization (with a local path for the repository), plus its patch
+    that requires a system node group: the operator's cluster, image, role and affinity come out."""
+    text = README.read_text()
+    overlay = re.search(r"```yaml\n# kustomization.yaml\n(.*?)```", text, re.S).group(1)
+    affinity_patch = re.search(r"```yaml\n(  - target: \{kind: Deployment.*?)```", text, re.S).group(1)
+    remote = re.search(r"https://github\.com/\S+//deploy/overlays/irsa\S*", overlay).group(0)
+    overlay = overlay.replace(remote, os.path.relpath(DEPLOY / "overlays" / "irsa", tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(overlay + affinity_patch)
+    docs = kustomize(tmp_path)
+    environment = container_environment(docs)
+    assert environment["AUTOSCALER_CLUSTER_NAME"] == "prod-cluster"
+    assert container(docs)["image"].endswith("/kubernetes-ec2-autoscaler:1.0.0")
+    assert "111122223333" in one(docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    terms = one(docs, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "eks.amazonaws.com/nodegroup", "operator": "In", "values": ["system"]}]}]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[-1], strict=True)
