@@ -15,12 +15,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from .config import Settings
-from .group_health import GroupHealthState, assess_groups
+from .group_health import GroupHealthState, GroupKey, assess_groups
 from .model import LAST_BUSY_ANNOTATION, Snapshot
-from .plan import AnnotateNode
+from .plan import Action, AnnotateNode, Plan
 from .scale_down import plan_scale_down
 from .scale_up import ScaleUpResult, plan_scale_up
 
@@ -31,19 +31,19 @@ BANNER = "++++++++++++++ {} ++++++++++++++++"
 
 @dataclass(frozen=True)
 class Decision:
-    actions: tuple
+    actions: Plan
     health: GroupHealthState
-    counters: dict = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
     # For events and metrics: which pods scale up could not serve and why, which groups are out.
     scale_up: Optional[ScaleUpResult] = None
-    timed_out: frozenset = frozenset()  # Group.key of the groups timed out this loop
+    timed_out: frozenset[GroupKey] = frozenset()  # Group.key of the groups timed out this loop
     # Capacity corrections and spot cancellations among ``actions`` -> the scaling activity each
     # answers, so that the loop can hand back to ``health`` those it did not make.
-    origins: Mapping = field(default_factory=dict)
+    origins: Mapping[Action, str] = field(default_factory=dict)
 
 
 def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
-    counters: Counter = Counter()
+    counters: Counter[str] = Counter()
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)
     counters["groups_timed_out"] = len(assessment.timed_out)
@@ -81,7 +81,8 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
                     assessment.origins)
 
 
-def remember_last_busy(remembered: Mapping[str, datetime], snapshot: Snapshot, actions) -> dict[str, datetime]:
+def remember_last_busy(remembered: Mapping[str, datetime], snapshot: Snapshot,
+                       actions: Iterable[Action]) -> dict[str, datetime]:
     """Node name -> last-busy time: what was remembered for the nodes still in ``snapshot``, then
     what ``actions`` annotate, applied or not."""
     names = {node.name for node in snapshot.nodes}

@@ -51,12 +51,12 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from . import config
 from .config import Settings
 from .model import Group, ScalingActivity, Snapshot, SpotPrice
-from .plan import CancelSpotRequest, Notify, SetDesiredCapacity
+from .plan import Action, CancelSpotRequest, Notify, SetDesiredCapacity
 
 # Spot rules of behaviour.md §4, named so that tests and the sandbox can shorten them.
 SPOT_HISTORY_SECONDS = 5 * 3600
@@ -68,6 +68,8 @@ FINISHED_STATUS_CODES = frozenset({"Successful", "Failed", "Cancelled"})
 LIVE_INSTANCE_STATES = frozenset({"pending", "running"})
 
 GroupKey = tuple[str, str]
+# (activity id, action type name, target desired capacity or None) of a correction not made.
+Unapplied = tuple[str, str, Optional[int]]
 
 
 class FailureKind(str, enum.Enum):
@@ -83,8 +85,8 @@ class FailureKind(str, enum.Enum):
 @dataclass(frozen=True)
 class FailurePattern:
     kind: FailureKind
-    status_message: re.Pattern
-    status_codes: frozenset
+    status_message: re.Pattern[str]
+    status_codes: frozenset[str]
     meaning: str  # what AWS is saying, for logs, action reasons and Slack
 
 
@@ -166,14 +168,14 @@ SPOT_OUTBID = "spot-outbid"
 class GroupHealthState:
     """What the loop carries between calls; ``GroupHealthState()`` to start."""
 
-    handled_activities: frozenset = frozenset()  # activity ids whose corrections were decided
+    handled_activities: frozenset[str] = frozenset()  # activity ids whose corrections were decided
     timeouts: Mapping[GroupKey, TimeoutRecord] = field(default_factory=dict)
     shortfall_since: Mapping[GroupKey, datetime] = field(default_factory=dict)
     # (activity id, action type name, target desired capacity or None) of corrections decided but
     # not made: decided again.
-    unapplied: frozenset = frozenset()
+    unapplied: frozenset[Unapplied] = frozenset()
 
-    def with_unapplied(self, origins: Mapping[object, str], actions) -> "GroupHealthState":
+    def with_unapplied(self, origins: Mapping[Action, str], actions: Iterable[Action]) -> GroupHealthState:
         """This state, with those of ``actions`` that are corrections (keys of ``origins``) to be
         decided again by the next assessment; a lowering keeps the desired capacity it aimed at."""
         retry = {(origins[action], type(action).__name__,
@@ -185,11 +187,11 @@ class GroupHealthState:
 @dataclass(frozen=True)
 class HealthAssessment:
     state: GroupHealthState
-    actions: tuple
-    timed_out: frozenset  # Group.key of every group timed out at ``now``
+    actions: tuple[Action, ...]
+    timed_out: frozenset[GroupKey]  # Group.key of every group timed out at ``now``
     timeouts: Mapping[GroupKey, TimeoutRecord]  # the same groups, with until and reason
     # Each capacity correction or spot cancellation among ``actions`` -> the activity id it answers.
-    origins: Mapping[object, str] = field(default_factory=dict)
+    origins: Mapping[Action, str] = field(default_factory=dict)
 
     def describe_timeouts(self) -> tuple[str, ...]:
         return tuple(
@@ -209,14 +211,14 @@ def assess_groups(state: GroupHealthState, snapshot: Snapshot, settings: Setting
     prices = _index_prices(snapshot.spot_prices)
     handled = set(state.handled_activities & {a.activity_id for a in snapshot.activities})
     shortfall_since: dict[GroupKey, datetime] = {}
-    actions: list = []
-    origins: dict = {}
+    actions: list[Action] = []
+    origins: dict[Action, str] = {}
 
     for group in sorted(snapshot.groups, key=lambda g: g.key):
         activities = activities_by_group.get(group.key, [])
         latest = _latest_launch(activities)
         kind = _failure_of(latest, group, now, settings) if latest else None
-        if kind is not None and latest.start_time + timeout > now:
+        if latest is not None and kind is not None and latest.start_time + timeout > now:
             meaning = _MEANINGS[kind]
             reason = f"{meaning} (activity {latest.activity_id} started {latest.start_time.isoformat()})"
             _extend(timeouts, group.key, TimeoutRecord(latest.start_time + timeout, reason, kind.value))
@@ -286,10 +288,11 @@ def _failure_of(activity: ScalingActivity, group: Group, now: datetime, settings
     return kind
 
 
-def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity, node_instance_ids: frozenset) -> list:
+def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity,
+                 node_instance_ids: frozenset[str]) -> list[Action]:
     meaning = _MEANINGS[kind]
     cause = LAUNCH_CAUSE.search(activity.cause or "")
-    actions: list = []
+    actions: list[Action] = []
     target: Optional[int] = None
     if kind is FailureKind.INSTANCE_LIMIT:
         requested = int(cause.group("requested")) if cause else group.desired
@@ -313,17 +316,17 @@ def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity, nod
     return actions
 
 
-def _retried_corrections(unapplied: frozenset, group: Group, kind: FailureKind, activity: ScalingActivity,
-                         node_instance_ids: frozenset) -> list:
+def _retried_corrections(unapplied: frozenset[Unapplied], group: Group, kind: FailureKind, activity: ScalingActivity,
+                         node_instance_ids: frozenset[str]) -> list[Action]:
     """The corrections of an activity already handled that were not made: a cancellation decided
     afresh, a lowering to the target first decided (see the module's notes)."""
     retry = {(name, target) for activity_id, name, target in unapplied if activity_id == activity.activity_id}
-    actions: list = []
+    actions: list[Action] = []
     # Once the request is cancelled (by us or by AWS) there is nothing left to cancel.
     if (CancelSpotRequest.__name__, None) in retry and kind is not FailureKind.SPOT_CANCELLED:
         actions.extend(action for action in _corrections(group, kind, activity, node_instance_ids)
                        if isinstance(action, CancelSpotRequest))
-    targets = [target for name, target in retry if name == SetDesiredCapacity.__name__]
+    targets = [target for name, target in retry if name == SetDesiredCapacity.__name__ and target is not None]
     if targets:
         target = max(group.min_size, min(targets))
         if target < group.desired:
@@ -332,7 +335,7 @@ def _retried_corrections(unapplied: frozenset, group: Group, kind: FailureKind, 
     return actions
 
 
-def _extend(timeouts: dict, key: GroupKey, record: TimeoutRecord) -> None:
+def _extend(timeouts: dict[GroupKey, TimeoutRecord], key: GroupKey, record: TimeoutRecord) -> None:
     current = timeouts.get(key)
     if current is None or record.until > current.until:
         timeouts[key] = record
@@ -377,7 +380,7 @@ PriceSeries = tuple[tuple[datetime, float], ...]
 
 def _index_prices(spot_prices: tuple[SpotPrice, ...]) -> Mapping[tuple[str, str], Mapping[str, PriceSeries]]:
     """(region, instance type) -> zone -> [(timestamp, price)], oldest first."""
-    series: dict = defaultdict(lambda: defaultdict(list))
+    series: dict[tuple[str, str], dict[str, list[tuple[datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for point in spot_prices:
         series[(point.region, point.instance_type)][point.zone].append((point.timestamp, point.price))
     return {
@@ -402,7 +405,7 @@ def outbid_seconds(points: PriceSeries, bid: float, start: datetime, end: dateti
     return total
 
 
-def _spot_outbid_reason(group: Group, prices: Mapping, now: datetime) -> Optional[str]:
+def _spot_outbid_reason(group: Group, prices: Mapping[tuple[str, str], Mapping[str, PriceSeries]], now: datetime) -> Optional[str]:
     if not group.is_spot or not group.spot_price:
         return None
     try:

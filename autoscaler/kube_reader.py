@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from kubernetes import client as kube_client
 
@@ -54,8 +54,9 @@ class KubeReader:
         return _convert_all(self._pages(self.core.list_node), node_from_api, "node")
 
     def read_pods(self) -> tuple[Pod, ...]:
-        if self.namespace:
-            lister = lambda **kw: self.core.list_namespaced_pod(self.namespace, **kw)  # noqa: E731
+        lister: Callable[..., Any]
+        if namespace := self.namespace:
+            lister = lambda **kw: self.core.list_namespaced_pod(namespace, **kw)  # noqa: E731
         else:
             lister = self.core.list_pod_for_all_namespaces
         # Finished pods occupy nothing and are never pending: leave them on the server.
@@ -63,8 +64,9 @@ class KubeReader:
         return _convert_all(self._pages(lister, field_selector=selector), pod_from_api, "pod")
 
     def read_budgets(self) -> tuple[DisruptionBudget, ...]:
-        if self.namespace:
-            lister = lambda **kw: self.policy.list_namespaced_pod_disruption_budget(self.namespace, **kw)  # noqa: E731
+        lister: Callable[..., Any]
+        if namespace := self.namespace:
+            lister = lambda **kw: self.policy.list_namespaced_pod_disruption_budget(namespace, **kw)  # noqa: E731
         else:
             lister = self.policy.list_pod_disruption_budget_for_all_namespaces
         return _convert_all(self._pages(lister), budget_from_api, "poddisruptionbudget")

@@ -283,7 +283,7 @@ class MetricsServer:
     def __init__(self, metrics: Metrics, liveness: Liveness, port: int, host: str = "0.0.0.0"):
         self.metrics = metrics
         self.liveness = liveness
-        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server = _Server((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -304,12 +304,17 @@ class MetricsServer:
         self._thread.join()
 
 
+class _Server(ThreadingHTTPServer):
+    owner: MetricsServer  # what the handler serves
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # scrapes every 15 s are not worth a log line
         pass
 
     def do_GET(self):
-        owner: MetricsServer = self.server.owner
+        assert isinstance(self.server, _Server)
+        owner = self.server.owner
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, owner.metrics.exposition(), CONTENT_TYPE_LATEST)

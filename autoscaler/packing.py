@@ -9,17 +9,22 @@ part, and what the outcome means as actions, is scale_up's concern.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Generic, Iterable, Optional, Protocol, TypeVar
 
-from .model import Node, Placement, Pod, Resources
+from .model import Node, Placement, Pod, Resources, Taint
 from .scheduling import anti_affinity_conflict, placement_matches
+
+
+# (dimension, amount) of each resource a pod asks for; dimensions index a ``free`` list.
+Needs = tuple[tuple[int, int], ...]
+Signature = tuple[tuple[Optional[str], ...], tuple[Taint, ...]]  # the labels asked about, the taints
 
 
 class Shape(Protocol):
     """What packing needs of a shape of identical pending pods: ``needs`` is (dimension, amount)
     of each resource asked for; ``take`` hands out the next ``count`` members."""
 
-    needs: tuple
+    needs: Needs
     representative: Pod
     has_terms: bool
     self_conflict: bool
@@ -30,7 +35,14 @@ class Shape(Protocol):
     def take(self, count: int) -> list[Pod]: ...
 
 
-class FirstFit:
+class HasRoom(Protocol):
+    free: list[int]
+
+
+Entry = TypeVar("Entry", bound=HasRoom)
+
+
+class FirstFit(Generic[Entry]):
     """Entries (nodes or new instances) in a fixed order, each with a ``free`` list over the
     resource dimensions. ``first`` finds the first entry from a position on with room for a
     request by walking a binary tree whose nodes hold the per-dimension maximum of their
@@ -43,15 +55,16 @@ class FirstFit:
     which costs a detour, never a wrong answer, as long as every leaf the search may return is
     current."""
 
-    def __init__(self, width: int, entries: Iterable = ()):
-        self.entries: list = list(entries)
-        self._empty = (-1,) * width  # an unused leaf fits nothing
+    def __init__(self, width: int, entries: Iterable[Entry] = ()):
+        self.entries: list[Entry] = list(entries)
+        self._empty: tuple[int, ...] = (-1,) * width  # an unused leaf fits nothing
+        self._tree: list[tuple[int, ...]] = []
         self._size = 1
         self._changed: set[int] = set()
         self._last_changed = -1
         self._build()
 
-    def extend(self, entries: list) -> None:
+    def extend(self, entries: list[Entry]) -> None:
         """Add entries at the end."""
         low = len(self.entries)
         self.entries.extend(entries)
@@ -66,7 +79,7 @@ class FirstFit:
         self._changed.add(index)
         self._last_changed = max(self._last_changed, index)
 
-    def first(self, needs: tuple, start: int = 0) -> int:
+    def first(self, needs: Needs, start: int = 0) -> int:
         """Index of the first entry at or after ``start`` with room for ``needs``; -1 if none.
 
         Visits subtrees left to right: into one whose maxima have room (its left child first),
@@ -96,13 +109,13 @@ class FirstFit:
 
     def _catch_up(self) -> None:
         size, tree, entries = self._size, self._tree, self.entries
-        level = set()
+        level: set[int] = set()
         for index in self._changed:
             tree[size + index] = tuple(entries[index].free)
             level.add((size + index) // 2)
         self._changed, self._last_changed = set(), -1
         while level:
-            above = set()
+            above: set[int] = set()
             for node in level:
                 merged = tuple(map(max, tree[2 * node], tree[2 * node + 1]))
                 if merged != tree[node]:  # unchanged: nothing above changes through this node
@@ -129,14 +142,14 @@ class Room:
 
     __slots__ = ("node", "order", "taints", "free", "pods", "aa_pods", "trees")
 
-    def __init__(self, node: Node, order: int, taints: tuple, free: list, pods: list[Pod]):
+    def __init__(self, node: Node, order: int, taints: tuple[Taint, ...], free: list[int], pods: list[Pod]):
         self.node = node
         self.order = order  # position in node-name order
         self.taints = taints
         self.free = free
         self.pods = pods
         self.aa_pods = [pod for pod in pods if pod.anti_affinity]
-        self.trees: list[tuple[FirstFit, int]] = []
+        self.trees: list[tuple[FirstFit[Room], int]] = []
 
     def add(self, pod: Pod) -> None:
         self.pods.append(pod)
@@ -151,14 +164,14 @@ class _Bin:
 
     __slots__ = ("free", "contents", "pods", "has_terms")
 
-    def __init__(self, free: list):
+    def __init__(self, free: list[int]):
         self.free = free
-        self.contents: dict = {}
+        self.contents: dict[Shape, int] = {}
         self.pods: list[Pod] = []  # one representative per shape, for anti-affinity
         self.has_terms = False
 
 
-def copies_fitting(needs: tuple, free: list) -> int:
+def copies_fitting(needs: Needs, free: list[int]) -> int:
     best = 1 << 30
     for dimension, amount in needs:
         copies = free[dimension] // amount
@@ -169,12 +182,12 @@ def copies_fitting(needs: tuple, free: list) -> int:
     return best
 
 
-def _consume(needs: tuple, free: list, copies: int) -> None:
+def _consume(needs: Needs, free: list[int], copies: int) -> None:
     for dimension, amount in needs:
         free[dimension] -= amount * copies
 
 
-def _room_for(shape: Shape, free: list, pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
+def _room_for(shape: Shape, free: list[int], pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
     """How many of the shape's pods fit this room, anti-affinity included."""
     copies = copies_fitting(shape.needs, free)
     if copies and (shape.has_terms or pods_with_terms):
@@ -189,19 +202,19 @@ class NodeIndex:
     """Matches placements against nodes once per distinct (labels asked about, taints)."""
 
     def __init__(self, rooms: list[Room], placements: Iterable[Placement], width: int = 0):
-        keys = set()
+        keys: set[str] = set()
         for placement in placements:
             keys.update(key for key, _ in placement.node_selector)
             keys.update(r.key for term in placement.node_affinity for r in term)
         self._keys = sorted(keys)
         self._width = width
-        self._by_signature: dict[tuple, list[Room]] = {}
+        self._by_signature: dict[Signature, list[Room]] = {}
         for room in rooms:
             labels = room.node.labels
             signature = (tuple(labels.get(key) for key in self._keys), room.taints)
             self._by_signature.setdefault(signature, []).append(room)
         self._rooms: dict[Placement, list[Room]] = {}
-        self._trees: dict[Placement, FirstFit] = {}
+        self._trees: dict[Placement, FirstFit[Room]] = {}
 
     def matching(self, placement: Placement) -> list[Room]:
         """The rooms the placement matches, in node-name order."""
@@ -216,7 +229,7 @@ class NodeIndex:
             self._rooms[placement] = rooms
         return rooms
 
-    def first_fit(self, placement: Placement) -> FirstFit:
+    def first_fit(self, placement: Placement) -> FirstFit[Room]:
         """A first-fit tree over the matching rooms; every room keeps it up to date."""
         tree = self._trees.get(placement)
         if tree is None:
@@ -227,7 +240,7 @@ class NodeIndex:
         return tree
 
 
-def fit_on_rooms(shape: Shape, rooms: FirstFit) -> list[Room]:
+def fit_on_rooms(shape: Shape, rooms: FirstFit[Room]) -> list[Room]:
     """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used."""
     used = []
     index = rooms.first(shape.needs)
@@ -251,12 +264,12 @@ def _fill(target: _Bin, shape: Shape, copies: int) -> None:
     target.contents[shape] = target.contents.get(shape, 0) + copies
 
 
-def pack(shapes: list[Shape], capacity: Resources, dimensions: tuple) -> list[_Bin]:
+def pack(shapes: list[Shape], capacity: Resources, dimensions: tuple[str, ...]) -> list[_Bin]:
     """First-fit decreasing of the shapes' remaining pods into new instances of one capacity, the
     same as placing them one by one: each shape fills the first instance with room as far as it
     goes, then the next, and opens new ones for the rest."""
     empty = [capacity.get(name) for name in dimensions]
-    bins = FirstFit(len(dimensions))
+    bins: FirstFit[_Bin] = FirstFit(len(dimensions))
     for shape in shapes:
         left = shape.remaining
         index = bins.first(shape.needs)
@@ -279,7 +292,7 @@ def pack(shapes: list[Shape], capacity: Resources, dimensions: tuple) -> list[_B
     return bins.entries
 
 
-def granted_counts(bins: list[_Bin], granted: int) -> dict:
+def granted_counts(bins: list[_Bin], granted: int) -> dict[Shape, int]:
     """Pods per shape in the first ``granted`` new instances."""
     counts: dict[Shape, int] = {}
     for packed in bins[:granted]:

@@ -112,4 +112,4 @@ class Notify:
 Action = Union[
     SetDesiredCapacity, Cordon, Uncordon, EvictPod, TerminateInstance, DeleteNode, AnnotateNode, CancelSpotRequest, Notify
 ]
-Plan = tuple  # tuple[Action, ...], in the order they are to be applied
+Plan = tuple[Action, ...]  # in the order they are to be applied

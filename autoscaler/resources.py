@@ -14,10 +14,10 @@ class QuantityError(ValueError):
     """A quantity that Kubernetes itself would reject; the message names the resource and value."""
 
 
-def to_milli(name: str, quantity) -> int:
+def to_milli(name: str, quantity: object) -> int:
     """One quantity in integer milli-units, rounded up (a request of 0.1m cpu still needs 1m)."""
     try:
-        value = parse_quantity(quantity)
+        value = parse_quantity(quantity)  # type: ignore[no-untyped-call]  # the stubs leave utils untyped
     except (ValueError, TypeError, InvalidOperation) as error:
         raise QuantityError(f"{name}: cannot parse quantity {quantity!r} ({error})") from None
     if not isinstance(value, Decimal) or not value.is_finite() or value < 0:

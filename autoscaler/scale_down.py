@@ -40,7 +40,7 @@ from typing import Mapping, Optional, Sequence
 from .config import Settings
 from .model import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
-from .plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, TerminateInstance, Uncordon
+from .plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon
 from .scheduling import placement_matches
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
@@ -56,7 +56,7 @@ GIVE_BACK_STATES = (NodeState.BUSY_UNSCHEDULABLE, NodeState.ASG_MIN_SIZE, NodeSt
 @dataclass(frozen=True)
 class ScaleDownResult:
     verdicts: tuple[NodeVerdict, ...]  # one per managed node, by name
-    actions: tuple  # in the order they are to be applied
+    actions: Plan  # in the order they are to be applied
     state_counts: Mapping[NodeState, int]  # every state, in the order of NodeState
     unregistered_instances: tuple[str, ...]  # instances past --instance-init-time without a Node
     capped: bool  # the safety cap held back every termination
@@ -106,6 +106,11 @@ def _names(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - NOTIFY_NAMES} more" if len(items) > NOTIFY_NAMES else "")
 
 
+def _instance_of(node: Node) -> str:
+    """The node's instance id, or "" for a node without one (no map here has that key)."""
+    return node.instance_id or ""
+
+
 def _group_of_instance(snapshot: Snapshot) -> dict[str, Group]:
     by_instance: dict[str, Group] = {}
     by_key = {group.key: group for group in snapshot.groups}
@@ -115,9 +120,9 @@ def _group_of_instance(snapshot: Snapshot) -> dict[str, Group]:
     # An instance the group listing missed (it raced the read) still names its group.
     for instance_id, instance in snapshot.instances.items():
         if instance_id not in by_instance and instance.group_name:
-            group = by_key.get((instance.region, instance.group_name))
-            if group is not None:
-                by_instance[instance_id] = group
+            named = by_key.get((instance.region, instance.group_name))
+            if named is not None:
+                by_instance[instance_id] = named
     return by_instance
 
 
@@ -128,9 +133,9 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
                    key=lambda node: node.name)
     pods_by_node: dict[str, list[Pod]] = defaultdict(list)
     for pod in snapshot.pods:
-        if pod.occupies_node:
+        if pod.occupies_node and pod.node_name is not None:
             pods_by_node[pod.node_name].append(pod)
-    group_node_count = Counter(group_of[node.instance_id].key for node in nodes if node.instance_id in group_of)
+    group_node_count = Counter(group_of[_instance_of(node)].key for node in nodes if _instance_of(node) in group_of)
     demand = PendingDemand(snapshot.pods)
 
     def pending_fits(node: Node) -> bool:
@@ -149,19 +154,19 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         return demand.fits(node, taints_for_pending_pods(node, settings, now), node.allocatable - used)
 
     # Within a group, most recently busy first, so spares are the nodes that worked last.
-    def walk_order(node: Node):
-        group = group_of.get(node.instance_id)
-        since = idle_since(node, snapshot.instances.get(node.instance_id))
+    def walk_order(node: Node) -> tuple[tuple[str, str], bool, float, str]:
+        group = group_of.get(_instance_of(node))
+        since = idle_since(node, snapshot.instances.get(_instance_of(node)))
         return (group.key if group else ("", ""), since is not None, -since.timestamp() if since else 0.0, node.name)
 
-    kept_idle: Counter = Counter()
+    kept_idle: Counter[tuple[str, str]] = Counter()
     verdict_of: dict[str, NodeVerdict] = {}
     for node in sorted(nodes, key=walk_order):
-        group = group_of.get(node.instance_id)
+        group = group_of.get(_instance_of(node))
         verdict = classify(
             node,
             pods_on_node=pods_by_node.get(node.name, ()),
-            instance=snapshot.instances.get(node.instance_id),
+            instance=snapshot.instances.get(_instance_of(node)),
             group=group,
             group_node_count=group_node_count[group.key] if group else 0,
             pending_pods_fitting=pending_fits(node),
@@ -174,10 +179,10 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         verdict_of[node.name] = verdict
 
     decrement = _apply_min_size(verdict_of, group_of, group_node_count)
-    actions: list = []
+    actions: list[Action] = []
     for node in nodes:
         verdict = verdict_of[node.name]
-        group = group_of.get(node.instance_id)
+        group = group_of.get(_instance_of(node))
         node_actions, note = _node_actions(verdict, group, pods_by_node.get(node.name, ()), decrement, now)
         if note:
             verdict_of[node.name] = replace(verdict, reason=f"{verdict.reason}; {note}")
@@ -205,7 +210,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
 
 
 def _apply_min_size(verdict_of: dict[str, NodeVerdict], group_of: Mapping[str, Group],
-                    group_node_count: Counter) -> dict[str, bool]:
+                    group_node_count: Counter[tuple[str, str]]) -> dict[str, bool]:
     """Which removals lower desired capacity; idle nodes past a group's budget become asg-min-size."""
     budget = {group.key: max(0, min(group.desired, group_node_count[group.key]) - group.min_size)
               for group in group_of.values()}
@@ -214,7 +219,7 @@ def _apply_min_size(verdict_of: dict[str, NodeVerdict], group_of: Mapping[str, G
         candidates = [v for v in verdict_of.values() if v.state is state and v.node.instance_id in group_of]
         candidates.sort(key=lambda v: (-(v.idle_seconds or 0.0), v.node.name))
         for verdict in candidates:
-            group = group_of[verdict.node.instance_id]
+            group = group_of[_instance_of(verdict.node)]
             if budget[group.key] > 0:
                 budget[group.key] -= 1
                 decrement[verdict.node.name] = True
@@ -230,11 +235,11 @@ def _apply_min_size(verdict_of: dict[str, NodeVerdict], group_of: Mapping[str, G
 
 
 def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[Pod], decrement: Mapping[str, bool],
-                  now: datetime) -> tuple[list, str]:
+                  now: datetime) -> tuple[list[Action], str]:
     """The actions for one node, and a note to add to its verdict's reason."""
     node, state = verdict.node, verdict.state
     reason = f"{state.value}: {verdict.reason}"
-    actions: list = []
+    actions: list[Action] = []
     if state is NodeState.INSTANCE_TERMINATED:
         return [DeleteNode(node.name, reason)], ""
     if state is NodeState.DETACHED:
@@ -242,7 +247,7 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
     if state is NodeState.DEAD:
         if group is None:
             return [DeleteNode(node.name, reason)], "not in a managed group, its instance is left alone"
-        return [TerminateInstance(node.instance_id, group.name, group.region, decrement[node.name], reason, node=node.name)], ""
+        return [TerminateInstance(_instance_of(node), group.name, group.region, decrement[node.name], reason, node=node.name)], ""
 
     busy_pods = sorted((pod for pod in pods if is_busy_pod(pod)), key=lambda pod: pod.key)
     stale = node.last_busy is None or (now - node.last_busy).total_seconds() >= LAST_BUSY_REFRESH_SECONDS
@@ -259,7 +264,7 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
     if state is NodeState.IDLE_SCHEDULABLE:
         actions.append(Cordon(node.name, reason))
     elif state is NodeState.IDLE_UNSCHEDULABLE:
-        actions.append(TerminateInstance(node.instance_id, group.name, group.region, decrement[node.name], reason,
+        actions.append(TerminateInstance(_instance_of(node), group.name, group.region, decrement[node.name], reason,
                                          node=node.name))
     else:
         starting = not node.unschedulable
@@ -272,10 +277,11 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
     return actions, ""
 
 
-def _unregistered_terminations(snapshot: Snapshot, settings: Settings, registered: set, now: datetime) -> list:
+def _unregistered_terminations(snapshot: Snapshot, settings: Settings, registered: set[str],
+                              now: datetime) -> list[TerminateInstance]:
     """Running instances of managed groups that never became a Node within --instance-init-time."""
-    actions = []
-    seen: set = set()
+    actions: list[TerminateInstance] = []
+    seen: set[str] = set()
     for group in sorted(snapshot.groups, key=lambda g: g.key):
         for instance_id in sorted(group.instance_ids):
             instance = snapshot.instances.get(instance_id)
@@ -299,7 +305,7 @@ def scale_in_limit(settings: Settings, total_instances: int) -> int:
     return math.ceil(round(settings.max_scale_in_fraction * total_instances, 9))
 
 
-def _apply_cap(actions: list, verdict_of: dict[str, NodeVerdict], snapshot: Snapshot, settings: Settings) -> bool:
+def _apply_cap(actions: list[Action], verdict_of: dict[str, NodeVerdict], snapshot: Snapshot, settings: Settings) -> bool:
     """Drop every termination when there are more than the cap allows; True when it did."""
     terminations = [a for a in actions if isinstance(a, TerminateInstance)]
     total = len({instance_id for group in snapshot.groups for instance_id in group.instance_ids})

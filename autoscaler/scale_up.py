@@ -26,10 +26,10 @@ from datetime import datetime
 from typing import Iterable, Optional
 
 from .config import Settings
-from .model import Group, InstanceShape, Node, Placement, Pod, Resources, Snapshot
+from .model import AntiAffinityTerm, Group, InstanceShape, Node, Placement, Pod, Resources, Snapshot
 from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
-from .packing import NodeIndex, Room, copies_fitting, fit_on_rooms, granted_counts, pack
-from .plan import Notify, SetDesiredCapacity, Uncordon
+from .packing import Needs, NodeIndex, Room, copies_fitting, fit_on_rooms, granted_counts, pack
+from .plan import Action, Notify, SetDesiredCapacity, Uncordon
 from .scheduling import (
     anti_affinity_conflict,
     group_capacity_for,
@@ -41,14 +41,19 @@ from .scheduling import (
 MAX_PODS_IN_ACTION = 20  # pod keys an action carries; the count says the rest
 MAX_PODS_NAMED = 5  # pod keys a notification names
 
+GroupKey = tuple[str, str]
+Terms = tuple[AntiAffinityTerm, ...]
+# What makes pending pods one shape: requests, placement, anti-affinity, namespace, selected labels.
+ShapeKey = tuple[Resources, Placement, Terms, str, tuple[Optional[str], ...]]
+
 
 @dataclass(frozen=True)
 class ScaleUpResult:
-    actions: tuple = ()  # Uncordon..., SetDesiredCapacity..., Notify...
+    actions: tuple[Action, ...] = ()  # Uncordon..., SetDesiredCapacity..., Notify...
     placed_on_nodes: int = 0  # pending pods that fit existing nodes (uncordoned ones included)
     pods_for_new_instances: int = 0  # pending pods accounted for by raised or booting capacity
-    unaccounted: tuple = ()  # tuple[Pod, ...]: no candidate group could take them
-    infeasible: tuple = ()  # tuple[(Pod, Resources), ...]: largest capacity each could get
+    unaccounted: tuple[Pod, ...] = ()  # no candidate group could take them
+    infeasible: tuple[tuple[Pod, Resources], ...] = ()  # with the largest capacity each could get
     pending: int = 0
     constraint_sets: int = 0
     new_instances: int = 0  # sum of the desired-capacity increases
@@ -70,12 +75,12 @@ class _PodShape:
 
     __slots__ = ("pods", "taken", "requests", "needs", "representative", "has_terms", "self_conflict", "sort_key")
 
-    def __init__(self, pods: list[Pod], dimension_of: dict, order_text: str, labels_text: str):
+    def __init__(self, pods: list[Pod], dimension_of: dict[str, int], order_text: str, labels_text: str):
         first = pods[0]
         self.pods = pods
         self.taken = 0
         self.requests = first.requests
-        self.needs = tuple(sorted((dimension_of[name], value) for name, value in first.requests.items() if value > 0))
+        self.needs: Needs = tuple(sorted((dimension_of[name], value) for name, value in first.requests.items() if value > 0))
         self.representative = first
         self.has_terms = bool(first.anti_affinity)
         self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
@@ -95,7 +100,7 @@ class _PodShape:
 class _GroupDemand:
     __slots__ = ("new_instances", "over_provisioned", "pod_count", "pod_keys", "reasons")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.new_instances = 0
         self.over_provisioned = False
         self.pod_count = 0
@@ -103,41 +108,41 @@ class _GroupDemand:
         self.reasons: list[str] = []
 
 
-def _size_key(requests: Resources) -> tuple:
+def _size_key(requests: Resources) -> tuple[int, int, int]:
     rest = sum(value for name, value in requests.items() if name not in ("cpu", "memory", "pods"))
     return (rest, requests.get("cpu"), requests.get("memory"))
 
 
-def group_priority_key(group: Group, settings: Settings) -> tuple:
+def group_priority_key(group: Group, settings: Settings) -> tuple[int, int, int, int, str, str]:
     """Candidate order: priority tag, region position, single-AZ, spot, name."""
     return (-group.priority, settings.region_rank(group.region), 0 if len(group.zones) <= 1 else 1,
             0 if group.is_spot else 1, group.name, group.region)
 
 
 def _is_live(node: Node, snapshot: Snapshot) -> bool:
-    if not node.is_managed:
+    if not node.is_managed or node.instance_id is None:
         return True
     instance = snapshot.instances.get(node.instance_id)
     return instance is not None and instance.is_running
 
 
-def _group_shapes(pending: list[Pod], snapshot: Snapshot) -> tuple[list[_PodShape], tuple]:
+def _group_shapes(pending: list[Pod], snapshot: Snapshot) -> tuple[list[_PodShape], tuple[str, ...]]:
     """The shapes, in placing order (largest first), and the resource dimensions they ask for."""
     with_terms = [pod for pod in snapshot.pods if pod.anti_affinity]
     label_keys = sorted({key for pod in with_terms for term in pod.anti_affinity
                          for key in [k for k, _ in term.selector.match_labels]
                          + [r.key for r in term.selector.match_expressions]})
-    members: dict[tuple, list[Pod]] = {}
+    members: dict[ShapeKey, list[Pod]] = {}
     for pod in pending:
         # A namespace and labels only change where a pod fits through anti-affinity terms (they
         # select pods by both): without any, identical pods of many namespaces are one shape.
         namespace = pod.namespace if with_terms else ""
         label_values = tuple(pod.labels.get(key) for key in label_keys) if label_keys else ()
-        key = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
+        key: ShapeKey = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
         members.setdefault(key, []).append(pod)
     dimensions = tuple(sorted({name for requests in {key[0] for key in members} for name in requests.names()}))
     dimension_of = {name: index for index, name in enumerate(dimensions)}
-    order_texts: dict[tuple, str] = {}  # repr is costly; pods share few placements
+    order_texts: dict[tuple[Placement, Terms, str], str] = {}  # repr is costly; pods share few placements
     shapes = []
     for key, pods in members.items():
         order = key[1:4]
@@ -148,25 +153,31 @@ def _group_shapes(pending: list[Pod], snapshot: Snapshot) -> tuple[list[_PodShap
     return shapes, dimensions
 
 
-def _smallest_needs(shapes: list[_PodShape], width: int) -> tuple:
+def _smallest_needs(shapes: list[_PodShape], width: int) -> Needs:
     """Per dimension, the least any pending shape asks (a dimension some shape does not ask for
     drops out): what a node must at least have free to be worth looking at."""
-    least = [None] * width
+    least: list[Optional[int]] = [None] * width
     asked = [0] * width
     for shape in shapes:
         for dimension, amount in shape.needs:
             asked[dimension] += 1
-            least[dimension] = amount if least[dimension] is None else min(least[dimension], amount)
-    return tuple((dimension, least[dimension]) for dimension in range(width) if asked[dimension] == len(shapes))
+            current = least[dimension]
+            least[dimension] = amount if current is None else min(current, amount)
+    needs = []
+    for dimension, amount_or_none in enumerate(least):
+        if asked[dimension] == len(shapes) and amount_or_none is not None:
+            needs.append((dimension, amount_or_none))
+    return tuple(needs)
 
 
-def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple) -> tuple[list[Room], list[Room]]:
+def _build_rooms(snapshot: Snapshot, settings: Settings, now: datetime,
+                 dimensions: tuple[str, ...]) -> tuple[list[Room], list[Room]]:
     """Live nodes that are not broken: the schedulable ones, and the idle ones the autoscaler
     cordoned (which scale up may take back)."""
     used: dict[str, dict[str, int]] = {}
     running: dict[str, list[Pod]] = {}
     for pod in snapshot.pods:
-        if pod.occupies_node:
+        if pod.occupies_node and pod.node_name is not None:
             running.setdefault(pod.node_name, []).append(pod)
             totals = used.setdefault(pod.node_name, {})
             for name, value in pod.requests.items():
@@ -198,7 +209,7 @@ def _capacity_for(group: Group, shapes: list[_PodShape]) -> Optional[InstanceSha
                key=lambda option: sum(s.remaining for s in shapes if s.requests.fits_in(option.capacity)))
 
 
-def _describe_set(placement: Placement, terms: tuple) -> str:
+def _describe_set(placement: Placement, terms: Terms) -> str:
     described = placement.describe()
     return f"{described} with {len(terms)} anti-affinity term(s)" if terms else described
 
@@ -219,7 +230,8 @@ def _named(pods: list[Pod], limit: int = MAX_PODS_NAMED) -> str:
     return names + (f" and {len(pods) - limit} more" if len(pods) > limit else "")
 
 
-def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_out: frozenset = frozenset()) -> ScaleUpResult:
+def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
+                  timed_out: frozenset[GroupKey] = frozenset()) -> ScaleUpResult:
     """Decide the scale up of one loop. ``timed_out`` holds the ``Group.key`` of groups that
     scale up skips (launch failures, behaviour.md §4), so their pods overflow to the next
     candidate. ``now`` tells starting nodes from broken ones."""
@@ -255,7 +267,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
     placed_on_uncordoned = sum(shape.taken for shape in shapes) - placed
 
     # 2. The rest by constraint set, served in an order that does not depend on hash seeds.
-    sets: dict[tuple, list[_PodShape]] = {}
+    sets: dict[tuple[Placement, Terms], list[_PodShape]] = {}
     for shape in shapes:
         if shape.remaining:
             rep = shape.representative
@@ -265,13 +277,13 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
 
     groups = sorted(snapshot.groups, key=lambda group: group_priority_key(group, settings))
     group_of_instance = {instance_id: group.key for group in groups for instance_id in group.instance_ids}
-    node_count: dict[tuple, int] = {}
+    node_count: dict[GroupKey, int] = {}
     for node in snapshot.nodes:
-        key = group_of_instance.get(node.instance_id)
+        key = group_of_instance.get(node.instance_id) if node.instance_id else None
         if key is not None:
             node_count[key] = node_count.get(key, 0) + 1
 
-    demands: dict[tuple, _GroupDemand] = {}
+    demands: dict[GroupKey, _GroupDemand] = {}
     infeasible: list[tuple[Pod, Resources]] = []
     unaccounted: list[Pod] = []
     failures: list[Notify] = []
@@ -320,8 +332,8 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
             demand.over_provisioned = True
             new_instances = min(granted + extra, room_left)
             accounted: list[Pod] = []
-            for shape, count in granted_counts(bins, granted).items():
-                accounted.extend(shape.take(count))
+            for packed, count in granted_counts(bins, granted).items():
+                accounted.extend(packed.take(count))
             accounted.sort(key=lambda pod: (pod.namespace, pod.name))
             demand.new_instances += new_instances
             demand.pod_count += len(accounted)
@@ -338,22 +350,22 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime, timed_o
                 f"failed to scale up for {len(left)} pending pods {label}: none of the {len(candidates)} matching "
                 f"groups could take them (timed out, at max size, too small or without launch settings): {_named(left)}")))
 
-    actions: list = [uncordons[name] for name in sorted(uncordons)]
+    actions: list[Action] = [uncordons[name] for name in sorted(uncordons)]
     new_total = 0
     for group in groups:
-        demand = demands.get(group.key)
-        if demand is None or not demand.new_instances:
+        wanted = demands.get(group.key)
+        if wanted is None or not wanted.new_instances:
             continue
         current = node_count.get(group.key, 0)
-        target = max(group.desired, min(group.max_size, current + demand.new_instances))
+        target = max(group.desired, min(group.max_size, current + wanted.new_instances))
         if target <= group.desired:
             continue  # instances still booting already cover the demand
         booting = group.desired - current
         booting_note = f"; {booting} booting instance(s) count as spare" if booting > 0 else ""
         new_total += target - group.desired
         actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired,
-                                          "; ".join(demand.reasons) + booting_note, tuple(demand.pod_keys),
-                                          demand.pod_count))
+                                          "; ".join(wanted.reasons) + booting_note, tuple(wanted.pod_keys),
+                                          wanted.pod_count))
     if infeasible:
         pods = [pod for pod, _ in infeasible]
         detail = "; ".join(f"{pod.key} requests {pod.requests.describe()}, largest {capacity.describe() or 'nothing: no group matches'}"

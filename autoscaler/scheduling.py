@@ -123,7 +123,7 @@ def anti_affinity_conflict(pod: Pod, other_pods_on_node: Iterable[Pod]) -> bool:
     return False
 
 
-def _shape_size(shape: InstanceShape) -> tuple:
+def _shape_size(shape: InstanceShape) -> tuple[int, int, int, str]:
     capacity = shape.capacity
     rest = sum(value for name, value in capacity.items() if name not in ("cpu", "memory"))
     return (capacity.get("cpu"), capacity.get("memory"), rest, shape.instance_type)
