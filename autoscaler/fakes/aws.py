@@ -168,8 +168,7 @@ class FakeAws:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("FakeAws is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.host}:{self._server.port}"
 
     def reset(self) -> None:
         """Fresh moto state and a fresh shim: no activities, faults, failures, calls or clock."""
@@ -206,14 +205,13 @@ class FakeAws:
         """A boto3 client against this fake; `max_attempts=1` disables retries."""
         key = (service, region, max_attempts)
         if key not in self._clients:
-            retries: dict[str, Any] = {"mode": "standard"}
-            if max_attempts is not None:
-                retries["total_max_attempts"] = max_attempts
+            config = Config(retries={"mode": "standard"} if max_attempts is None
+                            else {"mode": "standard", "total_max_attempts": max_attempts})
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
             )
-            self._clients[key] = session.client(
-                service, endpoint_url=self.url, config=Config(retries=retries)
+            self._clients[key] = session.client(  # type: ignore[call-overload]  # the service is a run-time value
+                service, endpoint_url=self.url, config=config
             )
         return self._clients[key]
 
@@ -361,8 +359,8 @@ class FakeAws:
         message = _size_limit_violation(
             request.action,
             int(desired),
-            int(request.param("MinSize") or group.min_size),
-            int(request.param("MaxSize") or group.max_size),
+            int(request.param("MinSize") or group.min_size or 0),
+            int(request.param("MaxSize") or group.max_size or 0),
         )
         return None if message is None else error_response(request, 400, "ValidationError", message)
 
@@ -393,7 +391,7 @@ class FakeAws:
         elif group is None:
             return None
         else:
-            old, min_size, max_size = group.desired_capacity or 0, group.min_size, group.max_size
+            old, min_size, max_size = group.desired_capacity or 0, group.min_size or 0, group.max_size or 0
         if desired is None:
             return None
         text = user_request_text(
@@ -505,9 +503,7 @@ def _launch_through_shim(
 
 
 def _install_launch_hook() -> None:
-    FakeAutoScalingGroup.replace_autoscaling_group_instances = (  # type: ignore[method-assign]
-        _launch_through_shim
-    )
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = _launch_through_shim  # type: ignore[method-assign, assignment]
 
 
 def _remove_launch_hook() -> None:

@@ -44,7 +44,7 @@ def indexed_get_tags(resource: TaggedEC2Resource) -> list[dict[str, str]]:
 
 
 def install() -> None:
-    TaggedEC2Resource.get_tags = indexed_get_tags  # type: ignore[method-assign]
+    TaggedEC2Resource.get_tags = indexed_get_tags  # type: ignore[method-assign, assignment]
 
 
 def remove() -> None:

@@ -17,6 +17,7 @@ a Table; kubectl falls back to printing them itself.
 """
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import re
@@ -84,13 +85,13 @@ class FakeKubeApi:
         self._log_lock = threading.Lock()
         self._requests: deque[RecordedRequest] = deque(maxlen=request_log_limit)
         self._faults: list[_Fault] = []
-        self._server: Optional[ThreadingHTTPServer] = None
+        self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "FakeKubeApi":
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.api = self
         send_small_replies_at_once(server)
@@ -101,7 +102,7 @@ class FakeKubeApi:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join()
@@ -117,8 +118,7 @@ class FakeKubeApi:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake API server is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def write_kubeconfig(self, path: Union[str, Path]) -> Path:
         """A kubeconfig (JSON is YAML) whose current context points at this server."""
@@ -186,12 +186,12 @@ class FakeKubeApi:
     # -- request log and fault injection -----------------------------------------------------
 
     @property
-    def requests(self) -> list[RecordedRequest]:
+    def requests(self) -> builtins.list[RecordedRequest]:
         """Every HTTP request received so far, in order (a copy)."""
         with self._log_lock:
             return list(self._requests)
 
-    def mutating_requests(self) -> list[RecordedRequest]:
+    def mutating_requests(self) -> builtins.list[RecordedRequest]:
         return [r for r in self.requests if r.method in MUTATING_METHODS]
 
     def clear_requests(self) -> None:
@@ -278,6 +278,7 @@ class FakeKubeApi:
 
     def _handle_object(self, method: str, target: _Target, query: dict, content_type: str, body: bytes):
         resource_type, namespace, name = target.resource_type, target.namespace, target.name
+        assert name is not None, "an object path names its object"
         if method == "GET":
             return 200, self.store.get(resource_type, namespace, name)
         if method == "PUT":
@@ -294,6 +295,7 @@ class FakeKubeApi:
     def _handle_subresource(self, method: str, target: _Target, content_type: str, body: bytes):
         resource_type, namespace, name = target.resource_type, target.namespace, target.name
         subresource = target.subresource
+        assert name is not None, "a subresource path names its object"
         if subresource == "status":
             if method == "GET":
                 return 200, self.store.get(resource_type, namespace, name)
@@ -302,9 +304,9 @@ class FakeKubeApi:
             if method == "PATCH":
                 return 200, self.store.patch(resource_type, namespace, name, _patch_type(content_type),
                                              _json_body(body), "status")
-        elif method == "POST" and subresource == "eviction":
+        elif method == "POST" and subresource == "eviction" and namespace is not None:
             return 201, evict(self.store, namespace, name, _json_body(body))
-        elif method == "POST" and subresource == "binding":
+        elif method == "POST" and subresource == "binding" and namespace is not None:
             return 201, bind(self.store, namespace, name, _json_body(body))
         raise method_not_allowed(method)
 
@@ -364,6 +366,10 @@ def _patch_type(content_type: str) -> str:
     return media_type
 
 
+class _Server(ThreadingHTTPServer):
+    api: FakeKubeApi  # the fake this server answers for
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: paging through 15,000 pods reuses one connection
     server_version = "FakeKubeApi/1"
@@ -381,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Always drained, whatever the method: kubectl sends DeleteOptions with DELETE, and an
         # unread body would corrupt the next request on this keep-alive connection.
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
@@ -394,7 +400,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _serve(self) -> None:
-        api: FakeKubeApi = self.server.api
+        assert isinstance(self.server, _Server)
+        api = self.server.api
         body = self._read_body()
         parts = urlsplit(self.path)
         path = "/" + parts.path.strip("/")

@@ -23,7 +23,7 @@ OWNER_API_VERSIONS = {
     "Node": "v1",
 }
 
-TaintSpec = Union[str, Mapping[str, str]]
+TaintSpec = Union[str, Mapping[str, Optional[str]]]  # a None value: no value
 
 
 def parse_taint(taint: TaintSpec) -> dict:

@@ -7,7 +7,7 @@ return a function ``obj -> bool``; malformed input raises SelectorError (the ser
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 ObjectPredicate = Callable[[dict], bool]
 
@@ -37,7 +37,9 @@ class SelectorError(ValueError):
 
 def _split_top_level(selector: str) -> list[str]:
     """Split on commas outside parentheses, so ``k in (a,b),x=y`` gives two requirements."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in selector:
         if char == "(":
             depth += 1
@@ -88,7 +90,7 @@ def parse_label_selector(selector: Optional[str]) -> Optional[ObjectPredicate]:
 
 def field_value(obj: dict, path: str) -> str:
     """A field as the server compares it: strings as-is, booleans lower-case, absent as ''."""
-    value = obj
+    value: Any = obj
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if value is None:

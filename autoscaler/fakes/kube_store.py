@@ -136,7 +136,8 @@ class KubeStore:
             start, end = table.key_range(namespace)
             if continue_token:
                 start = max(start, bisect.bisect_right(table.keys, decode_continue(continue_token)))
-            items, next_token = [], None
+            items: list[dict] = []
+            next_token: Optional[str] = None
             for index in range(start, end):
                 obj = table.objects[table.keys[index]]
                 if all(predicate(obj) for predicate in predicates):

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from ..config import Settings, validate
 from ..daemon import build_loop
@@ -45,7 +45,7 @@ STATUS_EVERY_SECONDS = 60
 
 # Short durations for a demo that shows scale up and scale in within simulated hours; a flag
 # given on the command line wins over these (see sandbox_settings).
-DEMO_FLAG_DEFAULTS = {
+DEMO_FLAG_DEFAULTS: dict[str, Any] = {
     "sleep": 30,
     "idle_threshold": 300,
     "type_idle_threshold": 600,
@@ -55,7 +55,7 @@ DEMO_FLAG_DEFAULTS = {
     # The production 0.1 holds back every removal when a whole burst goes idle at once.
     "max_scale_in_fraction": 1.0,
 }
-DEMO_FIXED = {"dead_node_seconds": 600, "drain_grace_seconds": 600, "spot_wait_seconds": 120, "spare_idle_nodes": 1}
+DEMO_FIXED: dict[str, Any] = {"dead_node_seconds": 600, "drain_grace_seconds": 600, "spot_wait_seconds": 120, "spare_idle_nodes": 1}
 
 
 def sandbox_settings(settings: Settings, given: frozenset = frozenset()) -> Settings:
@@ -154,6 +154,8 @@ class Sandbox:
                 aws.stop()
             else:
                 aws.set_clock(None)
+        if self.report is None:  # _report always sets it; reaching here without one is a bug
+            raise RuntimeError("the sandbox ended without a report")
         return self.report
 
     def _start_fakes(self, aws: FakeAws, kube: FakeKubeApi) -> None:

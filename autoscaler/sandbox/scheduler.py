@@ -10,6 +10,7 @@ no longer exists is deleted, as Kubernetes' pod garbage collector does.
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,7 +80,7 @@ class Scheduler:
             if target is None:
                 hopeless.add(key)
                 continue
-            self.kube.update("Pod", pod.name, pod.namespace, lambda raw, node=target.name: _bind(raw, node, now))
+            self.kube.update("Pod", pod.name, pod.namespace, functools.partial(_bind, node_name=target.name, now=now))
             free[target.name] = free[target.name] - pod.requests
             on_node[target.name].append(pod)
             result.started.append(pod.name)

@@ -22,7 +22,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, NoReturn, Optional
 
 import boto3
 import yaml
@@ -111,12 +111,12 @@ DEMO_GROUPS = (
 
 def load_trace(path: Optional[str] = None) -> Trace:
     """Read and check a trace file (the bundled default trace without a path)."""
-    path = Path(path) if path else DEFAULT_TRACE
+    file = Path(path) if path else DEFAULT_TRACE
     try:
-        text = path.read_text()
+        text = file.read_text()
     except OSError as error:
-        raise TraceError(f"trace {path}: cannot read it ({error.strerror or error})") from None
-    return parse_trace(text, str(path))
+        raise TraceError(f"trace {file}: cannot read it ({error.strerror or error})") from None
+    return parse_trace(text, str(file))
 
 
 def parse_trace(text: str, source: str = "<trace>") -> Trace:
@@ -132,7 +132,7 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
         raise TraceError(f"trace {source}: the file is empty; it needs at least a 'jobs' list")
     top = _Value(root, "", source)
     fields = top.mapping(required=("jobs",), optional=("groups", "launch_failures", "duration", "name"))
-    groups = DEMO_GROUPS
+    groups: tuple[GroupSpec, ...] = DEMO_GROUPS
     if "groups" in fields:
         empty = "the list is empty; give at least one group, or leave 'groups' out for the demo cluster"
         groups = tuple(_group(item) for item in fields["groups"].sequence(non_empty=True, empty=empty))
@@ -209,6 +209,8 @@ def _unique(where: Optional["_Value"], names: list, what: str) -> None:
     seen = set()
     for name in names:
         if name in seen:
+            if where is None:  # the demo's own lists: a bug, not the trace's
+                raise TraceError(f"two {what}s are named {name!r}")
             where.fail(f"two {what}s are named {name!r}")
         seen.add(name)
 
@@ -219,7 +221,7 @@ class _Value:
     def __init__(self, node: yaml.Node, path: str, source: str):
         self.node, self.path, self.source = node, path, source
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         where = self.path or "the top level"
         raise TraceError(f"trace {self.source}, line {self.node.start_mark.line + 1}: {where}: {message}")
 
