@@ -395,5 +395,12 @@ def test_ci_runs_lint_and_type_checks_after_the_tests():
     script = (ROOT / ".ci" / "run").read_text()
     tests = script.index("python -m pytest test/ -q")
     assert tests < script.index("ruff check") and tests < script.index("mypy")
-    strict = [override for override in PYPROJECT["tool"]["mypy"]["overrides"] if override.get("strict")]
+    strict = [override for override in PYPROJECT["tool"]["mypy"]["overrides"]
+              if override.get("disallow_untyped_defs") and override.get("disallow_any_generics")]
+    assert strict, "no strict override for the decision modules"
     assert {"autoscaler.decide", "autoscaler.scale_up", "autoscaler.scale_down", "autoscaler.model"} <= set(strict[0]["module"])
+
+
+def test_the_changelog_starts_at_this_version():
+    headings = re.findall(r"^## (\d+\.\d+\.\d+)\b", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert headings and headings[0] == autoscaler.__version__
