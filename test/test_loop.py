@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from autoscaler import daemon, loop as loop_module
-from autoscaler.aws_reader import CloudError
+from autoscaler.aws_errors import CloudError
 from autoscaler.decide import remember_last_busy, with_remembered_last_busy
 from autoscaler.kube_actuator import EvictionRefused
 from autoscaler.kube_errors import KubeError

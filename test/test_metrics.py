@@ -3,7 +3,7 @@ process and on a running autoscaler."""
 import pytest
 import requests
 
-from autoscaler.aws_reader import CloudError
+from autoscaler.aws_errors import CloudError
 from autoscaler.fakes.kube_objects import make_pod as make_kube_pod
 from autoscaler.kube_errors import KubeError
 from autoscaler.metrics import Liveness, Metrics, MetricsServer, health_window
