@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from .aws_reader import AwsClients, read_activities, read_groups, read_instances, read_spot_prices
 from .capacity import CapacityCatalog
 from .config import Settings
-from .group_health import FINISHED_STATUS_CODES
 from .group_labels import effective_shapes
 from .kube_reader import KubeReader
-from .model import Snapshot
+from .model import FINISHED_STATUS_CODES, Snapshot
 
 log = logging.getLogger(__name__)
 
