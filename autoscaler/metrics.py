@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from . import plan as p
-from .loop import backoff_cap, is_throttling
+from .backoff import backoff_cap, is_throttling
 
 log = logging.getLogger(__name__)
 
