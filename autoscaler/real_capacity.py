@@ -17,11 +17,11 @@ from .model import Group, InstanceShape, Node, Resources, Snapshot
 def with_real_capacity(snapshot: Snapshot) -> Snapshot:
     """The snapshot with each group's shapes corrected by the nodes of the group's instances."""
     node_of_instance = {node.instance_id: node for node in snapshot.nodes if node.instance_id}
-    groups = []
+    groups: list[Group] = []
     for group in snapshot.groups:
         own = [node_of_instance[i] for i in group.instance_ids if i in node_of_instance]
         groups.append(replace(group, shapes=effective_shapes(group, own)) if own else group)
-    if all(new is old for new, old in zip(groups, snapshot.groups)):
+    if all(new is old for new, old in zip(groups, snapshot.groups, strict=True)):
         return snapshot
     return replace(snapshot, groups=tuple(groups))
 
