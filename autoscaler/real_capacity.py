@@ -54,5 +54,7 @@ def effective_shapes(group: Group, nodes_of_group: Iterable[Node]) -> tuple[Inst
         for name in names:
             present = [a.get(name) for a in allocatables if a.get(name) > 0]
             amounts[name] = min(present) if present else estimate.get(name)
-        real[instance_type] = InstanceShape(instance_type, Resources(amounts))
-    return sort_shapes(real.get(shape.instance_type, shape) for shape in group.shapes)
+        real[instance_type] = Resources(amounts)
+    # Only the capacity is replaced: the shape keeps its type's price.
+    return sort_shapes(replace(shape, capacity=real[shape.instance_type]) if shape.instance_type in real else shape
+                       for shape in group.shapes)

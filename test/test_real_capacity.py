@@ -99,3 +99,9 @@ def test_decisions_are_made_on_the_real_capacity(allocatable, raised):
                       GroupHealthState())
     assert any(isinstance(a, SetDesiredCapacity) for a in decision.actions) is raised
     assert len(decision.scale_up.infeasible) == (0 if raised else 1)
+
+
+def test_a_corrected_shape_keeps_its_price():
+    priced = InstanceShape("m5.xlarge", ESTIMATE.capacity, hourly_price=0.192)
+    [corrected] = effective_shapes(group_of(priced), [node_of("n1", 2, 15, "m5.xlarge")])
+    assert (corrected.capacity.get("cpu"), corrected.hourly_price) == (2000, 0.192)
