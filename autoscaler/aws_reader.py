@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_errors import CloudError, cloud_errors
 from .capacity import CapacityCatalog
 from .config import Settings
 from .group_labels import node_template, parse_priority, sort_shapes
@@ -43,33 +42,6 @@ LAUNCH_CONFIGURATION_BATCH = 50  # DescribeLaunchConfigurations' limit of names 
 # DescribeInstances by an instance-id filter rather than InstanceIds=: an id that vanished does
 # not fail the whole request. 200 is EC2's limit of values in one filter.
 INSTANCE_BATCH = 200
-ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"})
-
-
-class CloudError(RuntimeError):
-    """An AWS call failed. ``code`` is AWS's error code (or the botocore exception's name)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-@contextmanager
-def cloud_errors(client: Any, doing: str) -> Iterator[None]:
-    """Turn botocore's exceptions into CloudError with a message an operator can act on."""
-    try:
-        yield
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        code = details.get("Code") or "Unknown"
-        aws_message = details.get("Message") or ""
-        if code in ACCESS_DENIED_CODES:
-            action = f"{client.meta.service_model.signing_name}:{error.operation_name}"
-            raise CloudError(code, f"{doing}: access denied; the AWS credentials need the IAM permission "
-                                   f"{action} ({aws_message})") from error
-        raise CloudError(code, f"{doing}: {code}: {aws_message}") from error
-    except BotoCoreError as error:
-        raise CloudError(type(error).__name__, f"{doing}: {error}") from error
 
 
 # ---------------------------------------------------------------------------------------- clients

@@ -21,6 +21,7 @@ from .config import Settings
 from .group_health import GroupHealthState, GroupKey, assess_groups
 from .model import LAST_BUSY_ANNOTATION, Snapshot
 from .plan import Action, AnnotateNode, Plan
+from .real_capacity import with_real_capacity
 from .scale_down import plan_scale_down
 from .scale_up import ScaleUpResult, plan_scale_up
 
@@ -43,6 +44,7 @@ class Decision:
 
 
 def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
+    snapshot = with_real_capacity(snapshot)
     counters: Counter[str] = Counter()
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)

@@ -55,7 +55,7 @@ from typing import Iterable, Mapping, Optional
 
 from . import config
 from .config import Settings
-from .model import Group, ScalingActivity, Snapshot, SpotPrice
+from .model import FINISHED_STATUS_CODES, Group, ScalingActivity, Snapshot, SpotPrice
 from .plan import Action, CancelSpotRequest, Notify, SetDesiredCapacity
 
 # Spot rules of behaviour.md §4, named so that tests and the sandbox can shorten them.
@@ -64,7 +64,6 @@ MAX_AVERAGE_OUTBID_SECONDS = 20 * 60
 
 FAILED_STATUS_CODES = frozenset({"Failed", "Cancelled"})
 WAITING_FOR_SPOT = "WaitingForSpotInstanceId"
-FINISHED_STATUS_CODES = frozenset({"Successful", "Failed", "Cancelled"})
 LIVE_INSTANCE_STATES = frozenset({"pending", "running"})
 
 GroupKey = tuple[str, str]

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
-from .model import Group, InstanceShape, Node, Resources, Taint
+from .model import InstanceShape, Node, Taint
 
 log = logging.getLogger(__name__)
 
@@ -140,35 +140,3 @@ def sort_shapes(shapes: Iterable[InstanceShape]) -> tuple[InstanceShape, ...]:
 
 def node_instance_type(node: Node) -> Optional[str]:
     return node.labels.get(INSTANCE_TYPE_LABEL) or node.labels.get(BETA_INSTANCE_TYPE_LABEL)
-
-
-def effective_shapes(group: Group, nodes_of_group: Iterable[Node]) -> tuple[InstanceShape, ...]:
-    """The group's shapes, with real nodes' allocatable in place of the estimate for their type.
-
-    The kubelet's allocatable is the truth; the estimate only stands in until a Ready node exists.
-    Per resource, the smallest amount any Ready node of the type reports is used, so a pod is never
-    promised room that one of them lacks (say, a daemon reserve changed). A resource the estimate
-    has but a node does not report at all (a GPU node whose device plugin has not registered, or
-    has failed) keeps the estimate: one such node must not make every GPU pod infeasible. A node
-    without a type label stands for the group's only type, if it has just one.
-    """
-    single_type = group.shapes[0].instance_type if len(group.shapes) == 1 else None
-    reported: dict[str, list[Resources]] = {}
-    for node in sorted(nodes_of_group, key=lambda n: n.name):
-        instance_type = node_instance_type(node) or single_type
-        if instance_type is None or not node.allocatable or not node.ready:
-            continue
-        reported.setdefault(instance_type, []).append(node.allocatable)
-    if not reported:
-        return group.shapes
-    estimates = {shape.instance_type: shape.capacity for shape in group.shapes}
-    real = {}
-    for instance_type, allocatables in reported.items():
-        estimate = estimates.get(instance_type, Resources())
-        names = set(estimate.names()).union(*(a.names() for a in allocatables))
-        amounts = {}
-        for name in names:
-            present = [a.get(name) for a in allocatables if a.get(name) > 0]
-            amounts[name] = min(present) if present else estimate.get(name)
-        real[instance_type] = InstanceShape(instance_type, Resources(amounts))
-    return sort_shapes(real.get(shape.instance_type, shape) for shape in group.shapes)

@@ -23,38 +23,21 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from .actuator import Actuator, ApplyResult
-from .aws_reader import CloudError
+from .aws_errors import CloudError
+from .backoff import backoff_cap, is_throttling
 from .config import Settings
 from .decide import BANNER, decide, remember_last_busy, with_remembered_last_busy
 from .events import events_for_loop
 from .group_health import GroupHealthState
-from .kube_actuator import EvictionRefused
 from .kube_errors import KubeError
 from .logs import COUNTERS_ATTRIBUTE
 from .world import World
 
 log = logging.getLogger("autoscaler.cluster")
 
-MAX_BACKOFF_SECONDS = 600
-# AWS's error codes for "slow down" (botocore's adaptive retries have already been spent on them).
-THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
-
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def backoff_cap(sleep: float) -> float:
-    """The longest the loop ever waits: 600 s, or --sleep when that is longer."""
-    return max(MAX_BACKOFF_SECONDS, sleep)
-
-
-def is_throttling(error: BaseException) -> bool:
-    """An API asked us to slow down: AWS's throttling codes, or Kubernetes' 429 other than an
-    eviction's (there 429 means a disruption budget holds the pod, not a rate limit)."""
-    if isinstance(error, CloudError):
-        return error.code in THROTTLING_CODES
-    return isinstance(error, KubeError) and error.status == 429 and not isinstance(error, EvictionRefused)
 
 
 @dataclass

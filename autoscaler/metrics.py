@@ -28,7 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from . import __version__
 from . import plan as p
 from .group_health import FailureKind
-from .loop import backoff_cap, is_throttling
+from .backoff import backoff_cap, is_throttling
 from .model import NodeState
 
 # No `_created` series beside every counter and histogram: nobody alerts on them, and they double

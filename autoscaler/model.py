@@ -331,6 +331,10 @@ class ScalingActivity:
     end_time: Optional[datetime] = None
 
 
+# The status codes after which a scaling activity changes no more.
+FINISHED_STATUS_CODES = frozenset({"Successful", "Failed", "Cancelled"})
+
+
 @dataclass(frozen=True)
 class SpotPrice:
     region: str

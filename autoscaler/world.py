@@ -10,16 +10,14 @@ import gc
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .aws_reader import AwsClients, read_activities, read_groups, read_instances, read_spot_prices
 from .capacity import CapacityCatalog
 from .config import Settings
-from .group_health import FINISHED_STATUS_CODES
-from .group_labels import effective_shapes
 from .kube_reader import KubeReader
-from .model import Snapshot
+from .model import FINISHED_STATUS_CODES, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +73,11 @@ class World:
             nodes = nodes_read.result()
             regions = [future.result() for future in regions_read]
 
-        groups = [group for region in regions for group in region.groups]
         instances = {instance_id: instance for region in regions for instance_id, instance in region.instances.items()}
-        node_of_instance = {node.instance_id: node for node in nodes if node.instance_id}
-        groups = [self._with_real_capacity(group, node_of_instance) for group in groups]
         return Snapshot(
             nodes=nodes,
             pods=pods,
-            groups=tuple(groups),
+            groups=tuple(group for region in regions for group in region.groups),
             instances=instances,
             activities=tuple(sorted((a for region in regions for a in region.activities),
                                     key=lambda a: (a.start_time, a.activity_id))),
@@ -117,8 +112,3 @@ class World:
         for activity_id in [i for i, a in known.items() if a.start_time < window_start]:
             del known[activity_id]
         return list(known.values())
-
-    @staticmethod
-    def _with_real_capacity(group, node_of_instance):
-        own = [node_of_instance[i] for i in group.instance_ids if i in node_of_instance]
-        return replace(group, shapes=effective_shapes(group, own)) if own else group

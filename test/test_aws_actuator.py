@@ -3,7 +3,8 @@ import pytest
 from botocore.stub import Stubber
 
 from autoscaler.aws_actuator import AwsActuator
-from autoscaler.aws_reader import AwsClients, CloudError
+from autoscaler.aws_errors import CloudError
+from autoscaler.aws_reader import AwsClients
 from autoscaler.config import Settings
 
 REGION = "us-west-2"

@@ -1,33 +1,16 @@
-"""group_labels: ASG tags + instance types + region -> labels, taints, declared resources; and the
-real node's allocatable winning over the estimate."""
+"""group_labels: ASG tags + instance types + region -> labels, taints, declared resources."""
 import logging
 
 import pytest
 
-from autoscaler.group_labels import (effective_shapes, kube_architecture, node_template, parse_priority, parse_taint,
-                                     sort_shapes)
-from autoscaler.model import Group, InstanceShape, Node, Resources, Taint
+from autoscaler.group_labels import kube_architecture, node_template, parse_priority, parse_taint, sort_shapes
+from autoscaler.model import InstanceShape, Resources, Taint
 
 GIB = (1 << 30) * 1000
 
 
 def shape(instance_type, cpu, memory_gib, gpu=0):
     return InstanceShape(instance_type, Resources({"cpu": cpu * 1000, "memory": memory_gib * GIB, "nvidia.com/gpu": gpu * 1000}))
-
-
-def make_group(*shapes, name="g"):
-    return Group(name=name, region="us-west-2", min_size=0, max_size=10, desired=0, shapes=tuple(shapes))
-
-
-def make_node(name, cpu, memory_gib, instance_type=None, beta=False, gpu=0, ready=True):
-    labels = {}
-    if instance_type:
-        labels["beta.kubernetes.io/instance-type" if beta else "node.kubernetes.io/instance-type"] = instance_type
-    allocatable = Resources({"cpu": cpu * 1000, "memory": memory_gib * GIB, "nvidia.com/gpu": gpu * 1000})
-    return Node(name=name, labels=labels, allocatable=allocatable, ready=ready)
-
-
-GPU = shape("p3.2xlarge", 8, 61, 1)
 
 
 @pytest.mark.parametrize("instance_type, api, expected", [
@@ -136,38 +119,3 @@ def test_bad_priority_warns_naming_the_group(caplog):
 def test_sort_shapes_smallest_first():
     shapes = [shape("m5.2xlarge", 8, 32), shape("c5.large", 2, 4), shape("p3.2xlarge", 8, 61, 1), shape("m5.large", 2, 8)]
     assert [s.instance_type for s in sort_shapes(shapes)] == ["c5.large", "m5.large", "m5.2xlarge", "p3.2xlarge"]
-
-
-SMALL, LARGE = shape("m5.large", 2, 8), shape("m5.xlarge", 4, 16)
-
-
-@pytest.mark.parametrize("group, nodes, expected", [
-    (make_group(SMALL, LARGE), [], [SMALL, LARGE]),
-    (make_group(SMALL, LARGE), [make_node("n1", 1, 7, "m5.large")],
-     [InstanceShape("m5.large", Resources({"cpu": 1000, "memory": 7 * GIB})), LARGE]),
-    (make_group(SMALL, LARGE), [make_node("n1", 1, 7, "m5.large", beta=True)],
-     [InstanceShape("m5.large", Resources({"cpu": 1000, "memory": 7 * GIB})), LARGE]),
-    # the smallest of several real nodes of a type
-    (make_group(SMALL), [make_node("a", 2, 7, "m5.large"), make_node("b", 2, 6, "m5.large")],
-     [InstanceShape("m5.large", Resources({"cpu": 2000, "memory": 6 * GIB}))]),
-    # an unlabelled node stands for the only type
-    (make_group(SMALL), [make_node("a", 1, 6)], [InstanceShape("m5.large", Resources({"cpu": 1000, "memory": 6 * GIB}))]),
-    # ... but not when the group has several
-    (make_group(SMALL, LARGE), [make_node("a", 1, 6)], [SMALL, LARGE]),
-    # a type the group does not launch (any more) changes nothing
-    (make_group(SMALL), [make_node("a", 1, 6, "c5.large")], [SMALL]),
-    # re-sorted when a real node is bigger than the estimate of a bigger type
-    (make_group(SMALL, LARGE), [make_node("a", 8, 32, "m5.large")],
-     [LARGE, InstanceShape("m5.large", Resources({"cpu": 8000, "memory": 32 * GIB}))]),
-    # a GPU node whose device plugin has not registered keeps the estimated GPU, takes real cpu/memory
-    (make_group(GPU), [make_node("g", 7, 59, "p3.2xlarge")],
-     [InstanceShape("p3.2xlarge", Resources({"cpu": 7000, "memory": 59 * GIB, "nvidia.com/gpu": 1000}))]),
-    # ... and one that reports it is believed
-    (make_group(GPU), [make_node("g", 7, 59, "p3.2xlarge", gpu=1), make_node("h", 7, 59, "p3.2xlarge")],
-     [InstanceShape("p3.2xlarge", Resources({"cpu": 7000, "memory": 59 * GIB, "nvidia.com/gpu": 1000}))]),
-    # a node that is not Ready says nothing yet about what its type offers
-    (make_group(SMALL), [make_node("a", 1, 1, "m5.large", ready=False)], [SMALL]),
-], ids=["no-nodes", "real-wins", "beta-label", "smallest-node", "unlabelled-single", "unlabelled-mixed",
-        "foreign-type", "resorted", "gpu-not-reported", "gpu-reported-by-one", "not-ready-ignored"])
-def test_effective_shapes(group, nodes, expected):
-    assert list(effective_shapes(group, nodes)) == expected

@@ -7,9 +7,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "autoscaler"
-PURE_MODULES = ["model", "plan", "config", "scheduling", "packing", "scale_up", "scale_down", "node_state", "group_health", "decide", "group_labels"]
+PURE_MODULES = ["model", "plan", "config", "scheduling", "packing", "scale_up", "scale_down", "node_state", "group_health", "decide", "group_labels", "real_capacity"]
 IO_LIBRARIES = {"boto3", "botocore", "kubernetes", "requests", "urllib3", "socket", "http", "subprocess"}
-PURE_ALLOWED_LOCAL = {"model", "plan", "config", "scheduling", "packing", "node_state", "group_health", "scale_up", "scale_down", "group_labels"}
+PURE_ALLOWED_LOCAL = {"model", "plan", "config", "scheduling", "packing", "node_state", "group_health", "scale_up", "scale_down", "group_labels", "real_capacity"}
 
 
 def imports_of(path: pathlib.Path) -> set[str]:

@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 
 from autoscaler import daemon, loop as loop_module
-from autoscaler.aws_reader import CloudError
+from autoscaler.aws_errors import CloudError
+from autoscaler.backoff import MAX_BACKOFF_SECONDS, is_throttling
 from autoscaler.decide import remember_last_busy, with_remembered_last_busy
 from autoscaler.kube_actuator import EvictionRefused
 from autoscaler.kube_errors import KubeError
-from autoscaler.loop import MAX_BACKOFF_SECONDS, LoopReport, is_throttling
+from autoscaler.loop import LoopReport
 from autoscaler.metrics import Liveness, Metrics, health_window
 from autoscaler.model import LAST_BUSY_ANNOTATION, ScalingActivity
 from autoscaler.plan import AnnotateNode

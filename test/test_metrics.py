@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from autoscaler import __version__
-from autoscaler.aws_reader import CloudError
+from autoscaler.aws_errors import CloudError
 from autoscaler.call_timing import kube_operation, time_aws_calls, time_kube_calls
 from autoscaler.fakes.kube_objects import make_pod as make_kube_pod
 from autoscaler.kube_actuator import EvictionRefused
