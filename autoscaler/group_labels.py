@@ -7,8 +7,9 @@ matches pending pods against these, so they must be what the kubelet will really
 from __future__ import annotations
 
 import logging
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Optional, Sequence
 
 from .model import Group, InstanceShape, Node, Resources, Taint
@@ -21,6 +22,7 @@ LABEL_TAG_PREFIX = NODE_TEMPLATE_PREFIX + "label/"
 TAINT_TAG_PREFIX = NODE_TEMPLATE_PREFIX + "taint/"
 RESOURCE_TAG_PREFIX = NODE_TEMPLATE_PREFIX + "resources/"
 PRIORITY_TAG = "k8s.io/cluster-autoscaler/priority"
+HOURLY_PRICE_TAG = "openai/hourly-price"
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -128,6 +130,23 @@ def parse_priority(tags: Mapping[str, str], group_name: str) -> int:
         return 0
 
 
+def parse_hourly_price(tags: Mapping[str, str], group_name: str) -> Optional[float]:
+    """The operator's $/h for one new instance of the group (tag openai/hourly-price); None when
+    not set, or, with a warning naming the group, when it is not a positive finite number."""
+    text = tags.get(HOURLY_PRICE_TAG)
+    if text is None:
+        return None
+    try:
+        price = float(text.strip().removeprefix("$"))
+    except ValueError:
+        price = math.nan
+    if not math.isfinite(price) or price <= 0:
+        log.warning("group %s: tag %s=%r is not a positive number of dollars per hour; ignoring it",
+                    group_name, HOURLY_PRICE_TAG, text)
+        return None
+    return price
+
+
 def shape_size(shape: InstanceShape) -> tuple:
     """Sort key, smallest first: cpu, memory, GPUs, then the type name so ties are deterministic."""
     capacity = shape.capacity
@@ -170,5 +189,7 @@ def effective_shapes(group: Group, nodes_of_group: Iterable[Node]) -> tuple[Inst
         for name in names:
             present = [a.get(name) for a in allocatables if a.get(name) > 0]
             amounts[name] = min(present) if present else estimate.get(name)
-        real[instance_type] = InstanceShape(instance_type, Resources(amounts))
-    return sort_shapes(real.get(shape.instance_type, shape) for shape in group.shapes)
+        real[instance_type] = Resources(amounts)
+    # Only the capacity is replaced: the shape keeps its type's price.
+    return sort_shapes(replace(shape, capacity=real[shape.instance_type]) if shape.instance_type in real else shape
+                       for shape in group.shapes)
