@@ -220,3 +220,18 @@ def test_root_volume(mappings, expected):
 
 def test_prices_round_trip_as_floats():
     assert all(isinstance(p, float) and math.isfinite(p) for p in prices.price_table()["us-east-1"].values())
+
+
+def test_real_nodes_replace_the_capacity_estimate_but_keep_the_price():
+    from builders import make_node
+
+    from autoscaler.group_labels import INSTANCE_TYPE_LABEL, effective_shapes
+
+    estimate = Resources({"cpu": 1930, "memory": 7_000 * (1 << 20) * 1000})
+    group = Group("g", "us-east-1", 0, 5, 1, instance_ids=("i-1",), shapes=(
+        InstanceShape("m5.large", estimate, 0.096), InstanceShape("r5.xlarge", estimate, 0.252)))
+    node = make_node("n1", allocatable=Resources({"cpu": 1900, "memory": 6_000 * (1 << 20) * 1000}),
+                     labels={INSTANCE_TYPE_LABEL: "m5.large"}, instance_id="i-1")
+    shapes = {s.instance_type: s for s in effective_shapes(group, [node])}
+    assert shapes["m5.large"].capacity.get("cpu") == 1900 and shapes["m5.large"].hourly_price == 0.096
+    assert shapes["r5.xlarge"].capacity == estimate and shapes["r5.xlarge"].hourly_price == 0.252
