@@ -102,3 +102,20 @@ def test_the_mixed_trace_runs_and_reports_its_cost_against_a_lower_bound(fake_aw
     assert written["lower_bound_total_dollars"] == report.lower_bound_total_dollars
     text = table(report)
     assert f"${report.cost_total_dollars:.2f}" in text and f"${report.lower_bound_total_dollars:.2f}" in text
+
+
+def test_jobs_asking_for_ephemeral_storage_scale_up_from_zero_and_run(fake_aws):
+    """A new node's ephemeral-storage is estimated (20 GiB root volume: 17 GiB allocatable), so
+    the job is not called infeasible on a group with no node; the lower bound counts it too."""
+    trace = parse_trace(textwrap.dedent("""\
+        groups:
+          - {name: scratch, region: us-east-1, instance_type: m5.xlarge, max_size: 3}
+        jobs:
+          - {name: unpack, count: 2, requests: {cpu: 500m, memory: 1Gi, ephemeral-storage: 10Gi}, duration: 5m}
+        duration: 12m
+        """), "test-trace")
+    settings = sandbox_settings(Settings(cluster_name="ignored", over_provision=0), frozenset({"over_provision"}))
+    report = Sandbox(trace, settings, aws=fake_aws, status=None, chart=False).run()
+    assert report.jobs_finished == 2
+    assert report.peak_nodes_by_group == {"scratch": 2}  # 10Gi each: one per 17 GiB node
+    assert report.lower_bound_total > 0 and report.lower_bound_total_dollars > 0

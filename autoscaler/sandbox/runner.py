@@ -257,9 +257,9 @@ class Sandbox:
             trace=self.trace, stopped=self.stopped or "stopped", simulated_seconds=self.clock.seconds,
             real_seconds=real_seconds, settings=describe_settings(self.settings),
             jobs=list(self.workload.jobs.values()), recorder=self.recorder,
-            lower_bound=lower_bound_hours(self.trace, self.nodes.catalog.get), failed_launches=failed,
+            lower_bound=lower_bound_hours(self.trace, self.nodes.allocatable), failed_launches=failed,
             first_region=self.trace.regions[0], unsubmitted=self.workload.not_yet_submitted,
-            lower_bound_cost=lower_bound_dollars(self.trace, self.nodes.catalog.get),
+            lower_bound_cost=lower_bound_dollars(self.trace, self.nodes.allocatable),
         )
         if self.out_dir is None:
             return
