@@ -20,10 +20,11 @@ import botocore.utils
 from botocore.config import Config
 
 from .aws_errors import CloudError, cloud_errors
-from .capacity import CapacityCatalog
+from .capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
 from .config import Settings
-from .group_labels import node_template, parse_priority, sort_shapes
+from .group_labels import node_template, parse_hourly_price, parse_priority, sort_shapes
 from .model import Group, Instance, InstanceShape, Resources, ScalingActivity, SpotPrice
+from .prices import on_demand_price
 from .resources import QuantityError, parse_resources
 
 log = logging.getLogger(__name__)
@@ -121,12 +122,25 @@ def _for_region(clients: ClientsArg, region: str) -> RegionClients:
 
 # ----------------------------------------------------------------------------------------- groups
 
+# The root device names of the Amazon Linux / EKS-optimised AMIs and of Ubuntu's (the AMI itself,
+# which says for sure, is not read).
+ROOT_DEVICE_NAMES = ("/dev/xvda", "/dev/sda1")
+# Allocation strategy of a mixed-instances group whose new instances may be on-demand or spot
+# (a split distribution, or an on-demand base not yet filled under an all-spot policy): AWS's two
+# strategies may pick different types, so which type is launched is not determined.
+MIXED_MARKETS = "mixed"
+
+
 @dataclass(frozen=True)
 class LaunchSettings:
     instance_types: tuple[str, ...]
     ami_id: Optional[str] = None
     is_spot: bool = False
     spot_price: Optional[str] = None
+    # Mixed-instances policies with two or more types: the overrides in order, and the strategy.
+    override_order: tuple[str, ...] = ()
+    allocation_strategy: str = ""
+    root_volume_gib: Optional[int] = None  # None: the launch settings do not size it
 
 
 def read_groups(clients: ClientsArg, settings: Settings, region: str,
@@ -188,7 +202,8 @@ def _read_launch_settings(clients: RegionClients, region: str, raw_groups: Seque
             if isinstance(data, str):
                 result[name] = data
             elif raw.get("MixedInstancesPolicy"):
-                result[name] = _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version)
+                result[name] = _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version,
+                                                  int(raw.get("DesiredCapacity", 0)))
             else:
                 result[name] = _from_template(data, template, version)
         else:
@@ -250,9 +265,29 @@ def _describe_versions(clients: RegionClients, region: str, key: tuple[str, str]
                 for entry in page.get("LaunchTemplateVersions", ())]
 
 
+def root_volume_gib(mappings: Sequence[Mapping[str, Any]]) -> Optional[int]:
+    """Size of the root volume in a block device mapping list (launch configuration or template).
+
+    The mapping named like an AMI root device (/dev/xvda, /dev/sda1) when there is one, else the
+    first EBS mapping with a size (Bottlerocket keeps container storage on its second volume,
+    /dev/xvdb, which this picks). None when neither sizes a volume: the AMI's own size stands
+    (see capacity.DEFAULT_ROOT_VOLUME_GIB)."""
+    def size(mapping: Mapping[str, Any]) -> Optional[int]:
+        value = (mapping.get("Ebs") or {}).get("VolumeSize")
+        # NoDevice suppresses the mapping: a boolean in Auto Scaling's API, any string in EC2's.
+        suppressed = mapping.get("NoDevice") not in (None, False)
+        return int(value) if value and not suppressed else None
+
+    for mapping in mappings:
+        if mapping.get("DeviceName") in ROOT_DEVICE_NAMES:
+            return size(mapping)
+    return next((gib for mapping in mappings if (gib := size(mapping))), None)
+
+
 def _from_launch_configuration(config: Mapping[str, Any]) -> LaunchSettings:
     spot_price = config.get("SpotPrice") or None
-    return LaunchSettings((config["InstanceType"],), config.get("ImageId"), spot_price is not None, spot_price)
+    return LaunchSettings((config["InstanceType"],), config.get("ImageId"), spot_price is not None, spot_price,
+                          root_volume_gib=root_volume_gib(config.get("BlockDeviceMappings") or ()))
 
 
 def _from_template(data: Mapping[str, Any], template: str, version: str) -> Union[LaunchSettings, str]:
@@ -261,10 +296,12 @@ def _from_template(data: Mapping[str, Any], template: str, version: str) -> Unio
     market = data.get("InstanceMarketOptions", {})
     is_spot = market.get("MarketType") == "spot"
     spot_price = market.get("SpotOptions", {}).get("MaxPrice") if is_spot else None
-    return LaunchSettings((data["InstanceType"],), data.get("ImageId"), is_spot, spot_price or None)
+    return LaunchSettings((data["InstanceType"],), data.get("ImageId"), is_spot, spot_price or None,
+                          root_volume_gib=root_volume_gib(data.get("BlockDeviceMappings") or ()))
 
 
-def _from_mixed_policy(policy: Mapping[str, Any], data: Mapping[str, Any], template: str, version: str) -> Union[LaunchSettings, str]:
+def _from_mixed_policy(policy: Mapping[str, Any], data: Mapping[str, Any], template: str, version: str,
+                       desired: int = 0) -> Union[LaunchSettings, str]:
     overrides = policy.get("LaunchTemplate", {}).get("Overrides", ())
     types = tuple(dict.fromkeys(o["InstanceType"] for o in overrides if o.get("InstanceType")))
     if overrides and not types:
@@ -277,7 +314,26 @@ def _from_mixed_policy(policy: Mapping[str, Any], data: Mapping[str, Any], templ
     # Only an all-spot policy (above the on-demand base) counts as a spot group; AWS's default is 100.
     is_spot = int(distribution.get("OnDemandPercentageAboveBaseCapacity", 100)) == 0
     spot_price = (distribution.get("SpotMaxPrice") or None) if is_spot else None
-    return LaunchSettings(types, data.get("ImageId"), is_spot, spot_price)
+    return LaunchSettings(types, data.get("ImageId"), is_spot, spot_price,
+                          override_order=types if len(types) > 1 else (),
+                          allocation_strategy=allocation_strategy(distribution, desired) if len(types) > 1 else "",
+                          root_volume_gib=root_volume_gib(data.get("BlockDeviceMappings") or ()))
+
+
+def allocation_strategy(distribution: Mapping[str, Any], desired: int) -> str:
+    """The strategy AWS picks the next instances' type by, from the InstancesDistribution (AWS's
+    defaults: base 0, 100 % on-demand above it, on-demand "prioritized", spot "lowest-price").
+
+    On-demand only (100 % above the base): OnDemandAllocationStrategy. Spot only (0 % above a base
+    already filled by ``desired``): SpotAllocationStrategy. Otherwise new instances may come from
+    either market: MIXED_MARKETS."""
+    base = int(distribution.get("OnDemandBaseCapacity", 0) or 0)
+    on_demand_percent = int(distribution.get("OnDemandPercentageAboveBaseCapacity", 100))
+    if on_demand_percent >= 100:
+        return distribution.get("OnDemandAllocationStrategy") or "prioritized"
+    if on_demand_percent <= 0 and desired >= base:
+        return distribution.get("SpotAllocationStrategy") or "lowest-price"
+    return MIXED_MARKETS
 
 
 def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], region: str, catalog: CapacityCatalog) -> Group:
@@ -290,6 +346,8 @@ def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], regi
     architectures = {t: a for t in settings.instance_types if (a := catalog.architecture(t))}
     template = node_template(tags, settings.instance_types, region, zones, settings.ami_id, architectures)
     declared = _declared_resources(template.resource_quantities, name)
+    storage = Resources({"ephemeral-storage": ephemeral_storage_allocatable(
+        settings.root_volume_gib or DEFAULT_ROOT_VOLUME_GIB)})
     shapes = []
     for instance_type in settings.instance_types:
         capacity = catalog.get(instance_type)
@@ -298,8 +356,8 @@ def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], regi
                         "table; it is left out of the group's shapes", name, region, instance_type)
             continue
         # A declared quantity replaces the estimate for that resource (e.g. ephemeral-storage).
-        overridden = Resources({k: v for k, v in capacity.items() if k not in declared.names()})
-        shapes.append(InstanceShape(instance_type, overridden + declared))
+        overridden = Resources({k: v for k, v in (capacity + storage).items() if k not in declared.names()})
+        shapes.append(InstanceShape(instance_type, overridden + declared, on_demand_price(region, instance_type)))
     return Group(
         name=name, region=region,
         min_size=int(raw.get("MinSize", 0)), max_size=int(raw.get("MaxSize", 0)), desired=int(raw.get("DesiredCapacity", 0)),
@@ -307,6 +365,8 @@ def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], regi
         zones=zones, labels=template.labels, taints=template.taints, shapes=sort_shapes(shapes),
         is_spot=settings.is_spot, spot_price=settings.spot_price, priority=parse_priority(tags, name),
         tags=tags, created=raw.get("CreatedTime"),
+        override_order=settings.override_order, allocation_strategy=settings.allocation_strategy,
+        hourly_price_override=parse_hourly_price(tags, name),
     )
 
 

@@ -12,6 +12,12 @@ Reserve, as the EKS-optimised AMI computes it (bootstrap.sh / eni-max-pods):
                    0.25% of every core above four
   eviction       = memory 100 MiB (hard eviction threshold memory.available<100Mi)
   allocatable    = capacity - kube reserved - eviction; pods = max pods
+
+Ephemeral storage, from the root volume the launch settings give (aws_reader.root_volume_gib), or
+the EKS-optimised AMI's 20 GiB when they give none:
+  allocatable    = volume - kube reserved 1 GiB - hard eviction nodefs.available<10% of the volume
+(a 20 GiB volume gives 17 GiB; a real EKS node reports about 16.99 GiB, the filesystem being a
+little smaller than its volume).
 """
 from __future__ import annotations
 
@@ -28,7 +34,11 @@ from .model import Resources
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
+GIB = 1 << 30
 EVICTION_THRESHOLD_MIB = 100
+DEFAULT_ROOT_VOLUME_GIB = 20  # the EKS-optimised AMI's root volume
+RESERVED_EPHEMERAL_GIB = 1  # kubeReserved ephemeral-storage, as the EKS AMI's bootstrap sets it
+EVICTION_NODEFS_PERCENT = 10  # hard eviction threshold nodefs.available<10%
 DESCRIBE_INSTANCE_TYPES_BATCH = 100  # the API's limit of instance types per request
 GPU_RESOURCES = {"NVIDIA": "nvidia.com/gpu", "AMD": "amd.com/gpu"}
 
@@ -141,6 +151,13 @@ def allocatable(info: InstanceTypeInfo) -> Resources:
     if info.gpus:
         amounts[info.gpu_resource] = info.gpus * 1000
     return Resources(amounts)
+
+
+def ephemeral_storage_allocatable(volume_gib: int) -> int:
+    """Allocatable ephemeral-storage (milli-bytes) of a node whose root volume has this size."""
+    volume = volume_gib * GIB
+    allocatable_bytes = volume - RESERVED_EPHEMERAL_GIB * GIB - volume * EVICTION_NODEFS_PERCENT // 100
+    return max(0, allocatable_bytes) * 1000
 
 
 def info_from_table(instance_type: str) -> Optional[InstanceTypeInfo]:

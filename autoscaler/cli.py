@@ -72,8 +72,8 @@ def _regions(ctx, param, value):
 @click.option("--once", is_flag=True, help="Run one loop, then exit 0 on success, 1 on failure.")
 @click.option("--sandbox", is_flag=True,
               help="Run against a simulated cluster (moto and a fake Kubernetes API) in this process, replaying a job trace.")
-@click.option("--sandbox-trace", type=click.Path(exists=True, dir_okay=False), default=None, show_default=False,
-              help="Job trace (YAML) for --sandbox; default: the bundled demo trace.")
+@click.option("--sandbox-trace", default=None, show_default=False, metavar="NAME|FILE",
+              help="Job trace for --sandbox: a bundled one by name (demo, mixed) or a YAML file; default: demo.")
 @click.option("--sandbox-speed", type=click.FloatRange(min=0), default=None, show_default=False,
               help="Simulated seconds per real second for --sandbox (default 100; 0: as fast as possible).")
 @click.option("--sandbox-out", type=click.Path(file_okay=False), default="out/sandbox",

@@ -7,6 +7,7 @@ matches pending pods against these, so they must be what the kubelet will really
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
@@ -21,6 +22,7 @@ LABEL_TAG_PREFIX = NODE_TEMPLATE_PREFIX + "label/"
 TAINT_TAG_PREFIX = NODE_TEMPLATE_PREFIX + "taint/"
 RESOURCE_TAG_PREFIX = NODE_TEMPLATE_PREFIX + "resources/"
 PRIORITY_TAG = "k8s.io/cluster-autoscaler/priority"
+HOURLY_PRICE_TAG = "openai/hourly-price"
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -126,6 +128,23 @@ def parse_priority(tags: Mapping[str, str], group_name: str) -> int:
     except ValueError:
         log.warning("group %s: tag %s=%r is not an integer; using priority 0", group_name, PRIORITY_TAG, text)
         return 0
+
+
+def parse_hourly_price(tags: Mapping[str, str], group_name: str) -> Optional[float]:
+    """The operator's $/h for one new instance of the group (tag openai/hourly-price); None when
+    not set, or, with a warning naming the group, when it is not a positive finite number."""
+    text = tags.get(HOURLY_PRICE_TAG)
+    if text is None:
+        return None
+    try:
+        price = float(text.strip().removeprefix("$"))
+    except ValueError:
+        price = math.nan
+    if not math.isfinite(price) or price <= 0:
+        log.warning("group %s: tag %s=%r is not a positive number of dollars per hour; ignoring it",
+                    group_name, HOURLY_PRICE_TAG, text)
+        return None
+    return price
 
 
 def shape_size(shape: InstanceShape) -> tuple:

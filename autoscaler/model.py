@@ -272,8 +272,8 @@ class InstanceShape:
 
     instance_type: str
     capacity: Resources
-    # On-demand $/h of one instance of this type in the group's region (the shipped price table);
-    # None when the type or region is not in the table.
+    # On-demand $/h of one instance of this type in the group's region (the shipped price table;
+    # a region the table lacks takes its us-east-1 figure, see prices.py); None for a type it lacks.
     hourly_price: Optional[float] = None
 
 

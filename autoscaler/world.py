@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .aws_reader import AwsClients, read_activities, read_groups, read_instances, read_spot_prices
+from .aws_reader import MIXED_MARKETS, AwsClients, read_activities, read_groups, read_instances, read_spot_prices
 from .capacity import CapacityCatalog
 from .config import Settings
 from .kube_reader import KubeReader
@@ -93,7 +93,7 @@ class World:
         ids.update(node.instance_id for node in nodes_read.result() if node.instance_id and node.region == region)
         instances = read_instances(self.aws, region, ids)
         activities = self._read_new_activities(region, [g.name for g in groups], now)
-        spot_types = sorted({s.instance_type for g in groups if g.is_spot and g.spot_price for s in g.shapes})
+        spot_types = spot_instance_types(groups)
         spot_prices = read_spot_prices(self.aws, region, spot_types, now - SPOT_HISTORY) if spot_types else ()
         return _RegionRead(groups, instances, activities, spot_prices)
 
@@ -112,3 +112,11 @@ class World:
         for activity_id in [i for i, a in known.items() if a.start_time < window_start]:
             del known[activity_id]
         return list(known.values())
+
+
+def spot_instance_types(groups) -> list:
+    """Every type a group may launch as spot, whose price history the loop reads: spot groups
+    (bid or not: the planner prices them at the current spot price) and mixed-market ones, each
+    with all its overrides, those without a capacity estimate included."""
+    return sorted({instance_type for g in groups if g.is_spot or g.allocation_strategy == MIXED_MARKETS
+                   for instance_type in (*g.override_order, *(s.instance_type for s in g.shapes))})

@@ -354,3 +354,123 @@ def test_keys_from_the_environment_keep_their_session_token(monkeypatch):
     assert from_env.get_credentials().token == "token-123"
     explicit = make_session(Settings(cluster_name="c", aws_access_key="AKIAOTHER", aws_secret_key="other"))
     assert explicit.get_credentials().token is None
+
+
+# ------------------------------------------------- prices, mixed-policy strategies, ephemeral storage
+
+GIB_MILLI = (1 << 30) * 1000
+MIXED_TYPES = ["m5.2xlarge", "c5.large", "m5.large"]
+
+
+def make_mixed_group(clients, distribution, name="mixed", desired=0, **template_data):
+    make_template(clients, name=f"{name}-tmpl", **template_data)
+    make_group(clients, name, desired=desired, MixedInstancesPolicy={
+        "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateName": f"{name}-tmpl", "Version": "$Default"},
+                           "Overrides": [{"InstanceType": t} for t in MIXED_TYPES]},
+        "InstancesDistribution": distribution})
+
+
+@pytest.mark.parametrize("distribution, desired, strategy", [
+    ({}, 0, "prioritized"),
+    ({"OnDemandAllocationStrategy": "lowest-price"}, 0, "lowest-price"),
+    ({"OnDemandPercentageAboveBaseCapacity": 0, "SpotAllocationStrategy": "capacity-optimized"}, 0, "capacity-optimized"),
+    ({"OnDemandPercentageAboveBaseCapacity": 0, "OnDemandBaseCapacity": 2}, 1, aws_reader.MIXED_MARKETS),
+    ({"OnDemandPercentageAboveBaseCapacity": 25}, 0, aws_reader.MIXED_MARKETS),
+], ids=["on-demand-default", "on-demand-lowest-price", "spot", "base-not-filled", "split"])
+def test_mixed_policy_override_order_and_allocation_strategy(aws, distribution, desired, strategy):
+    clients = aws(REGION)
+    make_mixed_group(clients, distribution, desired=desired)
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert group.override_order == tuple(MIXED_TYPES)  # the launch settings' order, not the shapes' size order
+    assert group.allocation_strategy == strategy
+    # Each shape has its type's on-demand price (us-west-2: the table's us-east-1 figures).
+    assert {s.instance_type: s.hourly_price for s in group.shapes} == {"c5.large": 0.085, "m5.large": 0.096,
+                                                                       "m5.2xlarge": 0.384}
+
+
+@pytest.mark.parametrize("launch", ["configuration", "template", "mixed-one-override"])
+def test_single_type_groups_have_no_override_order_or_strategy(aws, launch):
+    clients = aws(REGION)
+    if launch == "configuration":
+        make_launch_configuration(clients, instance_type="r5.xlarge")
+        make_group(clients, "g")
+    elif launch == "template":
+        make_template(clients, instance_type="r5.xlarge")
+        make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
+    else:
+        make_template(clients, instance_type="m5.large")
+        make_group(clients, "g", MixedInstancesPolicy={
+            "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateName": "tmpl"},
+                               "Overrides": [{"InstanceType": "r5.xlarge"}]}})
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert (group.override_order, group.allocation_strategy) == ((), "")
+    assert [(s.instance_type, s.hourly_price) for s in group.shapes] == [("r5.xlarge", 0.252)]
+
+
+@pytest.mark.parametrize("tag, expected, warns", [
+    (None, None, False), ("0.5", 0.5, False), ("cheap", None, True), ("-2", None, True)])
+def test_hourly_price_tag_of_a_group(aws, caplog, tag, expected, warns):
+    clients = aws(REGION)
+    make_launch_configuration(clients)
+    make_group(clients, "priced", tags={"openai/hourly-price": tag} if tag is not None else {})
+    with caplog.at_level(logging.WARNING, logger="autoscaler"):
+        (group,) = read_groups(aws, SETTINGS, REGION)
+    assert group.hourly_price_override == expected
+    warned = [r.getMessage() for r in caplog.records if "openai/hourly-price" in r.getMessage()]
+    assert len(warned) == (1 if warns else 0)
+    assert all("priced" in message for message in warned)
+
+
+@pytest.mark.parametrize("mappings, expected_gib", [
+    (None, 17),  # no mapping: the EKS AMI's 20 GiB, less 1 GiB reserved and the 10 % eviction threshold
+    ([{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100, "VolumeType": "gp3"}}], 89),
+    ([{"DeviceName": "/dev/xvdb", "Ebs": {"VolumeSize": 200}}, {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 50}}], 44),
+], ids=["default", "root-100", "root-listed-second"])
+@pytest.mark.parametrize("launch", ["template", "mixed", "configuration"])
+def test_ephemeral_storage_from_the_root_volume(aws, mappings, expected_gib, launch):
+    clients = aws(REGION)
+    extra = {"BlockDeviceMappings": mappings} if mappings else {}
+    if launch == "configuration":
+        make_launch_configuration(clients, **extra)
+        make_group(clients, "g")
+    elif launch == "template":
+        make_template(clients, **extra)
+        make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
+    else:
+        make_mixed_group(clients, {}, name="g", **extra)
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert group.shapes
+    assert {s.capacity.get("ephemeral-storage") for s in group.shapes} == {expected_gib * GIB_MILLI}
+
+
+def test_a_node_template_tag_wins_over_the_root_volume_estimate(aws):
+    clients = aws(REGION)
+    make_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])
+    make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"},
+               tags={"k8s.io/cluster-autoscaler/node-template/resources/ephemeral-storage": "300Gi"})
+    (group,) = read_groups(aws, SETTINGS, REGION)
+    assert group.shapes[0].capacity.get("ephemeral-storage") == 300 * GIB_MILLI
+
+
+def test_a_pod_asking_for_ephemeral_storage_scales_a_group_with_no_nodes(aws):
+    """Before the estimate, a group with no node offered no ephemeral-storage and such a pod was
+    called infeasible."""
+    from builders import NOW, make_pod
+
+    from autoscaler.decide import decide
+    from autoscaler.group_health import GroupHealthState
+    from autoscaler.model import Snapshot
+    from autoscaler.plan import SetDesiredCapacity
+
+    clients = aws(REGION)
+    make_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])
+    make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
+    groups = read_groups(aws, SETTINGS, REGION)
+    pod = make_pod("scratch", cpu="500m", memory="1Gi", **{"ephemeral-storage": "50Gi"})
+    decision = decide(Snapshot(groups=groups, pods=(pod,)), SETTINGS, NOW, GroupHealthState())
+    raises = [a for a in decision.actions if isinstance(a, SetDesiredCapacity)]
+    assert [(a.group, a.region) for a in raises] == [("g", REGION)] and raises[0].desired >= 1
+    # More than the volume can hold, less its reserve: infeasible, nothing raised.
+    too_big = make_pod("huge", cpu="500m", memory="1Gi", **{"ephemeral-storage": "95Gi"})
+    decision = decide(Snapshot(groups=groups, pods=(too_big,)), SETTINGS, NOW, GroupHealthState())
+    assert not [a for a in decision.actions if isinstance(a, SetDesiredCapacity)]

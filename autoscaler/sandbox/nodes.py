@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Optional
 
 from ..aws_reader import RegionClients
-from ..capacity import CapacityCatalog
+from ..capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
 from ..fakes.aws import FakeAws
 from ..fakes.kube_api import FakeKubeApi
 from ..fakes.kube_objects import make_node
@@ -65,6 +65,14 @@ class NodeSimulator:
         self._groups: dict[str, list] = {}  # region -> its groups as last described
         self._registered: dict[str, int] = {}  # region -> nodes registered so far, for names
 
+    def allocatable(self, instance_type: str) -> Optional[Resources]:
+        """What a node of the type reports: the autoscaler's own estimate, with the ephemeral
+        storage of the EKS AMI's 20 GiB root volume (the sandbox's groups set no volume)."""
+        estimate = self.catalog.get(instance_type)
+        if estimate is None:
+            return None
+        return estimate + Resources({"ephemeral-storage": ephemeral_storage_allocatable(DEFAULT_ROOT_VOLUME_GIB)})
+
     def step(self, now: datetime, refresh: bool = True) -> list[GroupState]:
         """``refresh``: read the groups again. Only the autoscaler changes them (moto launches
         and terminates inside its calls), so once after each of its loops is enough."""
@@ -105,7 +113,7 @@ class NodeSimulator:
             template = node_template(tags, [instance_type], region, zones=[zone],
                                      architectures={instance_type: architecture} if architecture else None)
             # A type neither the API nor the shipped table knows gets a token node: 1 CPU, 10 pods.
-            allocatable = quantities(self.catalog.get(instance_type) or Resources({"cpu": 1000, "pods": 10_000}))
+            allocatable = quantities(self.allocatable(instance_type) or Resources({"cpu": 1000, "pods": 10_000}))
             name = self._next_name(region)
             node = make_node(
                 name,

@@ -12,6 +12,13 @@ improved one type at a time until no change helps. When every job fits one type 
 each type's total requested resource-seconds over its allocatable for its binding resource. Per
 type, the figure counts the jobs whose cheapest cost is on it (the preferred type on a tie). Real
 runs pay more: boot time, idle thresholds, spares, over-provisioning, imperfect packing.
+
+In dollars: the run's cost is each group's instance-seconds times the on-demand $/h of its type in
+its region (the shipped price table, autoscaler/prices.py). The lower bound in $ is the same
+argument with every cost on a type multiplied by that type's $/h (a constant per type, so any
+schedule still pays at least the picked costs of the jobs it runs there): each job counts at the
+type where it is cheapest in dollars, which need not be where it is cheapest in instance-hours.
+A type the table has no price for counts nothing in either figure.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from ..group_labels import KUBE_TAG_PREFIX, node_template
 from ..model import Placement, Resources
+from ..prices import on_demand_price
 from ..scheduling import placement_matches
 from .nodes import GroupState
 from .trace import Trace, requested
@@ -85,6 +93,11 @@ class Report:
     instance_hours_total: float
     lower_bound_instance_hours: dict  # instance type -> hours
     lower_bound_total: float
+    cost_dollars: dict  # group -> its instance-hours x the on-demand $/h of its type in its region
+    cost_total_dollars: float
+    lower_bound_dollars: dict  # instance type -> its share of a lower bound of the cost (module docstring)
+    lower_bound_total_dollars: float
+    cost_ratio: Optional[float]  # cost over its lower bound; None unless every job finished
     ratio: Optional[float]  # instance hours over the lower bound; None unless every job finished
     peak_nodes: int
     peak_nodes_by_group: dict
@@ -108,6 +121,24 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def lower_bound_hours(trace: Trace, capacity_of: Callable[[str], Optional[Resources]]) -> dict:
     """instance type -> its share of a lower bound of the trace's instance-hours (module docstring).
     Jobs no group can take count nowhere."""
+    return _lower_bound(trace, capacity_of, lambda region, instance_type: 1.0)
+
+
+def lower_bound_dollars(trace: Trace, capacity_of: Callable[[str], Optional[Resources]],
+                        price_of: Callable[[str, str], Optional[float]] = on_demand_price) -> dict:
+    """instance type -> its share of a lower bound of the trace's cost in $ (module docstring)."""
+    return _lower_bound(trace, capacity_of, price_of)
+
+
+def _lower_bound(trace: Trace, capacity_of: Callable[[str], Optional[Resources]],
+                 weight_of: Callable[[str, str], Optional[float]]) -> dict:
+    """The bound with every cost on a type weighted by ``weight_of(region, type)``: 1 for
+    instance-hours, $/h for dollars. A type in several regions takes its least weight; no weight
+    counts as 0."""
+    weights: dict = {}
+    for group in trace.groups:
+        weight = weight_of(group.region, group.instance_type) or 0.0
+        weights[group.instance_type] = min(weight, weights.get(group.instance_type, weight))
     types: list = []  # instance types in the groups' order: ties go to the preferred one
     costs: list = []  # per job: {instance type: {resource: instance-hours}} for the types that can take it
     for job in trace.jobs:
@@ -120,7 +151,8 @@ def lower_bound_hours(trace: Trace, capacity_of: Callable[[str], Optional[Resour
                 continue
             tags = {KUBE_TAG_PREFIX + key: value for key, value in group.labels.items()}
             if placement_matches(placement, node_template(tags, [group.instance_type], group.region).labels, ()):
-                options[group.instance_type] = {name: value * job.duration * job.count / capacity.get(name) / 3600
+                weight = weights[group.instance_type]
+                options[group.instance_type] = {name: weight * value * job.duration * job.count / capacity.get(name) / 3600
                                                 for name, value in request.items() if value > 0}
                 if group.instance_type not in types:
                     types.append(group.instance_type)
@@ -171,12 +203,18 @@ def _improved_picks(types: list, candidates: list, costs: list, total: Callable[
 
 def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_seconds: float, settings: Mapping,
                  jobs: Sequence[JobRun], recorder: Recorder, lower_bound: Mapping[str, float],
-                 failed_launches: int, first_region: str, unsubmitted: int) -> Report:
+                 failed_launches: int, first_region: str, unsubmitted: int,
+                 lower_bound_cost: Mapping[str, float] = {},  # noqa: B006 - read only
+                 price_of: Callable[[str, str], Optional[float]] = on_demand_price) -> Report:
     waits = [run.wait for run in jobs if run.wait is not None]
     hours = {name: round(seconds / 3600, 3) for name, seconds in sorted(recorder.instance_seconds.items())}
     total = round(sum(recorder.instance_seconds.values()) / 3600, 3)
     bound_total = round(sum(lower_bound.values()), 3)
     finished = sum(1 for run in jobs if run.finished is not None)
+    dollars = run_cost(trace, recorder, price_of)
+    cost_total = round(sum(dollars.values()), 2)
+    cost_bound_total = round(sum(lower_bound_cost.values()), 2)
+    complete = finished == len(jobs) and not unsubmitted
     minute_samples = []
     next_minute = 0.0
     for index, sample in enumerate(recorder.samples):
@@ -198,6 +236,11 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
         instance_hours_total=total,
         lower_bound_instance_hours={k: round(v, 3) for k, v in lower_bound.items()},
         lower_bound_total=bound_total,
+        cost_dollars={name: round(value, 2) for name, value in dollars.items()},
+        cost_total_dollars=cost_total,
+        lower_bound_dollars={k: round(v, 2) for k, v in lower_bound_cost.items()},
+        lower_bound_total_dollars=cost_bound_total,
+        cost_ratio=round(cost_total / cost_bound_total, 2) if cost_bound_total > 0 and complete else None,
         # The bound is for the whole trace; against a run cut short it would flatter.
         ratio=round(total / bound_total, 2) if bound_total > 0 and finished == len(jobs) and not unsubmitted else None,
         peak_nodes=recorder.peak_nodes,
@@ -207,6 +250,17 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
                          for t, region, group, old, new in recorder.raises if region != first_region],
         timeline=minute_samples,
     )
+
+
+def run_cost(trace: Trace, recorder: Recorder, price_of: Callable[[str, str], Optional[float]]) -> dict:
+    """group -> $ its instances cost: instance-seconds x the on-demand $/h of its type in its
+    region; groups of a type without a price are left out."""
+    dollars = {}
+    for group in trace.groups:
+        price = price_of(group.region, group.instance_type)
+        if price is not None:
+            dollars[group.name] = recorder.instance_seconds.get(group.name, 0.0) / 3600 * price
+    return dict(sorted(dollars.items()))
 
 
 def clock_text(seconds: float) -> str:
@@ -233,6 +287,12 @@ def table(report: Report) -> str:
     rows.append(("lower bound", f"{report.lower_bound_total:.2f} ({bound})"))
     rows.append(("ratio (used / lower bound)",
                  "n/a (not every job finished)" if report.ratio is None else f"{report.ratio:.2f}"))
+    rows.append(("cost (on-demand $)", f"${report.cost_total_dollars:.2f} (" + ", ".join(
+        f"{g} ${d:.2f}" for g, d in report.cost_dollars.items()) + ")"))
+    cost_bound = ", ".join(f"{t} ${d:.2f}" for t, d in report.lower_bound_dollars.items())
+    rows.append(("cost lower bound", f"${report.lower_bound_total_dollars:.2f} ({cost_bound})"))
+    rows.append(("cost ratio (cost / lower bound)",
+                 "n/a (not every job finished)" if report.cost_ratio is None else f"{report.cost_ratio:.2f}"))
     rows.append(("peak nodes", f"{report.peak_nodes} (" + ", ".join(
         f"{g} {n}" for g, n in report.peak_nodes_by_group.items()) + ")"))
     rows.append(("failed launches", str(report.failed_launches)))

@@ -25,7 +25,7 @@ from ..fakes.kube_api import FakeKubeApi
 from ..loop import Loop
 from .clock import SimClock
 from .nodes import NodeSimulator
-from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_hours
+from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_dollars, lower_bound_hours
 from .scheduler import Scheduler
 from .trace import Trace
 from .workload import Workload
@@ -259,8 +259,9 @@ class Sandbox:
             trace=self.trace, stopped=self.stopped or "stopped", simulated_seconds=self.clock.seconds,
             real_seconds=real_seconds, settings=describe_settings(self.settings),
             jobs=list(self.workload.jobs.values()), recorder=self.recorder,
-            lower_bound=lower_bound_hours(self.trace, self.nodes.catalog.get), failed_launches=failed,
+            lower_bound=lower_bound_hours(self.trace, self.nodes.allocatable), failed_launches=failed,
             first_region=self.trace.regions[0], unsubmitted=self.workload.not_yet_submitted,
+            lower_bound_cost=lower_bound_dollars(self.trace, self.nodes.allocatable),
         )
         if self.out_dir is None:
             return

@@ -32,6 +32,11 @@ from ..model import Resources
 from ..resources import QuantityError, parse_resources
 
 DEFAULT_TRACE = Path(__file__).with_name("default-trace.yaml")
+# Traces shipped with the sandbox, by the name --sandbox-trace takes (README, "The sandbox").
+BUNDLED_TRACES = {
+    "demo": DEFAULT_TRACE,
+    "mixed": Path(__file__).with_name("mixed-trace.yaml"),
+}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|min|h)\s*$")
@@ -110,13 +115,19 @@ DEMO_GROUPS = (
 
 
 def load_trace(path: Optional[str] = None) -> Trace:
-    """Read and check a trace file (the bundled default trace without a path)."""
-    file = Path(path) if path else DEFAULT_TRACE
+    """Read and check a trace: a bundled one by name, else a file (the demo trace without either).
+    A file of that name, if there is one, wins over a bundled trace."""
+    if not path:
+        path = str(DEFAULT_TRACE)
+    elif path in BUNDLED_TRACES and not Path(path).is_file():
+        path = str(BUNDLED_TRACES[path])
     try:
-        text = file.read_text()
+        text = Path(path).read_text()
     except OSError as error:
-        raise TraceError(f"trace {file}: cannot read it ({error.strerror or error})") from None
-    return parse_trace(text, str(file))
+        bundled = ", ".join(BUNDLED_TRACES)
+        raise TraceError(f"trace {path}: cannot read it ({error.strerror or error}); "
+                         f"give a YAML file or a bundled trace ({bundled})") from None
+    return parse_trace(text, path)
 
 
 def parse_trace(text: str, source: str = "<trace>") -> Trace:
