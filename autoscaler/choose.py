@@ -106,7 +106,9 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
 
 
 def fill_booting(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
-    for plan in plans:
+    """Booting instances cost nothing more: tier by tier, the dearest first (they take the pods
+    that would cost the most to buy for), whatever the groups are called."""
+    for plan in sorted(plans, key=lambda p: (p.offer.tier, -(p.price or 0.0), [-a for a in p.empty], p.offer.tie_break)):
         if plan.offer.booting:
             for shape in shapes:
                 if shape.remaining and plan.takes(shape):

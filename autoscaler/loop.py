@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
@@ -31,6 +31,7 @@ from .group_health import GroupHealthState
 from .kube_actuator import EvictionRefused
 from .kube_errors import KubeError
 from .logs import COUNTERS_ATTRIBUTE
+from .notices import RepeatedNotices
 from .world import World
 
 log = logging.getLogger("autoscaler.cluster")
@@ -97,6 +98,7 @@ class Loop:
         self.health = GroupHealthState()
         # Node name -> when this loop's plans last saw it busy (decide.remember_last_busy).
         self.last_busy: dict = {}
+        self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.loops = 0
 
     def should_stop(self) -> bool:
@@ -136,6 +138,7 @@ class Loop:
     def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
         snapshot = with_remembered_last_busy(snapshot, self.last_busy)
         decision = decide(snapshot, self.settings, now, self.health)
+        decision = replace(decision, actions=self.notices.filter(decision.actions))
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
         if self.should_stop():
             # Checked once more after the (possibly long) read: a lease lost meanwhile means

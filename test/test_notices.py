@@ -1,0 +1,27 @@
+"""Notices about the same pods are sent once while nothing changes (issue 9, point 6)."""
+from autoscaler.notices import RepeatedNotices
+from autoscaler.plan import Notify, SetDesiredCapacity
+
+FAILED_AB = Notify("scale-up-failed", "failed to scale up for 2 pending pods", about=("ns/a", "ns/b"))
+FAILED_A = Notify("scale-up-failed", "failed to scale up for 1 pending pod", about=("ns/a",))
+INFEASIBLE_A = Notify("infeasible-pods", "1 pending pod fits nothing", about=("ns/a",))
+RAISE = SetDesiredCapacity("g", "us-west-2", 2, 1, "pods")
+DRAINED = Notify("drained", "drained a node")
+
+
+def test_a_notice_about_the_same_pods_is_not_repeated_while_nothing_changed():
+    notices = RepeatedNotices()
+    # loop -> (actions decided, actions kept)
+    loops = [
+        ([RAISE, FAILED_AB], [RAISE, FAILED_AB]),  # first time: sent
+        ([RAISE, FAILED_AB], [RAISE]),  # same pods: not again (raises are never held back)
+        ([FAILED_AB, DRAINED], [DRAINED]),
+        ([FAILED_A], [FAILED_A]),  # the pods changed: sent
+        ([FAILED_A, INFEASIBLE_A], [INFEASIBLE_A]),  # another kind about the same pod is news
+        ([], []),  # gone...
+        ([FAILED_A], [FAILED_A]),  # ...and back: sent again
+        ([DRAINED], [DRAINED]),
+        ([DRAINED], [DRAINED]),  # notices about no pods always go out
+    ]
+    for decided, kept in loops:
+        assert list(notices.filter(decided)) == kept
