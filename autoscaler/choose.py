@@ -57,14 +57,14 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
     start = [shape.taken for shape in shapes]
     tried: list[tuple[tuple[int, float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
     for seed in [None, *(offer.key for offer in usable)]:
-        for shape, taken in zip(shapes, start):
+        for shape, taken in zip(shapes, start, strict=True):
             shape.taken = taken
         plans = _choose(shapes, offers, dimensions, expander, seed)
         score = (sum(shape.remaining for shape in shapes), round(sum(plan.cost() for plan in plans), 9))
         tried.append((score, seed, plans, [shape.taken for shape in shapes]))
     tried.sort(key=lambda attempt: attempt[0])  # stable: the greedy plan wins ties
     (left, total), seed, plans, taken_counts = tried[0]
-    for shape, taken in zip(shapes, taken_counts):
+    for shape, taken in zip(shapes, taken_counts, strict=True):
         shape.taken = taken
     if seed is not None:
         runner_up = next(score for score, _, _, _ in tried[1:])
@@ -219,7 +219,7 @@ def greedy(shapes: Sequence[PodShape], plans: Sequence[GroupPlan], kind: str, no
 
 def _estimate(plan: GroupPlan, position: int, chosen: list[DemandClass], indexes: list[int],
               value: dict[int, float], fits: dict[tuple[int, int], int]) -> _Candidate:
-    instances = instances_for(((demand, fits[index, position]) for demand, index in zip(chosen, indexes)), plan.empty)
+    instances = instances_for(((demand, fits[index, position]) for demand, index in zip(chosen, indexes, strict=True)), plan.empty)
     worth = sum(value[index] for index in indexes)
     needed = whole(instances)
     partial = needed > plan.room

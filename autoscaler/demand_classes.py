@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
-from .pending_shapes import Needs, PodShape
+from .packing import Needs
+from .pending_shapes import PodShape
 
 MANTISSA_BITS = 4  # requests within 1/16 of each other in every resource share a class
 
@@ -61,7 +62,7 @@ class DemandClass:
                 asked[dimension] = amount
                 if amount > largest[dimension]:
                     largest[dimension] = amount
-            smallest = asked if not smallest else [min(a, b) for a, b in zip(smallest, asked)]
+            smallest = asked if not smallest else [min(a, b) for a, b in zip(smallest, asked, strict=True)]
         self.count, self.total, self.largest, self.smallest = count, total, largest, smallest or [0] * width
 
     def units(self, empty: Sequence[int], per_instance: int) -> float:

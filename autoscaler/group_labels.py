@@ -170,6 +170,5 @@ def effective_shapes(group: Group, nodes_of_group: Iterable[Node]) -> tuple[Inst
         for name in names:
             present = [a.get(name) for a in allocatables if a.get(name) > 0]
             amounts[name] = min(present) if present else estimate.get(name)
-        price = next((shape.hourly_price for shape in group.shapes if shape.instance_type == instance_type), None)
-        real[instance_type] = InstanceShape(instance_type, Resources(amounts), price)
+        real[instance_type] = InstanceShape(instance_type, Resources(amounts))
     return sort_shapes(real.get(shape.instance_type, shape) for shape in group.shapes)

@@ -8,7 +8,7 @@ lowers the tier's $/h, and undone otherwise. Repeated while a move helps, a boun
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 from .group_plan import GroupPlan
 from .packing import Bin, fill_bins, open_bins, put, unfill
@@ -27,7 +27,7 @@ def improve(plans: Sequence[GroupPlan]) -> int:
 
 
 def _fill_level(plan: GroupPlan, target: Bin) -> float:
-    return max((1 - free / size for free, size in zip(target.free, plan.empty) if size > 0), default=1.0)
+    return max((1 - free / size for free, size in zip(target.free, plan.empty, strict=True) if size > 0), default=1.0)
 
 
 def _last_new_bins(plan: GroupPlan) -> list[Bin]:
@@ -53,7 +53,9 @@ def _one_move(plans: Sequence[GroupPlan]) -> bool:
 
 
 def _relocate(target: Bin, owner: GroupPlan, by_price: Sequence[GroupPlan]) -> bool:
-    items: list[tuple[PodShape, int]] = sorted(target.contents.items(), key=lambda item: item[0].sort_key)
+    # Bins hold the shapes the planner put there.
+    items = sorted(((cast(PodShape, shape), copies) for shape, copies in target.contents.items()),
+                   key=lambda item: item[0].sort_key)
     index = owner.bins.entries.index(target)
     for shape, copies in items:
         unfill(target, shape, copies)
@@ -97,8 +99,8 @@ def _relocate(target: Bin, owner: GroupPlan, by_price: Sequence[GroupPlan]) -> b
         other.bins.changed(other.bins.entries.index(entry))
     for other, new in opened:
         for entry in new:
-            for shape, placed in list(entry.contents.items()):
-                unfill(entry, shape, placed)
+            for packed, placed in list(entry.contents.items()):
+                unfill(entry, packed, placed)
             other.close(entry)
     target.free[:] = saved
     for shape, copies in items:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Mapping, Optional
+from typing import ItemsView, Iterable, Mapping, Optional
 
 # Label and annotation keys the autoscaler reads or writes on nodes and pods.
 CORDONED_BY_AUTOSCALER_LABEL = "openai/cordoned-by-autoscaler"
@@ -37,10 +37,10 @@ class Resources:
     def get(self, name: str) -> int:
         return self._amounts.get(name, 0)
 
-    def names(self) -> frozenset:
+    def names(self) -> frozenset[str]:
         return frozenset(self._amounts)
 
-    def items(self):
+    def items(self) -> ItemsView[str, int]:
         return self._amounts.items()
 
     def __bool__(self) -> bool:

@@ -9,17 +9,22 @@ part, and what the outcome means as actions, is scale_up's concern.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Generic, Iterable, Optional, Protocol, TypeVar
 
-from .model import Node, Placement, Pod, Resources
+from .model import Node, Placement, Pod, Taint
 from .scheduling import anti_affinity_conflict, placement_matches
+
+
+# (dimension, amount) of each resource a pod asks for; dimensions index a ``free`` list.
+Needs = tuple[tuple[int, int], ...]
+Signature = tuple[tuple[Optional[str], ...], tuple[Taint, ...]]  # the labels asked about, the taints
 
 
 class Shape(Protocol):
     """What packing needs of a shape of identical pending pods: ``needs`` is (dimension, amount)
     of each resource asked for; ``take`` hands out the next ``count`` members."""
 
-    needs: tuple
+    needs: Needs
     representative: Pod
     has_terms: bool
     self_conflict: bool
@@ -30,7 +35,14 @@ class Shape(Protocol):
     def take(self, count: int) -> list[Pod]: ...
 
 
-class FirstFit:
+class HasRoom(Protocol):
+    free: list[int]
+
+
+Entry = TypeVar("Entry", bound=HasRoom)
+
+
+class FirstFit(Generic[Entry]):
     """Entries (nodes or new instances) in a fixed order, each with a ``free`` list over the
     resource dimensions. ``first`` finds the first entry from a position on with room for a
     request by walking a binary tree whose nodes hold the per-dimension maximum of their
@@ -43,15 +55,16 @@ class FirstFit:
     which costs a detour, never a wrong answer, as long as every leaf the search may return is
     current."""
 
-    def __init__(self, width: int, entries: Iterable = ()):
-        self.entries: list = list(entries)
-        self._empty = (-1,) * width  # an unused leaf fits nothing
+    def __init__(self, width: int, entries: Iterable[Entry] = ()):
+        self.entries: list[Entry] = list(entries)
+        self._empty: tuple[int, ...] = (-1,) * width  # an unused leaf fits nothing
+        self._tree: list[tuple[int, ...]] = []
         self._size = 1
         self._changed: set[int] = set()
         self._last_changed = -1
         self._build()
 
-    def extend(self, entries: list) -> None:
+    def extend(self, entries: list[Entry]) -> None:
         """Add entries at the end."""
         low = len(self.entries)
         self.entries.extend(entries)
@@ -66,7 +79,7 @@ class FirstFit:
         self._changed.add(index)
         self._last_changed = max(self._last_changed, index)
 
-    def first(self, needs: tuple, start: int = 0) -> int:
+    def first(self, needs: Needs, start: int = 0) -> int:
         """Index of the first entry at or after ``start`` with room for ``needs``; -1 if none.
 
         Visits subtrees left to right: into one whose maxima have room (its left child first),
@@ -101,13 +114,13 @@ class FirstFit:
 
     def _catch_up(self) -> None:
         size, tree, entries = self._size, self._tree, self.entries
-        level = set()
+        level: set[int] = set()
         for index in self._changed:
             tree[size + index] = tuple(entries[index].free)
             level.add((size + index) // 2)
         self._changed, self._last_changed = set(), -1
         while level:
-            above = set()
+            above: set[int] = set()
             for node in level:
                 merged = tuple(map(max, tree[2 * node], tree[2 * node + 1]))
                 if merged != tree[node]:  # unchanged: nothing above changes through this node
@@ -134,14 +147,14 @@ class Room:
 
     __slots__ = ("node", "order", "taints", "free", "pods", "aa_pods", "trees")
 
-    def __init__(self, node: Node, order: int, taints: tuple, free: list, pods: list[Pod]):
+    def __init__(self, node: Node, order: int, taints: tuple[Taint, ...], free: list[int], pods: list[Pod]):
         self.node = node
         self.order = order  # position in node-name order
         self.taints = taints
         self.free = free
         self.pods = pods
         self.aa_pods = [pod for pod in pods if pod.anti_affinity]
-        self.trees: list[tuple[FirstFit, int]] = []
+        self.trees: list[tuple[FirstFit[Room], int]] = []
 
     def add(self, pod: Pod) -> None:
         self.pods.append(pod)
@@ -157,16 +170,16 @@ class Bin:
 
     __slots__ = ("free", "contents", "pods", "has_terms", "booting", "closed")
 
-    def __init__(self, free: list, booting: bool = False):
+    def __init__(self, free: list[int], booting: bool = False):
         self.free = free
-        self.contents: dict = {}
+        self.contents: dict[Shape, int] = {}
         self.pods: list[Pod] = []  # one representative per shape, for anti-affinity
         self.has_terms = False
         self.booting = booting
         self.closed = False
 
 
-def copies_fitting(needs: tuple, free: list) -> int:
+def copies_fitting(needs: Needs, free: list[int]) -> int:
     best = 1 << 30
     for dimension, amount in needs:
         copies = free[dimension] // amount
@@ -177,12 +190,12 @@ def copies_fitting(needs: tuple, free: list) -> int:
     return best
 
 
-def _consume(needs: tuple, free: list, copies: int) -> None:
+def _consume(needs: Needs, free: list[int], copies: int) -> None:
     for dimension, amount in needs:
         free[dimension] -= amount * copies
 
 
-def _room_for(shape: Shape, free: list, pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
+def _room_for(shape: Shape, free: list[int], pods_there: list[Pod], pods_with_terms: list[Pod]) -> int:
     """How many of the shape's pods fit this room, anti-affinity included."""
     copies = copies_fitting(shape.needs, free)
     if copies and (shape.has_terms or pods_with_terms):
@@ -197,19 +210,19 @@ class NodeIndex:
     """Matches placements against nodes once per distinct (labels asked about, taints)."""
 
     def __init__(self, rooms: list[Room], placements: Iterable[Placement], width: int = 0):
-        keys = set()
+        keys: set[str] = set()
         for placement in placements:
             keys.update(key for key, _ in placement.node_selector)
             keys.update(r.key for term in placement.node_affinity for r in term)
         self._keys = sorted(keys)
         self._width = width
-        self._by_signature: dict[tuple, list[Room]] = {}
+        self._by_signature: dict[Signature, list[Room]] = {}
         for room in rooms:
             labels = room.node.labels
             signature = (tuple(labels.get(key) for key in self._keys), room.taints)
             self._by_signature.setdefault(signature, []).append(room)
         self._rooms: dict[Placement, list[Room]] = {}
-        self._trees: dict[Placement, FirstFit] = {}
+        self._trees: dict[Placement, FirstFit[Room]] = {}
 
     def matching(self, placement: Placement) -> list[Room]:
         """The rooms the placement matches, in node-name order."""
@@ -217,14 +230,14 @@ class NodeIndex:
         if rooms is None:
             rooms = []
             for (values, taints), members in self._by_signature.items():
-                labels = {key: value for key, value in zip(self._keys, values) if value is not None}
+                labels = {key: value for key, value in zip(self._keys, values, strict=True) if value is not None}
                 if placement_matches(placement, labels, taints):
                     rooms.extend(members)
             rooms.sort(key=lambda room: room.order)
             self._rooms[placement] = rooms
         return rooms
 
-    def first_fit(self, placement: Placement) -> FirstFit:
+    def first_fit(self, placement: Placement) -> FirstFit[Room]:
         """A first-fit tree over the matching rooms; every room keeps it up to date."""
         tree = self._trees.get(placement)
         if tree is None:
@@ -235,7 +248,7 @@ class NodeIndex:
         return tree
 
 
-def fit_on_rooms(shape: Shape, rooms: FirstFit) -> list[Room]:
+def fit_on_rooms(shape: Shape, rooms: FirstFit[Room]) -> list[Room]:
     """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used."""
     used = []
     index = rooms.first(shape.needs)
@@ -276,10 +289,10 @@ def unfill(target: Bin, shape: Shape, copies: int) -> None:
     target.has_terms = any(other.has_terms for other in target.contents)
 
 
-def fill_bins(shape: Shape, wanted: int, bins: FirstFit) -> list[tuple[Bin, int]]:
+def fill_bins(shape: Shape, wanted: int, bins: FirstFit[Bin]) -> list[tuple[Bin, int]]:
     """Up to ``wanted`` of the shape's pods into existing bins, first fit in bin order; returns
     (bin, copies) of each placement."""
-    placed = []
+    placed: list[tuple[Bin, int]] = []
     index = bins.first(shape.needs) if wanted else -1
     while wanted and index >= 0:
         current = bins.entries[index]
@@ -293,7 +306,7 @@ def fill_bins(shape: Shape, wanted: int, bins: FirstFit) -> list[tuple[Bin, int]
     return placed
 
 
-def open_bins(shape: Shape, wanted: int, empty: list, limit: int) -> list[Bin]:
+def open_bins(shape: Shape, wanted: int, empty: list[int], limit: int) -> list[Bin]:
     """New bins of capacity ``empty``, at most ``limit``, holding up to ``wanted`` of the shape's pods."""
     per_bin = _room_for(shape, list(empty), [], []) if wanted and limit > 0 else 0
     opened: list[Bin] = []
@@ -306,7 +319,7 @@ def open_bins(shape: Shape, wanted: int, empty: list, limit: int) -> list[Bin]:
     return opened
 
 
-def close_bin(bins: FirstFit, index: int) -> None:
+def close_bin(bins: FirstFit[Bin], index: int) -> None:
     """Give a bin up: emptied of its pods by the caller, it fits nothing from now on."""
     target = bins.entries[index]
     target.closed = True

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from .model import AntiAffinityTerm, Placement, Pod, Resources, Snapshot
+from .packing import Needs
 from .scheduling import anti_affinity_conflict
 
-Needs = tuple[tuple[int, int], ...]  # (dimension, amount) of each resource asked for
+
 
 
 class PodShape:
@@ -91,8 +92,8 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
         # select pods by both): without any, identical pods of many namespaces are one shape.
         namespace = pod.namespace if with_terms else ""
         label_values = tuple(pod.labels.get(key) for key in label_keys) if label_keys else ()
-        key = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
-        members.setdefault(key, []).append(pod)
+        exact: tuple[object, ...] = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
+        members.setdefault(exact, []).append(pod)
     dimensions = tuple(sorted({name for pods in members.values() for name in pods[0].requests.names()}))
     dimension_of = {name: index for index, name in enumerate(dimensions)}
     largest: dict[tuple[object, ...], Resources] = {}
@@ -101,7 +102,7 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
         for key, pods in members.items():
             requests, placement = key[0], key[1]
             assert isinstance(requests, Resources)
-            bucketed = (placement, tuple(sorted((name, _bucket(value)) for name, value in requests.items())))
+            bucketed: tuple[object, ...] = (placement, tuple(sorted((name, _bucket(value)) for name, value in requests.items())))
             similar.setdefault(bucketed, []).extend(pods)
             known = largest.get(bucketed)
             largest[bucketed] = requests if known is None else known.max_with(requests)

@@ -6,7 +6,7 @@ why that group; one notice per placement of pods nothing takes, and one for infe
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 from .group_plan import GroupPlan
 from .model import Placement, Pod, Resources
@@ -36,7 +36,8 @@ def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> 
         for entry in plan.bins.entries:
             if entry.closed:
                 continue
-            for shape, copies in entry.contents.items():
+            for packed, copies in entry.contents.items():
+                shape = cast(PodShape, packed)  # bins hold the shapes the planner put there
                 start = cursor[shape]
                 cursor[shape] = start + copies
                 (booting if entry.booting else new).extend(shape.pods[start:start + copies])

@@ -61,5 +61,5 @@ def renamed(snapshot: Snapshot, names: Optional[dict[str, str]] = None) -> Snaps
     groups = snapshot.groups
     if names is None:
         ordered = sorted(group.name for group in groups)
-        names = dict(zip(ordered, reversed(ordered)))
+        names = dict(zip(ordered, reversed(ordered), strict=True))
     return replace(snapshot, groups=tuple(replace(group, name=names[group.name]) for group in groups))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import pytest
-
-from datetime import timedelta
 
 import autoscaler.packing as packing
 import autoscaler.pending_shapes as pending_shapes
@@ -18,7 +17,6 @@ from autoscaler.scale_up import plan_scale_up
 from builders import (
     NOW,
     anti_affinity,
-    requirement,
     make_group,
     make_group_nodes,
     make_node,
@@ -26,6 +24,7 @@ from builders import (
     make_resources,
     make_shape,
     make_snapshot,
+    requirement,
 )
 
 REGIONS = ("us-west-2", "us-east-1")
