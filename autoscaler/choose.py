@@ -153,12 +153,13 @@ def size_price(plan: GroupPlan, plans: Sequence[GroupPlan]) -> float:
 
 
 class _Candidate:
-    __slots__ = ("plan", "classes", "value", "instances", "efficiency", "partial")
+    __slots__ = ("plan", "classes", "value", "instances", "efficiency", "partial", "pods")
 
     def __init__(self, plan: GroupPlan, classes: list[DemandClass], value: float, instances: int,
-                 efficiency: float, partial: bool):
+                 efficiency: float, partial: bool, pods: int):
         self.plan, self.classes, self.value = plan, classes, value
         self.instances, self.efficiency, self.partial = instances, efficiency, partial
+        self.pods = pods  # about how many pods it would take (counted now: committing changes the classes)
 
     def rank(self) -> tuple[float, int, tuple[int, int, str, str]]:
         # Rounded so that equal prices tie exactly and the tie-breakers decide.
@@ -221,14 +222,16 @@ def _estimate(plan: GroupPlan, position: int, chosen: list[DemandClass], indexes
               value: dict[int, float], fits: dict[tuple[int, int], int]) -> _Candidate:
     instances = instances_for(((demand, fits[index, position]) for demand, index in zip(chosen, indexes, strict=True)), plan.empty)
     worth = sum(value[index] for index in indexes)
+    pods = sum(demand.count for demand in chosen)
     needed = whole(instances)
     partial = needed > plan.room
     if partial:
         worth *= plan.room / instances
+        pods = int(pods * plan.room / instances)
         needed = plan.room
     price = plan.price or 0.0
     efficiency = worth / (price * needed) if price > 0 else float("inf")
-    return _Candidate(plan, chosen, worth, needed, efficiency, partial)
+    return _Candidate(plan, chosen, worth, needed, efficiency, partial, pods)
 
 
 def _commit(candidate: _Candidate) -> int:
@@ -286,7 +289,11 @@ def _why(best: _Candidate, bought: int, runner_up: Optional[_Candidate], kind: s
     if runner_up is None:
         return own + "; the only group of its tier that takes them"
     other = runner_up.plan
-    takes = " for the part it takes" if runner_up.partial or len(runner_up.classes) < len(best.classes) else ""
+    takes = ""
+    if runner_up.pods < best.pods:
+        takes = f", which would take about {runner_up.pods} of the {best.pods} pods"
+    elif runner_up.pods > best.pods:
+        takes = f", which would take {runner_up.pods} pods"
     return (own + f" against {describe_price((other.price or 0.0) * runner_up.instances)} for {runner_up.instances} "
-            f"{other.offer.instance_name()} of {other.name}{takes} (next candidate)")
+            f"{other.offer.instance_name()} of {other.name} (next candidate{takes})")
 
