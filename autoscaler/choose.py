@@ -55,23 +55,30 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
             or any(offer.price is None for offer in usable)):
         return _choose(shapes, offers, dimensions, expander, None)
     start = [shape.taken for shape in shapes]
-    tried: list[tuple[tuple[int, float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
+    tiers = sorted({offer.tier for offer in usable})
+    tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
     for seed in [None, *(offer.key for offer in usable)]:
         for shape, taken in zip(shapes, start, strict=True):
             shape.taken = taken
         plans = _choose(shapes, offers, dimensions, expander, seed)
-        score = (sum(shape.remaining for shape in shapes), round(sum(plan.cost() for plan in plans), 9))
+        # Fewest pods left out, then the most served by the first tiers (priority, region), then $/h.
+        by_tier = tuple(-sum(plan.pods_placed() for plan in plans if plan.offer.tier == tier) for tier in tiers)
+        score = (sum(shape.remaining for shape in shapes), by_tier, round(sum(plan.cost() for plan in plans), 9))
         tried.append((score, seed, plans, [shape.taken for shape in shapes]))
     tried.sort(key=lambda attempt: attempt[0])  # stable: the greedy plan wins ties
-    (left, total), seed, plans, taken_counts = tried[0]
+    (left, _, total), seed, plans, taken_counts = tried[0]
     for shape, taken in zip(shapes, taken_counts, strict=True):
         shape.taken = taken
     if seed is not None:
-        runner_up = next(score for score, _, _, _ in tried[1:])
+        runner_up = tried[1][0]
+        if runner_up[0] > left:
+            why = f"of {len(tried)} plans compared, the one that leaves out the fewest pods"
+        else:
+            why = (f"{describe_price(total)} in all against {describe_price(runner_up[2])} for the next plan "
+                   f"of {len(tried)} compared")
         for plan in plans:
             if plan.offer.key == seed and plan.notes:
-                plan.notes[0] = (f"{plan.notes[0]}; {describe_price(total)} in all against "
-                                 f"{describe_price(runner_up[1])} for the next plan of {len(tried)} compared")
+                plan.notes[0] = f"{plan.notes[0]}; {why}"
     return plans
 
 
@@ -86,14 +93,14 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
         members = tiers[tier]
         if expander == PRIORITY:
             for plan in members:
-                _take_all(plan, shapes, "first in priority order (single-AZ, spot, name) that takes them")
+                _take_all(plan, shapes, "the first in priority order (single-AZ, spot, name) that takes them")
             continue
         priced = [plan for plan in members if plan.price is not None] if expander == PRICE else []
         unpriced = [plan for plan in members if plan not in priced]
         if priced:
             for plan in priced:
                 if plan.offer.key == seed:
-                    _take_all(plan, shapes, f"{describe_price(plan.price)} per instance, all it can take")
+                    _take_all(plan, shapes, "all it can take")
             greedy(shapes, priced, PRICE)
             improve(priced)
         if unpriced:
@@ -127,7 +134,7 @@ def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
             placed += plan.place(shape, plan.room)
         waiting = [shape for shape in waiting if shape.remaining]
         if placed and plan.new > before:
-            plan.notes.append(f"{placed} pods no cheaper choice took")
+            plan.notes.append(f"for {placed} pods no cheaper choice took")
 
 
 def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: str) -> None:
@@ -205,12 +212,11 @@ def greedy(shapes: Sequence[PodShape], plans: Sequence[GroupPlan], kind: str, no
         candidates.sort(key=_Candidate.rank)
         best = candidates[0]
         runner_up = next((c for c in candidates[1:] if c.plan is not best.plan), None)
-        before = best.plan.new
         placed = _commit(best)
         for demand in best.classes:
             demand.refresh()
         if placed:
-            best.plan.notes.append(_why(best, best.plan.new - before, runner_up, kind, no_price))
+            best.plan.notes.append(_why(best, runner_up, kind, no_price))
         else:
             # Nothing fitted after all (anti-affinity): do not offer these classes to it again.
             position = plans.index(best.plan)
@@ -275,25 +281,22 @@ def max_free(plan: GroupPlan) -> list[int]:
     return best
 
 
-def _why(best: _Candidate, bought: int, runner_up: Optional[_Candidate], kind: str, no_price: bool) -> str:
-    plan = best.plan
-    name = plan.offer.instance_name()
+def _why(best: _Candidate, runner_up: Optional[_Candidate], kind: str, no_price: bool) -> str:
+    """Why this group, against the next candidate for the same pods (the raise's reason puts the
+    group's own final $/h in front)."""
     if kind == LEAST_WASTE:
-        own = f"leaves the least room unused ({bought} {name})"
-        if no_price:
-            own = "no known price, so chosen by least waste: " + own
+        own = "no known price, so chosen by least waste: it leaves the least room unused" if no_price \
+            else "it leaves the least room unused"
         if runner_up is None:
             return own + "; the only group of its tier that takes them"
-        return own + f" against {runner_up.instances} {runner_up.plan.offer.instance_name()} of {runner_up.plan.name} (next candidate)"
-    own = f"{describe_price((plan.price or 0.0) * bought)} for {bought} {name}"
+        return own + f", against {runner_up.instances} {runner_up.plan.offer.instance_name()} of {runner_up.plan.name} (next candidate)"
     if runner_up is None:
-        return own + "; the only group of its tier that takes them"
+        return "the only group of its tier that takes them"
     other = runner_up.plan
     takes = ""
     if runner_up.pods < best.pods:
         takes = f", which would take about {runner_up.pods} of the {best.pods} pods"
     elif runner_up.pods > best.pods:
         takes = f", which would take {runner_up.pods} pods"
-    return (own + f" against {describe_price((other.price or 0.0) * runner_up.instances)} for {runner_up.instances} "
+    return (f"against {describe_price((other.price or 0.0) * runner_up.instances)} for {runner_up.instances} "
             f"{other.offer.instance_name()} of {other.name} (next candidate{takes})")
-

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence, cast
 
 from .group_plan import GroupPlan
 from .model import Placement, Pod, Resources
-from .offers import Offer
+from .offers import Offer, describe_price
 from .pending_shapes import PodShape
 from .plan import Notify, SetDesiredCapacity
 from .scheduling import placement_matches
@@ -70,8 +70,11 @@ def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[l
         capped = f", reaching max size {group.max_size}" if plan.room - more <= 0 else ""
         reason = (f"{len(new)} pending pods {_placements(new)} need {plan.new} new {offer.instance_name()} "
                   f"instances{over_note}{capped}")
-        if plan.notes:
-            reason += ": " + "; ".join(plan.notes)
+        own = f"{describe_price(offer.price * plan.new)} for {plan.new} {offer.instance_name()}" if offer.price is not None else ""
+        why = "; ".join(dict.fromkeys(plan.notes))
+        if own or why:
+            joint = " " if why.startswith("against") else "; "
+            reason += ": " + joint.join(part for part in (own, why) if part)
         if booting:
             reason += f"; {offer.booting} booting instance(s) take {len(booting)} more"
         actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired, reason,
