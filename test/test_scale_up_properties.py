@@ -4,6 +4,10 @@ shuffled input and renamed groups, no pod is left out that an instance of the pl
 within max size) could take; and on small clusters its $/h stays near the exact optimum."""
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
 from dataclasses import replace
 
 from hypothesis import HealthCheck, given
@@ -22,6 +26,7 @@ from builders import NOW, make_pod, make_snapshot
 from exact_plan import cheapest_cost
 from random_clusters import TEAM_TAINT, TYPES, priced_group, random_cluster, renamed
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 SETTINGS = Settings(cluster_name="test", regions=("us-east-1",), over_provision=0)
 
 
@@ -125,3 +130,27 @@ def test_price_stays_near_the_exact_optimum_on_small_clusters():
     assert sum(ratios) / len(ratios) <= 1.10, ratios
     assert max(ratios) <= 1.5, ratios
 
+
+
+PLAN_SCRIPT = """
+import sys
+sys.path[:0] = ["test", "."]
+from autoscaler.config import Settings
+from autoscaler.scale_up import plan_scale_up
+from builders import NOW
+from random_clusters import random_cluster
+settings = Settings(cluster_name="test", regions=("us-east-1",), over_provision=1)
+for seed in range(12):
+    for action in plan_scale_up(random_cluster(seed), settings, NOW).actions:
+        print(action.describe())
+"""
+
+
+def test_the_same_plan_under_any_hash_seed():
+    outputs = set()
+    for hash_seed in ("0", "1", "12345"):
+        result = subprocess.run([sys.executable, "-c", PLAN_SCRIPT], capture_output=True, text=True, cwd=ROOT,
+                                env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=120)
+        assert result.returncode == 0, result.stderr
+        outputs.add(result.stdout)
+    assert len(outputs) == 1 and "set desired capacity" in outputs.pop()
