@@ -68,11 +68,6 @@ MERGE_ABOVE = 2000  # distinct shapes beyond which similar ones are placed as on
 MERGE_MANTISSA_BITS = 6  # "similar": within 1/64 of each other in every resource
 
 
-def _bucket(amount: int) -> tuple[int, int]:
-    length = amount.bit_length()
-    return length, amount >> max(0, length - MERGE_MANTISSA_BITS)
-
-
 def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
                       merge_above: int = MERGE_ABOVE) -> tuple[list[PodShape], tuple[str, ...]]:
     """The shapes, largest first (first-fit-decreasing order), and the resource dimensions they ask for.
@@ -99,14 +94,26 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
     largest: dict[tuple[object, ...], Resources] = {}
     if len(members) > merge_above and not with_terms:
         similar: dict[tuple[object, ...], list[Pod]] = {}
+        most: dict[tuple[object, ...], dict[str, int]] = {}
+        shift = MERGE_MANTISSA_BITS
         for key, pods in members.items():
             requests, placement = key[0], key[1]
             assert isinstance(requests, Resources)
-            bucketed: tuple[object, ...] = (placement, tuple(sorted((name, _bucket(value)) for name, value in requests.items())))
-            similar.setdefault(bucketed, []).extend(pods)
-            known = largest.get(bucketed)
-            largest[bucketed] = requests if known is None else known.max_with(requests)
+            amounts = requests.items()
+            bucketed: tuple[object, ...] = (placement, frozenset(
+                (name, value.bit_length(), value >> max(0, value.bit_length() - shift)) for name, value in amounts))
+            group = similar.get(bucketed)
+            if group is None:
+                similar[bucketed] = list(pods)
+                most[bucketed] = dict(amounts)
+                continue
+            group.extend(pods)
+            top = most[bucketed]
+            for name, value in amounts:
+                if value > top[name]:
+                    top[name] = value
         members = similar
+        largest = {key: Resources(amounts) for key, amounts in most.items()}
     order_texts: dict[tuple[object, ...], str] = {}  # repr is costly; pods share few placements
     shapes = []
     for key, pods in members.items():
