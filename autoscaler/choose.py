@@ -3,7 +3,7 @@
 Pure. Rules (README "How it decides"):
 - One decision over all waiting pods: a new instance of a group takes any pod whose placement the
   group satisfies and that fits it, whatever constraint set the pod is in.
-- Booting instances are free: they are filled first, in candidate order.
+- Booting instances cost nothing more: they are filled first, tier by tier, the dearest first.
 - Tiers (priority tag, then region position in --regions) are served in order; a tier's groups
   take what they can before the next tier sees the rest (region overflow).
 - Inside a tier the expander chooses:
@@ -13,6 +13,8 @@ Pure. Rules (README "How it decides"):
   take, or only those it is the cheapest for); the best group's first-fit-decreasing packing is
   committed, and the estimate runs again on what is left. Groups without a known price come after
   the priced ones of their tier, chosen by least waste. Then an improvement pass (improve.py).
+  On small problems, plans that first let one group take all it can are compared with the
+  greedy one (choose_and_pack).
   ``least-waste``: the same greedy with each instance priced at its size (normalised capacity), so
   the least capacity is bought: the least unused share.
   ``priority``: the original's order: single-AZ, spot, name; each group takes all it can.
@@ -34,8 +36,6 @@ from .pending_shapes import PodShape
 
 PRICE, LEAST_WASTE, PRIORITY = EXPANDERS
 TOLERANCE = 1e-9
-
-
 SMALL_SHAPES = 64  # waiting shapes up to which the price expander compares several plans
 SMALL_GROUPS = 8
 
