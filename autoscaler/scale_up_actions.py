@@ -68,8 +68,8 @@ def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[l
             continue
         over_note = f" (+{more} over-provision)" if more else ""
         capped = f", reaching max size {group.max_size}" if plan.room - more <= 0 else ""
-        reason = (f"{len(new)} pending pods {_placements(new)} need {plan.new} new {offer.instance_name()} "
-                  f"instances{over_note}{capped}")
+        reason = (f"{len(new)} pending pods {_placements(new)} ({named(new)}) need {plan.new} new "
+                  f"{offer.instance_name()} instances{over_note}{capped}")
         own = f"{describe_price(offer.price * plan.new)} for {plan.new} {offer.instance_name()}" if offer.price is not None else ""
         why = "; ".join(dict.fromkeys(plan.notes))
         if own or why:

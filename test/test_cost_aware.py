@@ -126,7 +126,8 @@ def test_a_raise_says_why_that_group_against_the_next_candidate():
                              groups=[priced_group("small", "m5.large"), priced_group("big", "m5.4xlarge")])
     [action] = plan_scale_up(snapshot, settings(), NOW).actions
     assert isinstance(action, SetDesiredCapacity) and action.pod_count == 10
-    assert action.reason.startswith("10 pending pods {any node} need 4 new m5.large instances: $0.38/h for 4 m5.large")
+    assert action.reason.startswith("10 pending pods {any node} (default/job-0, default/job-1, default/job-2, default/job-3, "
+                                    "default/job-4 and 5 more) need 4 new m5.large instances: $0.38/h for 4 m5.large")
     assert "against $0.77/h for 1 m5.4xlarge of big" in action.reason
     assert action.pods[:2] == ("default/job-0", "default/job-1")
 

@@ -33,7 +33,7 @@ def test_scale_up_names_the_pods_with_group_and_size():
     assert reasons(events) == [("Pod", "job-0", "TriggeredScaleUp"), ("Pod", "job-1", "TriggeredScaleUp")]
     assert events[0].type == "Normal" and events[0].namespace == "default"
     assert events[0].message.startswith("pod triggered scale-up: group workers (us-west-2) from 0 to 2 instances (max 10): "
-                                        "2 pending pods {any node} need 2 new m5.xlarge instances")
+                                        "2 pending pods {any node} (default/job-0, default/job-1) need 2 new m5.xlarge instances")
 
 
 def test_scale_up_names_a_bounded_number_of_pods():
@@ -83,7 +83,7 @@ def test_a_pod_no_group_could_take_is_told_why(groups, timed_out, expected):
 def test_a_triggered_scale_up_says_why_that_group():
     events = decided(make_snapshot(pods=[make_pod("job", cpu="3")], groups=[make_group("workers")]))
     [event] = events
-    assert "1 pending pods {any node} need 1 new m5.xlarge instances" in event.message
+    assert "1 pending pods {any node} (default/job) need 1 new m5.xlarge instances" in event.message
 
 
 def test_ten_thousand_unserved_pods_make_a_bounded_number_of_events():

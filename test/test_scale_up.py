@@ -266,7 +266,8 @@ def test_action_says_why_and_names_pods():
                              groups=[make_group()])
     [action] = plan_scale_up(snapshot, settings(over_provision=2), NOW).actions
     # No price is known for the builders' groups: chosen by least waste (test_cost_aware has prices).
-    assert action.reason.startswith("30 pending pods {aws/type=m5.xlarge} need 8 new m5.xlarge instances (+2 over-provision), "
+    assert action.reason.startswith("30 pending pods {aws/type=m5.xlarge} (default/job-00, default/job-01, default/job-02, "
+                                    "default/job-03, default/job-04 and 25 more) need 8 new m5.xlarge instances (+2 over-provision), "
                                     "reaching max size 10: no known price, so chosen by least waste")
     assert action.pods == tuple(f"default/job-{i:02}" for i in range(20))
     assert (action.previous, action.desired) == (0, 10)
@@ -279,7 +280,8 @@ def test_shared_group_one_action_with_both_reasons():
     [action] = plan_scale_up(snapshot, settings(over_provision=1), NOW).actions
     assert action.desired == 2 + 1 + 1  # over-provision once per group, not once per set
     # One decision over both sets: they share instances, and one reason names both.
-    assert action.reason.startswith("12 pending pods {aws/type=m5.xlarge} {team=ml} need 3 new m5.xlarge instances")
+    assert action.reason.startswith("12 pending pods {aws/type=m5.xlarge} {team=ml} (")
+    assert "need 3 new m5.xlarge instances" in action.reason
 
 
 def _contested_snapshot():
