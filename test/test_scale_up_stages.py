@@ -174,3 +174,18 @@ def test_why_not_taken_names_each_matching_group():
     assert why.startswith("none of the 3 matching groups could take it: ")
     assert "out (us-west-2): timed out after a failed launch" in why
     assert "small (us-west-2): too small (one instance offers cpu=1 " in why
+
+
+def test_improve_hands_several_groups_over_to_one_when_that_costs_less():
+    compute, memory = make_pod(cpu="2500m", memory="1Gi"), make_pod(cpu="300m", memory="10Gi")
+    snapshot = make_snapshot([compute, memory], groups=[priced_group("c", "c5.xlarge"), priced_group("r", "r5.large"),
+                                                        priced_group("m", "m5.xlarge")])
+    shapes, dimensions = shapes_of(snapshot)
+    offers = {offer.group.name: offer for offer in make_offers(snapshot, SETTINGS, frozenset())}
+    plans = {name: GroupPlan(offers[name], dimensions) for name in ("c", "r", "m")}
+    by_cpu = {shape.requests.get("cpu"): shape for shape in shapes}
+    plans["c"].place(by_cpu[2500], 1)  # $0.17/h
+    plans["r"].place(by_cpu[300], 1)  # $0.126/h; neither fits the other's room, and alone each is cheaper
+    assert improve(list(plans.values())) == 1
+    assert {name: plan.new for name, plan in plans.items()} == {"c": 0, "r": 0, "m": 1}  # both on one m5.xlarge, $0.192/h
+    assert plans["m"].pods_placed() == 2
