@@ -115,8 +115,6 @@ def validate(settings: Settings) -> Settings:
     ):
         if value < 0:
             raise SettingsError(flag, f"must not be negative (got {value})")
-    if settings.expander not in EXPANDERS:
-        raise SettingsError("--expander", f"must be one of {', '.join(EXPANDERS)} (got {settings.expander!r})")
     if settings.sleep <= 0:
         raise SettingsError("--sleep", f"must be more than 0 seconds (got {settings.sleep})")
     if not 0 <= settings.max_scale_in_fraction <= 1:
@@ -126,4 +124,6 @@ def validate(settings: Settings) -> Settings:
     if bool(settings.aws_access_key) != bool(settings.aws_secret_key):
         flag = "--aws-secret-key" if settings.aws_access_key else "--aws-access-key"
         raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")
+    if settings.expander not in EXPANDERS:
+        raise SettingsError("--expander", f"must be one of {', '.join(EXPANDERS)} (got {settings.expander!r})")
     return settings

@@ -95,10 +95,10 @@ class Loop:
         self.metrics = metrics  # metrics.Metrics
         self.liveness = liveness  # metrics.Liveness
         self.events = events  # events.EventRecorder; None in a dry run (events are writes)
+        self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.health = GroupHealthState()
         # Node name -> when this loop's plans last saw it busy (decide.remember_last_busy).
         self.last_busy: dict = {}
-        self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.loops = 0
 
     def should_stop(self) -> bool:

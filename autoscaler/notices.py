@@ -26,8 +26,8 @@ class RepeatedNotices:
         kept: list[object] = []
         seen: set[tuple[str, frozenset[str]]] = set()
         for action in actions:
-            if isinstance(action, Notify) and action.kind in REPEATABLE_KINDS and action.about:
-                key = (action.kind, frozenset(action.about))
+            if isinstance(action, Notify) and action.kind in REPEATABLE_KINDS and action.pods:
+                key = (action.kind, frozenset(action.pods))
                 seen.add(key)
                 if key in self._last:
                     log.info("still (notice not repeated): %s", action.message)

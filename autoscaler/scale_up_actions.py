@@ -142,7 +142,7 @@ def failure_notices(left: Sequence[PodShape], offers: Sequence[Offer], plans: Ma
         group_pods.sort(key=lambda pod: (pod.namespace, pod.name))
         notices.append(Notify("scale-up-failed", (
             f"failed to scale up for {len(group_pods)} pending pods {placement.describe()}: {first_why}: "
-            f"{named(group_pods)}"), about=tuple(pod.key for pod in group_pods)))
+            f"{named(group_pods)}"), pods=tuple(pod.key for pod in group_pods)))
     return notices, reasons
 
 
@@ -154,4 +154,4 @@ def infeasible_notice(infeasible: Sequence[tuple[Pod, Resources]]) -> list[Notif
                        for pod, capacity in infeasible[:MAX_PODS_NAMED])
     more = f"; and {len(pods) - MAX_PODS_NAMED} more" if len(pods) > MAX_PODS_NAMED else ""
     return [Notify("infeasible-pods", f"{len(pods)} pending pods fit no instance type their placement allows and no node "
-                                      f"they match: {detail}{more}", about=tuple(pod.key for pod in pods))]
+                                      f"they match: {detail}{more}", pods=tuple(pod.key for pod in pods))]

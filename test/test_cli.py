@@ -45,7 +45,6 @@ def kubeconfig(tmp_path):
         pytest.param(["--over-provision", "-2"], "--over-provision", id="negative-over-provision"),
         pytest.param(["--max-scale-in-fraction", "1.5"], "--max-scale-in-fraction", id="fraction-above-one"),
         pytest.param(["--drain-utilization", "-0.1"], "--drain-utilization", id="negative-drain-utilization"),
-        pytest.param(["--expander", "cheapest"], "--expander", id="unknown-expander"),
         pytest.param(["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig", id="missing-kubeconfig"),
         pytest.param(["--aws-access-key", "AKIA"], "--aws-secret-key", id="access-key-without-secret"),
         pytest.param(["--sandbox-speed", "5"], "--sandbox-speed", id="sandbox-flag-without-sandbox"),

@@ -1,7 +1,7 @@
 """Settings rules that are not flag parsing: leader election's default, region parsing."""
 import pytest
 
-from autoscaler.config import Settings, SettingsError, parse_regions, validate
+from autoscaler.config import Settings, SettingsError, parse_regions
 
 
 @pytest.mark.parametrize(
@@ -37,14 +37,3 @@ def test_parse_regions_rejects(text):
     with pytest.raises(SettingsError) as raised:
         parse_regions(text)
     assert raised.value.flag == "--regions"
-
-
-@pytest.mark.parametrize("expander", ["price", "least-waste", "priority"])
-def test_expanders(expander):
-    assert validate(Settings(cluster_name="c", expander=expander)).expander == expander
-
-
-def test_unknown_expander_is_named():
-    with pytest.raises(SettingsError) as raised:
-        validate(Settings(cluster_name="c", expander="random"))
-    assert raised.value.flag == "--expander" and "price, least-waste, priority" in str(raised.value)

@@ -186,7 +186,7 @@ def test_why_no_group_took_a_pod_is_carried_to_the_result():
     result = plan_scale_up(snapshot, settings(), NOW)
     assert result.why_unaccounted == {"default/job": "none of the 1 matching groups could take it: a (us-east-1): at max size 2"}
     [notice] = result.actions
-    assert isinstance(notice, Notify) and notice.about == ("default/job",)
+    assert isinstance(notice, Notify) and notice.pods == ("default/job",)
 
 
 # --- mixed-instances groups --------------------------------------------------------------------

@@ -4,9 +4,9 @@ from autoscaler.plan import Notify, SetDesiredCapacity
 from builders import make_group, make_pod, make_snapshot
 from loop_stubs import StubWorld, make_loop
 
-FAILED_AB = Notify("scale-up-failed", "failed to scale up for 2 pending pods", about=("ns/a", "ns/b"))
-FAILED_A = Notify("scale-up-failed", "failed to scale up for 1 pending pod", about=("ns/a",))
-INFEASIBLE_A = Notify("infeasible-pods", "1 pending pod fits nothing", about=("ns/a",))
+FAILED_AB = Notify("scale-up-failed", "failed to scale up for 2 pending pods", pods=("ns/a", "ns/b"))
+FAILED_A = Notify("scale-up-failed", "failed to scale up for 1 pending pod", pods=("ns/a",))
+INFEASIBLE_A = Notify("infeasible-pods", "1 pending pod fits nothing", pods=("ns/a",))
 RAISE = SetDesiredCapacity("g", "us-west-2", 2, 1, "pods")
 DRAINED = Notify("drained", "drained a node")
 
