@@ -14,8 +14,6 @@ from .packing import Needs
 from .scheduling import anti_affinity_conflict
 
 
-
-
 class PodShape:
     """Identical pending pods. ``needs``: (dimension, amount) of each resource asked for over the
     plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
