@@ -3,8 +3,8 @@ groups chosen and packed -> over-provision -> actions.
 
 Pure; each stage is a function of its own module with its own tests (README "How it decides"):
 pending_shapes (identical pods placed by count), live_fit (stages 1 and 2), infeasible (3),
-offers and choose (4: what each group offers and the expander's choice), over_provision (5),
-scale_up_actions (6). This module only runs them in order and sums up the result.
+offers, choose, greedy and improve (4: what each group offers and the expander's choice),
+over_provision (5), scale_up_actions (6). This module only runs them in order and sums up.
 """
 from __future__ import annotations
 
