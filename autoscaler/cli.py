@@ -54,6 +54,9 @@ def _regions(ctx, param, value):
               help="Seconds between loops.")
 @click.option("--over-provision", type=click.IntRange(min=0), default=config.DEFAULT_OVER_PROVISION,
               help="Extra instances added to every scale up of a group.")
+@click.option("--expander", type=click.Choice(config.EXPANDERS), default=config.DEFAULT_EXPANDER,
+              help="How scale up chooses among groups of one priority and region: price (least $/h), "
+                   "least-waste (least unused room) or priority (the original's order: single-AZ, spot, name).")
 @click.option("--max-scale-in-fraction", type=click.FloatRange(0, 1), default=config.DEFAULT_MAX_SCALE_IN_FRACTION,
               help="Most of all instances one loop may remove; a loop that would remove more removes none.")
 @click.option("--drain-utilization", type=click.FloatRange(0, 1), default=config.DEFAULT_DRAIN_UTILIZATION,
@@ -99,6 +102,7 @@ def cli(**flags):
         instance_init_time=flags["instance_init_time"],
         sleep=flags["sleep"],
         over_provision=flags["over_provision"],
+        expander=flags["expander"],
         max_scale_in_fraction=flags["max_scale_in_fraction"],
         drain_utilization=flags["drain_utilization"],
         group_timeout=flags["group_timeout"],

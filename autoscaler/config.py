@@ -15,6 +15,9 @@ DEFAULT_IDLE_THRESHOLD = 3600
 DEFAULT_TYPE_IDLE_THRESHOLD = 3600 * 24 * 7
 DEFAULT_INSTANCE_INIT_TIME = 25 * 60
 DEFAULT_OVER_PROVISION = 5
+# --expander, in cluster-autoscaler's vocabulary: cheapest $/h, least unused room, or the original's order.
+EXPANDERS = ("price", "least-waste", "priority")
+DEFAULT_EXPANDER = "price"
 DEFAULT_MAX_SCALE_IN_FRACTION = 0.1
 DEFAULT_DRAIN_UTILIZATION = 0.0
 DEFAULT_METRICS_PORT = 8080
@@ -47,6 +50,7 @@ class Settings:
     instance_init_time: float = DEFAULT_INSTANCE_INIT_TIME
     sleep: float = DEFAULT_SLEEP
     over_provision: int = DEFAULT_OVER_PROVISION
+    expander: str = DEFAULT_EXPANDER  # how scale up chooses among groups of one tier (README "How it decides")
     max_scale_in_fraction: float = DEFAULT_MAX_SCALE_IN_FRACTION
     drain_utilization: float = DEFAULT_DRAIN_UTILIZATION
     aws_access_key: Optional[str] = field(default=None, repr=False)
@@ -120,4 +124,6 @@ def validate(settings: Settings) -> Settings:
     if bool(settings.aws_access_key) != bool(settings.aws_secret_key):
         flag = "--aws-secret-key" if settings.aws_access_key else "--aws-access-key"
         raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")
+    if settings.expander not in EXPANDERS:
+        raise SettingsError("--expander", f"must be one of {', '.join(EXPANDERS)} (got {settings.expander!r})")
     return settings

@@ -25,7 +25,6 @@ from kubernetes import client as kube_client
 
 from . import plan as p
 from .kube_errors import KubeError, kube_call
-from .scheduling import placement_matches
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ NODE_EVENT_NAMESPACE = "default"  # where Kubernetes puts events of cluster-scop
 MAX_PODS_PER_SCALE_UP = 10  # pods named with TriggeredScaleUp per raised group
 MAX_PODS_NOT_TRIGGERED = 50  # pods given NotTriggerScaleUp per loop
 MAX_EVENTS_PER_LOOP = 200
-MAX_GROUPS_IN_MESSAGE = 5
 MAX_MESSAGE_LENGTH = 1024
 REPEAT_SECONDS = 300
 REMEMBERED_EVENTS = 4096
@@ -83,6 +81,8 @@ def _scale_up_events(applied, pods_by_key, snapshot) -> list[ClusterEvent]:
         size = max_size.get((action.region, action.group))
         message = (f"pod triggered scale-up: group {action.group} ({action.region}) from {action.previous} to "
                    f"{action.desired} instances" + (f" (max {size})" if size is not None else ""))
+        if action.reason:  # which pods, and why this group (price against the next candidate)
+            message += f": {action.reason}"
         for key in action.pods[:MAX_PODS_PER_SCALE_UP]:
             pod = pods_by_key.get(key)
             if pod is not None:
@@ -103,38 +103,11 @@ def _not_triggered_events(decision, applied, snapshot) -> list[ClusterEvent]:
     room = MAX_PODS_NOT_TRIGGERED - len(events)
     if room <= 0 or not up.unaccounted:
         return events
-    desired = {group.key: group.desired for group in snapshot.groups}
-    for action in applied:
-        if isinstance(action, p.SetDesiredCapacity):
-            desired[(action.region, action.group)] = action.desired
-    groups = sorted(snapshot.groups, key=lambda group: (group.name, group.region))
-    why_by_placement: dict = {}
+    # Scale up says why no group took each pod (it knows: timed out, full, too small, ...).
     for pod in up.unaccounted[:room]:
-        if pod.placement not in why_by_placement:
-            why_by_placement[pod.placement] = _why_no_group(pod, groups, decision.timed_out, desired)
-        events.append(_pod_event(pod, "NotTriggerScaleUp", why_by_placement[pod.placement], "Warning"))
+        why = up.why_unaccounted.get(pod.key, "no matching group could take it in this loop")
+        events.append(_pod_event(pod, "NotTriggerScaleUp", f"pod didn't trigger scale-up: {why}", "Warning"))
     return events
-
-
-def _why_no_group(pod, groups, timed_out, desired) -> str:
-    candidates = [group for group in groups if placement_matches(pod.placement, group.labels, group.taints)]
-    if not candidates:
-        return ("pod didn't trigger scale-up: no managed group's nodes would match its node selector, "
-                "node affinity and tolerations")
-    reasons = []
-    for group in candidates[:MAX_GROUPS_IN_MESSAGE]:
-        if group.key in timed_out:
-            why = "timed out after a failed launch"
-        elif not group.shapes:
-            why = "its launch settings could not be read"
-        elif desired[group.key] >= group.max_size:
-            why = f"at max size {group.max_size}"
-        else:
-            why = "no room for it in this loop's new instances (too small, anti-affinity or max size)"
-        reasons.append(f"{group.name} ({group.region}): {why}")
-    more = len(candidates) - MAX_GROUPS_IN_MESSAGE
-    return (f"pod didn't trigger scale-up: none of the {len(candidates)} matching groups could take it: "
-            + "; ".join(reasons) + (f"; and {more} more" if more > 0 else ""))
 
 
 def _node_events(applied) -> list[ClusterEvent]:

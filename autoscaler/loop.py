@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
@@ -31,6 +31,7 @@ from .events import events_for_loop
 from .group_health import GroupHealthState
 from .kube_errors import KubeError
 from .logs import COUNTERS_ATTRIBUTE
+from .notices import RepeatedNotices
 from .world import World
 
 log = logging.getLogger("autoscaler.cluster")
@@ -77,6 +78,7 @@ class Loop:
         self.metrics = metrics  # metrics.Metrics
         self.liveness = liveness  # metrics.Liveness
         self.events = events  # events.EventRecorder; None in a dry run (events are writes)
+        self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.health = GroupHealthState()
         # Node name -> when this loop's plans last saw it busy (decide.remember_last_busy).
         self.last_busy: dict = {}
@@ -128,6 +130,7 @@ class Loop:
         deciding = time.monotonic()
         snapshot = with_remembered_last_busy(snapshot, self.last_busy)
         decision = decide(snapshot, self.settings, now, self.health)
+        decision = replace(decision, actions=self.notices.filter(decision.actions))
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
         acting = self._observe_phase("decide", deciding)
         if self.should_stop():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Generic, Iterable, Optional, Protocol, TypeVar
 
-from .model import Node, Placement, Pod, Resources, Taint
+from .model import Node, Placement, Pod, Taint
 from .scheduling import anti_affinity_conflict, placement_matches
 
 
@@ -90,6 +90,11 @@ class FirstFit(Generic[Entry]):
         size, tree = self._size, self._tree
         if start >= size:
             return -1
+        if start == 0:  # most searches of a packing find no room anywhere: ask the root first
+            room = tree[1]
+            for dimension, amount in needs:
+                if room[dimension] < amount:
+                    return -1
         node = start + size
         while node:
             room = tree[node]
@@ -159,16 +164,19 @@ class Room:
             tree.changed(index)
 
 
-class _Bin:
-    """One new instance: its free room and how many pods of each shape it holds."""
+class Bin:
+    """One new (or booting) instance of a group: its free room and how many pods of each shape
+    it holds. A bin given up by the planner is ``closed``: it holds nothing and fits nothing."""
 
-    __slots__ = ("free", "contents", "pods", "has_terms")
+    __slots__ = ("free", "contents", "pods", "has_terms", "booting", "closed")
 
-    def __init__(self, free: list[int]):
+    def __init__(self, free: list[int], booting: bool = False):
         self.free = free
         self.contents: dict[Shape, int] = {}
         self.pods: list[Pod] = []  # one representative per shape, for anti-affinity
         self.has_terms = False
+        self.booting = booting
+        self.closed = False
 
 
 def copies_fitting(needs: Needs, free: list[int]) -> int:
@@ -256,7 +264,7 @@ def fit_on_rooms(shape: Shape, rooms: FirstFit[Room]) -> list[Room]:
     return used
 
 
-def _fill(target: _Bin, shape: Shape, copies: int) -> None:
+def _fill(target: Bin, shape: Shape, copies: int) -> None:
     _consume(shape.needs, target.free, copies)
     if shape not in target.contents:
         target.pods.append(shape.representative)
@@ -264,38 +272,56 @@ def _fill(target: _Bin, shape: Shape, copies: int) -> None:
     target.contents[shape] = target.contents.get(shape, 0) + copies
 
 
-def pack(shapes: list[Shape], capacity: Resources, dimensions: tuple[str, ...]) -> list[_Bin]:
-    """First-fit decreasing of the shapes' remaining pods into new instances of one capacity, the
-    same as placing them one by one: each shape fills the first instance with room as far as it
-    goes, then the next, and opens new ones for the rest."""
-    empty = [capacity.get(name) for name in dimensions]
-    bins: FirstFit[_Bin] = FirstFit(len(dimensions))
-    for shape in shapes:
-        left = shape.remaining
-        index = bins.first(shape.needs)
-        while left and index >= 0:
-            current = bins.entries[index]
-            copies = min(left, _room_for(shape, current.free, current.pods, current.pods if current.has_terms else []))
-            if copies:
-                _fill(current, shape, copies)
-                bins.changed(index)
-                left -= copies
-            index = bins.first(shape.needs, index + 1)
-        per_bin = _room_for(shape, list(empty), [], []) if left else 0
-        new_bins = []
-        while left and per_bin:
-            new_bin = _Bin(list(empty))
-            _fill(new_bin, shape, min(left, per_bin))
-            left -= min(left, per_bin)
-            new_bins.append(new_bin)
-        bins.extend(new_bins)
-    return bins.entries
+def put(target: Bin, shape: Shape, copies: int) -> None:
+    """Place ``copies`` of a shape in a bin known to have room for them."""
+    _fill(target, shape, copies)
 
 
-def granted_counts(bins: list[_Bin], granted: int) -> dict[Shape, int]:
-    """Pods per shape in the first ``granted`` new instances."""
-    counts: dict[Shape, int] = {}
-    for packed in bins[:granted]:
-        for shape, copies in packed.contents.items():
-            counts[shape] = counts.get(shape, 0) + copies
-    return counts
+def unfill(target: Bin, shape: Shape, copies: int) -> None:
+    """Undo ``copies`` of a shape placed in a bin (the planner trying a move and taking it back)."""
+    _consume(shape.needs, target.free, -copies)
+    left = target.contents[shape] - copies
+    if left:
+        target.contents[shape] = left
+        return
+    del target.contents[shape]
+    target.pods.remove(shape.representative)
+    target.has_terms = any(other.has_terms for other in target.contents)
+
+
+def fill_bins(shape: Shape, wanted: int, bins: FirstFit[Bin]) -> list[tuple[Bin, int]]:
+    """Up to ``wanted`` of the shape's pods into existing bins, first fit in bin order; returns
+    (bin, copies) of each placement."""
+    placed: list[tuple[Bin, int]] = []
+    index = bins.first(shape.needs) if wanted else -1
+    while wanted and index >= 0:
+        current = bins.entries[index]
+        copies = min(wanted, _room_for(shape, current.free, current.pods, current.pods if current.has_terms else []))
+        if copies:
+            _fill(current, shape, copies)
+            bins.changed(index)
+            wanted -= copies
+            placed.append((current, copies))
+        index = bins.first(shape.needs, index + 1)
+    return placed
+
+
+def open_bins(shape: Shape, wanted: int, empty: list[int], limit: int) -> list[Bin]:
+    """New bins of capacity ``empty``, at most ``limit``, holding up to ``wanted`` of the shape's pods."""
+    per_bin = _room_for(shape, list(empty), [], []) if wanted and limit > 0 else 0
+    opened: list[Bin] = []
+    while wanted and per_bin and len(opened) < limit:
+        new_bin = Bin(list(empty))
+        copies = min(wanted, per_bin)
+        _fill(new_bin, shape, copies)
+        wanted -= copies
+        opened.append(new_bin)
+    return opened
+
+
+def close_bin(bins: FirstFit[Bin], index: int) -> None:
+    """Give a bin up: emptied of its pods by the caller, it fits nothing from now on."""
+    target = bins.entries[index]
+    target.closed = True
+    target.free[:] = [-1] * len(target.free)
+    bins.changed(index)

@@ -104,6 +104,7 @@ class Notify:
     kind: str  # scale-up-failed, infeasible-pods, capacity-corrected, drained, ...
     message: str
     error: bool = False  # logged as an error, not a warning (the scale-in cap held everything back)
+    pods: tuple[str, ...] = ()  # namespace/name of the pods it is about: the loop tells a repeat by them
 
     def describe(self) -> str:
         return f"notify ({self.kind}): {self.message}"

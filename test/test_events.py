@@ -12,7 +12,7 @@ from autoscaler.events import (
 from autoscaler.fakes.kube_objects import make_node as make_kube_node, make_pod as make_kube_pod
 from autoscaler.group_health import GroupHealthState
 from autoscaler.kube_connect import connect
-from autoscaler.scale_up import ScaleUpResult
+from autoscaler.scale_up import ScaleUpResult, plan_scale_up
 from builders import NOW, make_group, make_pod, make_snapshot
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
@@ -32,7 +32,8 @@ def test_scale_up_names_the_pods_with_group_and_size():
     events = decided(make_snapshot(pods=pods, groups=[make_group("workers", max_size=10)]))
     assert reasons(events) == [("Pod", "job-0", "TriggeredScaleUp"), ("Pod", "job-1", "TriggeredScaleUp")]
     assert events[0].type == "Normal" and events[0].namespace == "default"
-    assert events[0].message == "pod triggered scale-up: group workers (us-west-2) from 0 to 2 instances (max 10)"
+    assert events[0].message.startswith("pod triggered scale-up: group workers (us-west-2) from 0 to 2 instances (max 10): "
+                                        "2 pending pods {any node} (default/job-0, default/job-1) need 2 new m5.xlarge instances")
 
 
 def test_scale_up_names_a_bounded_number_of_pods():
@@ -60,9 +61,8 @@ GPU_POOL = {"pool": "gpu"}
 # name -> (groups, timed out group names, text the NotTriggerScaleUp message must hold)
 NOT_TRIGGERED_CASES = {
     "timed-out": ([make_group("gpu-a", labels=GPU_POOL)], {"gpu-a"}, "gpu-a (us-west-2): timed out after a failed launch"),
-    "full": ([make_group("gpu-a", labels=GPU_POOL, max_size=3, desired=3)], set(), "gpu-a (us-west-2): at max size 3"),
+    "full": ([make_group("gpu-a", labels=GPU_POOL, max_size=0)], set(), "gpu-a (us-west-2): at max size 0"),
     "no-launch-settings": ([make_group("gpu-a", labels=GPU_POOL, shapes=())], set(), "launch settings could not be read"),
-    "no-matching-group": ([make_group("cpu-a")], set(), "no managed group's nodes would match"),
     "every-group-out": ([make_group("gpu-a", labels=GPU_POOL), make_group("gpu-b", labels=GPU_POOL, max_size=0)],
                         {"gpu-a"}, "none of the 2 matching groups could take it: gpu-a (us-west-2): timed out"),
 }
@@ -72,11 +72,18 @@ NOT_TRIGGERED_CASES = {
 def test_a_pod_no_group_could_take_is_told_why(groups, timed_out, expected):
     pod = make_pod("job", cpu="1", selector=GPU_POOL)
     snapshot = make_snapshot(pods=[pod], groups=groups)
-    decision = Decision((), GroupHealthState(), scale_up=ScaleUpResult(unaccounted=(pod,)),
-                        timed_out=frozenset(g.key for g in groups if g.name in timed_out))
+    keys = frozenset(g.key for g in groups if g.name in timed_out)
+    up = plan_scale_up(snapshot, make_settings(), NOW, timed_out=keys)
+    decision = Decision(up.actions, GroupHealthState(), scale_up=up, timed_out=keys)
     [event] = events_for_loop(snapshot, decision, [])
     assert (event.reason, event.type) == ("NotTriggerScaleUp", "Warning")
     assert expected in event.message
+
+
+def test_a_triggered_scale_up_says_why_that_group():
+    events = decided(make_snapshot(pods=[make_pod("job", cpu="3")], groups=[make_group("workers")]))
+    [event] = events
+    assert "1 pending pods {any node} (default/job) need 1 new m5.xlarge instances" in event.message
 
 
 def test_ten_thousand_unserved_pods_make_a_bounded_number_of_events():

@@ -7,9 +7,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "autoscaler"
-PURE_MODULES = ["model", "plan", "config", "scheduling", "packing", "scale_up", "scale_down", "node_state", "group_health", "decide", "group_labels", "real_capacity"]
+PURE_MODULES = ["model", "plan", "config", "scheduling", "packing", "scale_up", "scale_down", "node_state", "group_health", "decide", "group_labels", "real_capacity",
+                "pending_shapes", "live_fit", "infeasible", "offers", "group_plan", "demand_classes", "choose", "improve", "greedy", "over_provision", "scale_up_actions", "notices"]
 IO_LIBRARIES = {"boto3", "botocore", "kubernetes", "requests", "urllib3", "socket", "http", "subprocess"}
-PURE_ALLOWED_LOCAL = {"model", "plan", "config", "scheduling", "packing", "node_state", "group_health", "scale_up", "scale_down", "group_labels", "real_capacity"}
+PURE_ALLOWED_LOCAL = {"model", "plan", "config", "scheduling", "packing", "node_state", "group_health", "scale_up", "scale_down", "group_labels", "real_capacity",
+                      "pending_shapes", "live_fit", "infeasible", "offers", "group_plan", "demand_classes", "choose", "improve", "greedy", "over_provision", "scale_up_actions", "notices"}
 
 
 def imports_of(path: pathlib.Path) -> set[str]:

@@ -136,16 +136,28 @@ def test_failed_launch_overflows_to_the_next_region_and_stays_out_across_restart
 
 def test_first_region_is_preferred_again_once_the_timeout_expires(fake_aws, fake_kube, tmp_path):
     """The daemon, with --group-timeout shortened to 4 s: loop 2 overflows; once west can launch
-    again and its timeout has run out, a loop raises west again for the still-pending pods."""
+    again and its timeout has run out, new pods go to west first. The pods east's booting
+    instances hold stay there (README "How it decides": booting instances are filled before
+    anything is bought), and the two pods of room those instances have left take the first of
+    the new ones."""
     make_cluster(fake_aws, fake_kube)
     fake_aws.fail_launches(WEST, "cpu-west")
     log_path = tmp_path / "autoscaler.log"
+
+    def west_is_back() -> bool:
+        loops = loops_of(log_path.read_text())[:-1]  # the last one may still be running
+        raised = [index for index, text in enumerate(loops) if RAISE_EAST in text]
+        return bool(raised) and any(WEST_TIMED_OUT not in text for text in loops[raised[0] + 1:])
+
     with open(log_path, "w") as log_file:
         daemon = subprocess.Popen(command(fake_kube, "--sleep", "0.3", "--group-timeout", "4"), stderr=log_file,
                                   stdout=subprocess.DEVNULL, env=fake_aws.env(inherit=os.environ), cwd=ROOT)
         try:
             wait_for(lambda: desired_of(fake_aws, EAST, "cpu-east") == 2, "the east group to be raised")
             fake_aws.stop_failing(WEST, "cpu-west")  # capacity is back in us-west-2
+            wait_for(west_is_back, "the west group's timeout to run out")
+            for index in range(4, 10):
+                fake_kube.add(make_pod(f"job-{index}", cpu="1", memory="2Gi"))
             wait_for(lambda: len(group_of(fake_aws, WEST, "cpu-west")["Instances"]) == 2,
                      "the west group to be raised again and launch")
         finally:
@@ -162,7 +174,10 @@ def test_first_region_is_preferred_again_once_the_timeout_expires(fake_aws, fake
     assert len(again) == 2, log
     back = loops[again[1]]
     assert WEST_TIMED_OUT not in back and "Set desired capacity of cpu-east" not in back
-    assert all(WEST_TIMED_OUT in loops[index] for index in range(1, again[1]))  # out until it expired
+    expired = next(index for index in range(1, len(loops)) if WEST_TIMED_OUT not in loops[index])
+    assert expired <= again[1] and all(WEST_TIMED_OUT in loops[index] for index in range(1, expired))  # out until it expired
+    # East's booting instances held the first pods while west was back: nothing bought twice.
+    assert not any("Set desired capacity of cpu-east" in text for text in loops[2:])
     assert (desired_of(fake_aws, WEST, "cpu-west"), desired_of(fake_aws, EAST, "cpu-east")) == (2, 2)
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import pytest
 
-from datetime import timedelta
-
 import autoscaler.packing as packing
-import autoscaler.scale_up as scale_up
+import autoscaler.pending_shapes as pending_shapes
 from autoscaler.config import Settings
 from autoscaler.model import DETACHED_LABEL, PodPhase, Taint, Toleration
 from autoscaler.plan import Notify, SetDesiredCapacity, Uncordon
@@ -18,7 +17,6 @@ from autoscaler.scale_up import plan_scale_up
 from builders import (
     NOW,
     anti_affinity,
-    requirement,
     make_group,
     make_group_nodes,
     make_node,
@@ -26,6 +24,7 @@ from builders import (
     make_resources,
     make_shape,
     make_snapshot,
+    requirement,
 )
 
 REGIONS = ("us-west-2", "us-east-1")
@@ -266,7 +265,10 @@ def test_action_says_why_and_names_pods():
     snapshot = make_snapshot([make_pod(f"job-{i:02}", cpu="1", selector={"aws/type": "m5.xlarge"}) for i in range(30)],
                              groups=[make_group()])
     [action] = plan_scale_up(snapshot, settings(over_provision=2), NOW).actions
-    assert action.reason == "30 pending pods {aws/type=m5.xlarge} need 8 new m5.xlarge instances (+2 over-provision)"
+    # No price is known for the builders' groups: chosen by least waste (test_cost_aware has prices).
+    assert action.reason.startswith("30 pending pods {aws/type=m5.xlarge} (default/job-00, default/job-01, default/job-02, "
+                                    "default/job-03, default/job-04 and 25 more) need 8 new m5.xlarge instances (+2 over-provision), "
+                                    "reaching max size 10: no known price, so chosen by least waste")
     assert action.pods == tuple(f"default/job-{i:02}" for i in range(20))
     assert (action.previous, action.desired) == (0, 10)
 
@@ -277,7 +279,9 @@ def test_shared_group_one_action_with_both_reasons():
                              groups=[shared])
     [action] = plan_scale_up(snapshot, settings(over_provision=1), NOW).actions
     assert action.desired == 2 + 1 + 1  # over-provision once per group, not once per set
-    assert action.reason.count("need") == 2
+    # One decision over both sets: they share instances, and one reason names both.
+    assert action.reason.startswith("12 pending pods {aws/type=m5.xlarge} {team=ml} (")
+    assert "need 3 new m5.xlarge instances" in action.reason
 
 
 def _contested_snapshot():
@@ -325,13 +329,13 @@ def test_hostname_label_is_the_anti_affinity_topology():
 def test_identical_pods_in_many_namespaces_are_one_shape(monkeypatch):
     """Without anti-affinity anywhere, a namespace changes nothing about where a pod fits."""
     built = []
-    original = scale_up._PodShape
+    original = pending_shapes.PodShape
 
     def counting(*args, **kwargs):
         built.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(scale_up, "_PodShape", counting)
+    monkeypatch.setattr(pending_shapes, "PodShape", counting)
     spread = [make_pod(cpu="1", namespace=f"team-{i}") for i in range(50)]
     result = plan_scale_up(make_snapshot(spread, groups=[make_group(max_size=20)]), settings(), NOW)
     assert raised(result) == {"workers": 13} and len(built) == 1
@@ -357,11 +361,16 @@ def test_first_fit_work_grows_with_pods_and_nodes_not_their_product(monkeypatch)
 
 
 def _reference_first_fit(pending, rooms, capacity):
-    """One pod at a time, largest first: the first node in name order with room, else the first
-    new instance with room, else a new instance. Returns (placed on nodes, new instances)."""
+    """One pod at a time, largest first (cpu, then memory): the first node in name order with
+    room; then the pods left, largest share of a new instance first: the first new instance with
+    room, else a new instance. Returns (placed on nodes, new instances)."""
     def size(pod):
         return (-pod.requests.get("cpu"), -pod.requests.get("memory"), sorted(pod.requests.items()))
-    placed, bins = 0, []
+
+    def share(pod):
+        return max(amount / capacity.get(name) for name, amount in pod.requests.items())
+
+    placed, bins, left = 0, [], []
     for pod in sorted(pending, key=size):
         for free in rooms:
             if pod.requests.fits_in(free[0]):
@@ -369,12 +378,14 @@ def _reference_first_fit(pending, rooms, capacity):
                 placed += 1
                 break
         else:
-            for free in bins:
-                if pod.requests.fits_in(free[0]):
-                    free[0] = free[0] - pod.requests
-                    break
-            else:
-                bins.append([capacity - pod.requests])
+            left.append(pod)
+    for pod in sorted(left, key=lambda pod: (-share(pod), size(pod))):
+        for free in bins:
+            if pod.requests.fits_in(free[0]):
+                free[0] = free[0] - pod.requests
+                break
+        else:
+            bins.append([capacity - pod.requests])
     return placed, len(bins)
 
 
