@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,19 +20,32 @@ import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+from urllib3.exceptions import NameResolutionError
 
 from .capacity import CapacityCatalog
-from .config import Settings
+from .config import ConfigurationError, Settings
+from .http_summary import describe_answer, first_line, looks_like_html
 from .group_labels import node_template, parse_priority, sort_shapes
 from .model import Group, Instance, InstanceShape, Resources, ScalingActivity, SpotPrice
 from .resources import QuantityError, parse_resources
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 10
-READ_TIMEOUT_SECONDS = 30
-MAX_ATTEMPTS = 8  # in all, the first try included; adaptive mode also rate-limits the client itself once AWS throttles it
+# A stalled endpoint costs at most MAX_ATTEMPTS x READ_TIMEOUT_SECONDS plus botocore's backoff
+# between them, about 27 s; a throttled loop backs off as a whole (loop.py), so few attempts
+# per call are enough. Adaptive mode also rate-limits the client itself once AWS throttles it.
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 8
+MAX_ATTEMPTS = 3  # in all, the first try included
 
 CLUSTER_TAG = "KubernetesCluster"
 ROLE_TAGS = ("Role", "KubernetesRole")
@@ -44,6 +58,16 @@ LAUNCH_CONFIGURATION_BATCH = 50  # DescribeLaunchConfigurations' limit of names 
 # not fail the whole request. 200 is EC2's limit of values in one filter.
 INSTANCE_BATCH = 200
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"})
+# Codes of credentials AWS does not accept: unknown, expired, wrongly signed, or for a region the
+# account has not opted in to. No retry fixes them.
+CREDENTIAL_CODES = frozenset({
+    "InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure", "SignatureDoesNotMatch",
+    "IncompleteSignature", "InvalidSignatureException", "MissingAuthenticationToken", "ExpiredToken",
+    "ExpiredTokenException", "RequestExpired", "InvalidAccessKeyId", "OptInRequired", "InvalidToken",
+})
+CREDENTIALS_HINT = ("give --aws-access-key and --aws-secret-key, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                    "a profile (AWS_PROFILE), or an instance or service-account role")
+ENDPOINT_HINT = "check AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_AUTO_SCALING), or unset it"
 
 
 class CloudError(RuntimeError):
@@ -54,22 +78,73 @@ class CloudError(RuntimeError):
         self.code = code
 
 
+class CloudConfigurationError(CloudError, ConfigurationError):
+    """A failed AWS call that no retry fixes: no credentials or refused ones, a missing permission,
+    an endpoint that does not resolve or is not an AWS API."""
+
+
+class NotAnAwsAnswer(BotoCoreError):
+    """The endpoint answered with a web page, not an AWS API response."""
+
+    fmt = "{description}"
+
+
+def _refuse_web_pages(response_dict: Mapping[str, Any], **_) -> None:
+    """botocore's before-parse hook: an HTML answer would otherwise fail deep in the parser (a
+    KeyError, or "invalid XML received" followed by the whole page)."""
+    body = response_dict.get("body") or b""
+    content_type = str((response_dict.get("headers") or {}).get("content-type", "")).lower()
+    if "text/html" in content_type or looks_like_html(body):
+        raise NotAnAwsAnswer(description=describe_answer(response_dict.get("status_code"), body))
+
+
 @contextmanager
 def cloud_errors(client: Any, doing: str) -> Iterator[None]:
-    """Turn botocore's exceptions into CloudError with a message an operator can act on."""
+    """Turn botocore's exceptions into CloudError with a message an operator can act on, and
+    CloudConfigurationError for those no retry fixes."""
     try:
         yield
     except ClientError as error:
-        details = error.response.get("Error", {})
-        code = details.get("Code") or "Unknown"
-        aws_message = details.get("Message") or ""
-        if code in ACCESS_DENIED_CODES:
-            action = f"{client.meta.service_model.signing_name}:{error.operation_name}"
-            raise CloudError(code, f"{doing}: access denied; the AWS credentials need the IAM permission "
-                                   f"{action} ({aws_message})") from error
-        raise CloudError(code, f"{doing}: {code}: {aws_message}") from error
+        raise client_error(client, doing, error) from error
     except BotoCoreError as error:
-        raise CloudError(type(error).__name__, f"{doing}: {error}") from error
+        raise botocore_error(doing, error) from error
+
+
+def client_error(client: Any, doing: str, error: ClientError) -> CloudError:
+    details = error.response.get("Error") or {}
+    code = details.get("Code") or "Unknown"
+    aws_message = first_line(details.get("Message") or "")
+    status = (error.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    if code in ACCESS_DENIED_CODES:
+        action = f"{client.meta.service_model.signing_name}:{error.operation_name}"
+        return CloudConfigurationError(code, f"{doing}: access denied; the AWS credentials need the IAM permission "
+                                             f"{action} ({aws_message})")
+    if code in CREDENTIAL_CODES:
+        return CloudConfigurationError(code, f"{doing}: AWS refused the credentials ({code}: {aws_message}); "
+                                             + CREDENTIALS_HINT)
+    if code == "Unknown" and status is not None and 400 <= status < 500 and status != 429:
+        # An error body that is not AWS's: the endpoint is something else (a web server, a proxy).
+        return CloudConfigurationError(code, f"{doing}: the endpoint is not an AWS API (it answered HTTP {status} "
+                                             f"without an AWS error); {ENDPOINT_HINT}")
+    return CloudError(code, f"{doing}: {code}: {aws_message}" + (f" (HTTP {status})" if code == "Unknown" and status else ""))
+
+
+def botocore_error(doing: str, error: BotoCoreError) -> CloudError:
+    name = type(error).__name__
+    text = first_line(str(error), 240)
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)):
+        return CloudConfigurationError(name, f"{doing}: no usable AWS credentials ({text}); {CREDENTIALS_HINT}")
+    if isinstance(error, NotAnAwsAnswer):
+        return CloudConfigurationError(name, f"{doing}: the endpoint is not an AWS API (it answered {text}); {ENDPOINT_HINT}")
+    if isinstance(error, EndpointConnectionError) and _is_name_resolution(error):
+        return CloudConfigurationError(name, f"{doing}: {text}: the host name does not resolve; {ENDPOINT_HINT}")
+    return CloudError(name, f"{doing}: {text}")
+
+
+def _is_name_resolution(error: EndpointConnectionError) -> bool:
+    cause = error.kwargs.get("error")
+    return isinstance(cause, (NameResolutionError, socket.gaierror)) or isinstance(
+        getattr(cause, "__context__", None), socket.gaierror)
 
 
 # ---------------------------------------------------------------------------------------- clients
@@ -79,6 +154,11 @@ class RegionClients:
     region: str
     autoscaling: Any
     ec2: Any
+
+
+class ClientSetupError(ConfigurationError, ValueError):
+    """The AWS clients cannot be made (a malformed endpoint URL, an unknown profile, a bad AWS
+    config file); known before any call."""
 
 
 def client_config() -> Config:
@@ -103,6 +183,7 @@ def make_session(settings: Settings) -> boto3.session.Session:
     instance profile, IAM roles for service accounts)."""
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+    core.register("before-parse", _refuse_web_pages)
     if settings.aws_access_key and settings.aws_secret_key:
         # Keys that came from the environment may be temporary ones: their token must go along.
         token = os.environ.get("AWS_SESSION_TOKEN") if settings.aws_access_key == os.environ.get("AWS_ACCESS_KEY_ID") else None
@@ -115,11 +196,16 @@ def make_session(settings: Settings) -> boto3.session.Session:
 def aws_clients(settings: Settings, region: str, session: Optional[boto3.session.Session] = None) -> RegionClients:
     """Fresh clients for one region. AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2, ...) is honoured
     by boto3 itself, which is how tests point the product at a moto server."""
-    session = session or make_session(settings)
-    config = client_config()
-    return RegionClients(region=region,
-                         autoscaling=session.client("autoscaling", region_name=region, config=config),
-                         ec2=session.client("ec2", region_name=region, config=config))
+    try:
+        session = session or make_session(settings)
+        config = client_config()
+        return RegionClients(region=region,
+                             autoscaling=session.client("autoscaling", region_name=region, config=config),
+                             ec2=session.client("ec2", region_name=region, config=config))
+    except (BotoCoreError, ValueError) as error:
+        # "Invalid endpoint: banana", an unknown AWS_PROFILE, an AWS config file that does not parse.
+        raise ClientSetupError(f"cannot make the AWS clients for {region}: {first_line(str(error), 240)}; "
+                               "check AWS_ENDPOINT_URL*, AWS_PROFILE and the AWS config files") from None
 
 
 class AwsClients:

@@ -45,6 +45,14 @@ class SettingsError(ValueError):
         self.flag = flag
 
 
+class ConfigurationError(Exception):
+    """An API answer that no retry can fix: no credentials, access denied, a server that is not the
+    API it should be, a name that does not resolve. The message names the cause and what to do.
+    Before the first successful loop it ends the process (exit 1); after one, it is logged,
+    counted and retried like any failed read, since a rotated credential can recover (README
+    "Configuration"). API adapters raise it mixed into their own error types."""
+
+
 @dataclass(frozen=True)
 class Settings:
     cluster_name: str

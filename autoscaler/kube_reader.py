@@ -15,7 +15,9 @@ from typing import Callable, Iterator, Optional
 
 from kubernetes import client as kube_client
 
-from .kube_errors import KubeError, kube_call
+from .http_summary import describe_answer
+from .kube_connect import REQUEST_TIMEOUT
+from .kube_errors import KubeConfigurationError, kube_call
 from .model import (
     HOSTNAME_LABEL,
     LAST_BUSY_ANNOTATION,
@@ -37,9 +39,9 @@ from .resources import QuantityError, parse_resources, to_milli
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-# (connect, read) seconds for one page. Without a timeout a half-open connection blocks the loop
-# for ever while the leader thread keeps renewing the lease; a page of 500 pods takes well under a second.
-LIST_REQUEST_TIMEOUT = (10, 60)
+# (connect, read) seconds for one page: the client's default (kube_connect.REQUEST_TIMEOUT), so a
+# stalled server fails the loop instead of holding it; a page of 500 pods takes well under a second.
+LIST_REQUEST_TIMEOUT = REQUEST_TIMEOUT
 ONE_POD_MILLI = 1000
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -51,7 +53,7 @@ class KubeReader:
         self.namespace = namespace
 
     def read_nodes(self) -> tuple[Node, ...]:
-        return _convert_all(self._pages(self.core.list_node), node_from_api, "node")
+        return _convert_all(self._pages(self.core.list_node, "nodes"), node_from_api, "node")
 
     def read_pods(self) -> tuple[Pod, ...]:
         if self.namespace:
@@ -60,28 +62,35 @@ class KubeReader:
             lister = self.core.list_pod_for_all_namespaces
         # Finished pods occupy nothing and are never pending: leave them on the server.
         selector = "status.phase!=Succeeded,status.phase!=Failed"
-        return _convert_all(self._pages(lister, field_selector=selector), pod_from_api, "pod")
+        return _convert_all(self._pages(lister, "pods", field_selector=selector), pod_from_api, "pod")
 
     def read_budgets(self) -> tuple[DisruptionBudget, ...]:
         if self.namespace:
             lister = lambda **kw: self.policy.list_namespaced_pod_disruption_budget(self.namespace, **kw)  # noqa: E731
         else:
             lister = self.policy.list_pod_disruption_budget_for_all_namespaces
-        return _convert_all(self._pages(lister), budget_from_api, "poddisruptionbudget")
+        return _convert_all(self._pages(lister, "pod disruption budgets"), budget_from_api, "poddisruptionbudget")
 
-    def _pages(self, lister: Callable, **query) -> Iterator[dict]:
+    def _pages(self, lister: Callable, what: str, **query) -> Iterator[dict]:
         token = None
         while True:
             kwargs = dict(query, limit=PAGE_SIZE, _preload_content=False, _request_timeout=LIST_REQUEST_TIMEOUT)
             if token:
                 kwargs["_continue"] = token
-            response = kube_call("list", lister, **kwargs)
+            response = kube_call(f"list {what}", lister, **kwargs)
             try:
                 page = json.loads(response.data)
-            except ValueError as error:
-                raise KubeError(f"list: the API server sent a body that is not JSON ({error})") from None
+            except ValueError:
+                # A web server or a proxy at the kubeconfig's address answers 200 with a page.
+                raise KubeConfigurationError(
+                    f"list {what}: the server answered with something that is not a Kubernetes list ("
+                    f"{describe_answer(response.status, response.data)}); check the server address in the kubeconfig"
+                ) from None
+            if not isinstance(page, dict) or not isinstance(page.get("items") or [], list):
+                raise KubeConfigurationError(f"list {what}: the server answered JSON that is not a Kubernetes list; "
+                                             "check the server address in the kubeconfig")
             yield from page.get("items") or ()
-            token = (page.get("metadata") or {}).get("continue")
+            token = (page.get("metadata") or {}).get("continue") if isinstance(page.get("metadata"), dict) else None
             if not token:
                 return
 

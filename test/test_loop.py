@@ -10,6 +10,7 @@ import pytest
 
 from autoscaler import daemon, loop as loop_module
 from autoscaler.aws_reader import CloudError
+from autoscaler.logs import ALWAYS_SHOWN
 from autoscaler.decide import remember_last_busy, with_remembered_last_busy
 from autoscaler.kube_actuator import EvictionRefused
 from autoscaler.kube_errors import KubeError
@@ -183,14 +184,18 @@ def test_a_failed_read_shows_a_traceback_only_for_a_bug(error, traceback, caplog
     (LoopReport(True, failed_actions=1, error="delete node n1: HTTP 403"), 1),
     (LoopReport(False, error="list pods: HTTP 500"), 1),
 ], ids=["clean", "an-action-failed", "the-read-failed"])
-def test_once_exits_1_when_anything_failed(report, code, capsys):
+def test_once_exits_1_when_anything_failed_and_always_ends_with_one_line(report, code, capsys, caplog):
     class OneLoop:
         def run_once(self):
             return report
 
     assert daemon._run_once(OneLoop(), None, threading.Event()) == code
     err = capsys.readouterr().err
-    assert (report.error in err) if code else err == ""
+    summaries = [r for r in caplog.records if r.getMessage().startswith("done: ")]
+    if code:
+        assert report.error in err and err.count("\n") == 1 and not summaries
+    else:
+        assert err == "" and len(summaries) == 1 and getattr(summaries[0], ALWAYS_SHOWN)
 
 
 def test_a_stop_during_the_plan_lets_the_current_action_finish_and_applies_nothing_more():
