@@ -17,6 +17,11 @@ from .notifier import SlackNotifier, scale_up_message
 log = logging.getLogger(__name__)
 
 
+# Actions whose success is announced on Slack: their failure is announced too. (A termination is
+# announced by the notice that follows it, which reports its failure: see _notify_what_was_done.)
+NOTIFIED_ON_FAILURE = (p.SetDesiredCapacity, p.CancelSpotRequest)
+
+
 def _log_notice(notice: p.Notify) -> None:
     log.log(logging.ERROR if notice.error else logging.WARNING, "%s", notice.message)
 
@@ -57,6 +62,10 @@ class Actuator:
                 result.applied[name] += 1
                 continue
             try:
+                if isinstance(action, p.Notify) and action.about:
+                    self._notify_what_was_done(action, result)
+                    result.applied[name] += 1
+                    continue
                 self._apply_one(action)
             except EvictionRefused as error:
                 # A disruption budget said not yet: the node stays cordoned and we retry next loop.
@@ -64,6 +73,8 @@ class Actuator:
                 result.failed[name] += 1
             except Exception as error:  # noqa: BLE001 - one failed call must not stop the plan
                 log.error("failed to %s: %s", action.describe(), error)
+                if isinstance(action, NOTIFIED_ON_FAILURE):
+                    self.notifier.post(f"Failed to {action.describe()}: {error}")
                 result.failed[name] += 1
                 result.errors.append(f"{action.describe()}: {error}")
                 result.failures.append((action, error))
@@ -72,6 +83,23 @@ class Actuator:
                 result.applied[name] += 1
                 result.done.append(action)
         return result
+
+    def _notify_what_was_done(self, notice: p.Notify, result: ApplyResult) -> None:
+        """A notice about earlier actions of the plan: sent for those that were done (its own text
+        when all were), and one message naming those that failed, with why."""
+        done = [action for action in notice.about if action in result.done]
+        failed = [(action, error) for action, error in result.failures if action in notice.about]
+        if done:
+            message = notice.message if len(done) == len(notice.about) else p.NOTICE_MESSAGES.get(
+                notice.kind, lambda actions: f"{notice.kind}: {len(actions)} of {len(notice.about)} done")(done)
+            _log_notice(p.Notify(notice.kind, message, notice.error))
+            self.notifier.post(message)
+        if failed:
+            shown = "; ".join(f"{action.describe()}: {error}" for action, error in failed[:3])
+            more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+            message = f"{len(failed)} of {len(notice.about)} action(s) failed ({notice.kind}): {shown}{more}"
+            log.error("%s", message)
+            self.notifier.post(message)
 
     def _apply_one(self, action) -> None:
         if isinstance(action, p.Notify):
@@ -82,7 +110,8 @@ class Actuator:
         if isinstance(action, p.SetDesiredCapacity):
             self.aws.set_desired_capacity(action.group, action.region, action.desired)
             if action.desired > action.previous:
-                self.notifier.post(scale_up_message(action.group, action.region, action.previous, action.desired, action.pods))
+                self.notifier.post(scale_up_message(action.group, action.region, action.previous, action.desired,
+                                                    action.pods, action.pod_count))
             else:
                 # Only group health lowers desired capacity: a launch that cannot succeed is set back.
                 self.notifier.post(f"Capacity correction: set {action.group} ({action.region}) desired capacity back from "

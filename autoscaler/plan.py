@@ -104,9 +104,25 @@ class Notify:
     kind: str  # scale-up-failed, infeasible-pods, capacity-corrected, drained, ...
     message: str
     error: bool = False  # logged as an error, not a warning (the scale-in cap held everything back)
+    # The actions of the same plan this notice reports (before it in the plan). The actuator sends
+    # it only for those that were done, and a message of its own for those that failed.
+    about: tuple = ()
 
     def describe(self) -> str:
         return f"notify ({self.kind}): {self.message}"
+
+
+def terminations_message(terminations) -> str:
+    """The notice of instances being terminated, naming the first few."""
+    names = [f"{a.node or a.instance_id} ({a.group})" for a in terminations]
+    shown = ", ".join(names[:NOTIFY_NAMES])
+    more = f" and {len(names) - NOTIFY_NAMES} more" if len(names) > NOTIFY_NAMES else ""
+    return f"terminating {len(names)} instance(s): {shown}{more}"
+
+
+NOTIFY_NAMES = 10  # names in one notice; the rest are counted
+# kind -> the message for a subset of a notice's actions (those that were done)
+NOTICE_MESSAGES = {"nodes-terminated": terminations_message}
 
 
 Action = Union[
