@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from .actuator import Actuator, ApplyResult
 from .aws_reader import CloudError
 from .config import ConfigurationError, Settings
-from .decide import BANNER, decide, remember_last_busy, with_remembered_last_busy
+from .decide import BANNER, decide, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
 from .events import events_for_loop
 from .group_health import GroupHealthState
 from .kube_actuator import EvictionRefused
@@ -97,8 +97,10 @@ class Loop:
         self.liveness = liveness  # metrics.Liveness
         self.events = events  # events.EventRecorder; None in a dry run (events are writes)
         self.health = GroupHealthState()
-        # Node name -> when this loop's plans last saw it busy (decide.remember_last_busy).
+        # Node name -> the last-busy time this loop's plans last wrote (decide.remember_last_busy).
         self.last_busy: dict = {}
+        # Node name -> the last loop that saw it busy: idle time runs from it (decide.remember_seen_busy).
+        self.seen_busy: dict = {}
         self.loops = 0
         self.succeeded = 0  # loops that read the world
         # Set when the process should end: a configuration error before any loop succeeded.
@@ -160,9 +162,10 @@ class Loop:
             log.exception("recording the failed loop in the metrics failed")
 
     def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
-        snapshot = with_remembered_last_busy(snapshot, self.last_busy)
+        snapshot = with_seen_busy(with_remembered_last_busy(snapshot, self.last_busy), self.seen_busy)
         decision = decide(snapshot, self.settings, now, self.health)
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
+        self.seen_busy = remember_seen_busy(self.seen_busy, snapshot, now)
         if self.should_stop():
             # Checked once more after the (possibly long) read: a lease lost meanwhile means
             # another replica may already be acting on the same world.

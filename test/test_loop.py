@@ -11,7 +11,7 @@ import pytest
 from autoscaler import daemon, loop as loop_module
 from autoscaler.aws_reader import CloudError
 from autoscaler.logs import ALWAYS_SHOWN
-from autoscaler.decide import remember_last_busy, with_remembered_last_busy
+from autoscaler.decide import remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
 from autoscaler.kube_actuator import EvictionRefused
 from autoscaler.kube_errors import KubeError
 from autoscaler.loop import MAX_BACKOFF_SECONDS, LoopReport, is_throttling
@@ -353,3 +353,35 @@ def test_remembered_last_busy_times(annotated, remembered, actions, expected_see
     [node] = with_remembered_last_busy(snapshot, remembered).nodes
     assert node.last_busy == expected_seen
     assert remember_last_busy(remembered, snapshot, actions) == expected_remembered
+
+
+# --- idle time runs from the last loop that saw the node busy --------------------------------------
+
+@pytest.mark.parametrize("annotated_before, idle_for, threshold, cordoned", [
+    # The annotation was written 50 s before the loop that last saw the job: measured from it, the
+    # node would be 70 s idle and cordoned with a 60 s threshold, 20 s after its job ended.
+    pytest.param(50, 20, 60, False, id="annotation-older-than-the-last-busy-loop"),
+    pytest.param(50, 61, 60, True, id="idle-past-the-threshold-since-the-last-busy-loop"),
+    pytest.param(0, 20, 5, True, id="short-threshold"),
+])
+def test_idle_time_runs_from_the_last_loop_that_saw_the_node_busy(annotated_before, idle_for, threshold, cordoned):
+    busy_at = NOW - timedelta(seconds=idle_for)
+    busy, idle = node_busy_then_idle_snapshots(written_last_busy=busy_at - timedelta(seconds=annotated_before))
+    busy = replace(busy, nodes=idle.nodes)  # the same annotation in both reads: loop 1 does not rewrite it
+    kube = RecordingAdapter()
+    settings = make_settings(idle_threshold=threshold, type_idle_threshold=threshold, spare_idle_nodes=0)
+    times = iter([busy_at, NOW])
+    loop = make_loop(StubWorld(busy, idle), settings, kube=kube, clock=lambda: next(times))
+    loop.run_once()
+    loop.run_once()
+    assert ("cordon" in [name for name, _ in kube.calls]) is cordoned, kube.calls
+
+
+def test_the_seen_busy_memory_keeps_nodes_still_there_and_leaves_busy_nodes_their_annotation():
+    busy, idle = node_busy_then_idle_snapshots(written_last_busy=EARLIER)
+    [name] = [node.name for node in busy.nodes]
+    seen = remember_seen_busy({"gone": EARLIER}, busy, LATER)
+    assert seen == {name: LATER}
+    assert with_seen_busy(busy, seen).nodes[0].last_busy == busy.nodes[0].last_busy  # busy: unchanged
+    assert with_seen_busy(idle, seen).nodes[0].last_busy == LATER
+    assert remember_seen_busy(seen, idle, NOW) == {name: LATER}  # idle now: the last busy loop stays
