@@ -9,6 +9,7 @@ and DescribeInstanceTypes only for instance types never seen before. None of it 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from contextlib import contextmanager
@@ -242,6 +243,11 @@ class LaunchSettings:
     is_spot: bool = False
     spot_price: Optional[str] = None
 
+    def __post_init__(self):
+        bad = [t for t in self.instance_types if not isinstance(t, str) or not t]
+        if bad:
+            raise TypeError(f"instance type {bad[0]!r} is not a name")
+
 
 def read_groups(clients: ClientsArg, settings: Settings, region: str,
                 catalog: Optional[CapacityCatalog] = None) -> tuple[Group, ...]:
@@ -252,11 +258,47 @@ def read_groups(clients: ClientsArg, settings: Settings, region: str,
     launch = _read_launch_settings(clients, region, raw_groups)
     catalog = catalog or CapacityCatalog(lambda _region: clients)
     catalog.prefetch(region, sorted({t for s in launch.values() if isinstance(s, LaunchSettings) for t in s.instance_types}))
-    return tuple(_group_from(raw, launch[raw["AutoScalingGroupName"]], region, catalog) for raw in raw_groups)
+    return groups_from(raw_groups, launch, region, catalog)
 
 
-def _tags(raw_group: Mapping[str, Any]) -> dict[str, str]:
-    return {tag["Key"]: tag.get("Value", "") for tag in raw_group.get("Tags", ())}
+def groups_from(raw_groups: Iterable[Any], launch: Mapping[str, Union[LaunchSettings, str]], region: str,
+                catalog: CapacityCatalog) -> tuple[Group, ...]:
+    """Model groups from DescribeAutoScalingGroups entries; an entry that cannot be read is skipped
+    with a warning naming it (one odd group must not stop every other from scaling)."""
+    return tuple(_each(raw_groups, lambda raw: _group_from(
+        raw, launch.get(raw["AutoScalingGroupName"], "its launch settings were not read"), region, catalog),
+        "group", region))
+
+
+def _each(raws: Iterable[Any], convert, kind: str, region: str) -> list:
+    """``convert`` applied to each raw AWS object; those it fails on are logged and skipped."""
+    converted = []
+    for raw in raws:
+        try:
+            converted.append(convert(raw))
+        except Exception as error:  # noqa: BLE001 - any malformed field of one object: skip that object
+            log.warning("skipping %s %s (%s): cannot read it (%s: %s)", kind, _name_of(raw), region,
+                        type(error).__name__, first_line(str(error), 200))
+    return converted
+
+
+def _name_of(raw: Any) -> str:
+    if isinstance(raw, Mapping):
+        for key in ("AutoScalingGroupName", "InstanceId", "ActivityId", "InstanceType"):
+            if isinstance(raw.get(key), str):
+                return raw[key]
+    return "?"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A field that should hold a structure: itself, or empty when it is missing or not one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _tags(raw: Mapping[str, Any]) -> dict[str, str]:
+    tags = raw.get("Tags") if isinstance(raw, Mapping) else None
+    return {tag["Key"]: str(tag.get("Value") or "") for tag in tags or ()
+            if isinstance(tag, Mapping) and isinstance(tag.get("Key"), str)} if isinstance(tags, list) else {}
 
 
 def _describe_managed_groups(clients: RegionClients, cluster_name: str, region: str) -> list[dict]:
@@ -265,6 +307,9 @@ def _describe_managed_groups(clients: RegionClients, cluster_name: str, region: 
     with cloud_errors(clients.autoscaling, f"reading Auto Scaling groups in {region}"):
         for page in paginator.paginate(Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_name]}]):
             for raw in page.get("AutoScalingGroups", ()):
+                if not isinstance(raw, Mapping) or not isinstance(raw.get("AutoScalingGroupName"), str):
+                    log.warning("skipping a group without a name in %s", region)
+                    continue
                 tags = _tags(raw)
                 if tags.get(CLUSTER_TAG) == cluster_name and any(tags.get(k) in MANAGED_ROLES for k in ROLE_TAGS):
                     groups.append(raw)
@@ -281,33 +326,45 @@ def _template_key(spec: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
 def _read_launch_settings(clients: RegionClients, region: str, raw_groups: Sequence[dict]) -> dict[str, Union[LaunchSettings, str]]:
     """Group name -> its LaunchSettings, or a sentence saying why they could not be read."""
     configs = _describe_launch_configurations(clients, region, sorted({
-        raw["LaunchConfigurationName"] for raw in raw_groups if raw.get("LaunchConfigurationName")}))
+        raw["LaunchConfigurationName"] for raw in raw_groups if isinstance(raw.get("LaunchConfigurationName"), str)}))
     template_specs = {}
-    for raw in raw_groups:
-        spec = raw.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification") or raw.get("LaunchTemplate")
-        if spec:
-            template_specs[raw["AutoScalingGroupName"]] = _template_key(spec)
-    templates = _describe_template_versions(clients, region, set(template_specs.values()))
-
     result: dict[str, Union[LaunchSettings, str]] = {}
     for raw in raw_groups:
+        try:
+            spec = _mapping(_mapping(_mapping(raw.get("MixedInstancesPolicy")).get("LaunchTemplate")).get(
+                "LaunchTemplateSpecification")) or _mapping(raw.get("LaunchTemplate"))
+            if spec:
+                template_specs[raw["AutoScalingGroupName"]] = _template_key(spec)
+        except Exception as error:  # noqa: BLE001 - a malformed field: this group only goes without
+            result[raw["AutoScalingGroupName"]] = f"its launch template is unreadable ({type(error).__name__}: {error})"
+    templates = _describe_template_versions(clients, region, set(template_specs.values()))
+
+    for raw in raw_groups:
         name = raw["AutoScalingGroupName"]
-        config_name = raw.get("LaunchConfigurationName")
-        if config_name:
-            config = configs.get(config_name)
-            result[name] = _from_launch_configuration(config) if config else f"launch configuration {config_name} not found"
-        elif name in template_specs:
-            (_, template), version = template_specs[name]
-            data = templates[template_specs[name]]
-            if isinstance(data, str):
-                result[name] = data
-            elif raw.get("MixedInstancesPolicy"):
-                result[name] = _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version)
-            else:
-                result[name] = _from_template(data, template, version)
-        else:
-            result[name] = "neither a launch configuration nor a launch template"
+        if name in result:
+            continue
+        try:
+            result[name] = _launch_settings_of(raw, name, configs, template_specs, templates)
+        except Exception as error:  # noqa: BLE001 - a malformed field: this group only goes without
+            result[name] = f"its launch settings are unreadable ({type(error).__name__}: {error})"
     return result
+
+
+def _launch_settings_of(raw: Mapping[str, Any], name: str, configs: Mapping[str, dict], template_specs: Mapping,
+                        templates: Mapping) -> Union[LaunchSettings, str]:
+    config_name = raw.get("LaunchConfigurationName")
+    if config_name:
+        config = configs.get(config_name)
+        return _from_launch_configuration(config) if config else f"launch configuration {config_name} not found"
+    if name in template_specs:
+        (_, template), version = template_specs[name]
+        data = templates[template_specs[name]]
+        if isinstance(data, str):
+            return data
+        if raw.get("MixedInstancesPolicy"):
+            return _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version)
+        return _from_template(data, template, version)
+    return "neither a launch configuration nor a launch template"
 
 
 def _describe_launch_configurations(clients: RegionClients, region: str, names: Sequence[str]) -> dict[str, dict]:
@@ -397,7 +454,10 @@ def _from_mixed_policy(policy: Mapping[str, Any], data: Mapping[str, Any], templ
 def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], region: str, catalog: CapacityCatalog) -> Group:
     name = raw["AutoScalingGroupName"]
     tags = _tags(raw)
-    zones = tuple(sorted(raw.get("AvailabilityZones", ())))
+    zones = tuple(sorted(_strings(raw.get("AvailabilityZones"), "AvailabilityZones")))
+    instance_ids = tuple(sorted(_strings([_mapping(i).get("InstanceId") for i in _list(raw.get("Instances"), "Instances")],
+                                         "Instances' InstanceId")))
+    created = raw.get("CreatedTime")
     settings = launch if isinstance(launch, LaunchSettings) else LaunchSettings(())
     if isinstance(launch, str):
         log.warning("group %s (%s): cannot read its launch settings (%s); scale up will skip it", name, region, launch)
@@ -416,12 +476,34 @@ def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], regi
         shapes.append(InstanceShape(instance_type, overridden + declared))
     return Group(
         name=name, region=region,
-        min_size=int(raw.get("MinSize", 0)), max_size=int(raw.get("MaxSize", 0)), desired=int(raw.get("DesiredCapacity", 0)),
-        instance_ids=tuple(sorted(i["InstanceId"] for i in raw.get("Instances", ()))),
+        min_size=_whole(raw, "MinSize"), max_size=_whole(raw, "MaxSize"), desired=_whole(raw, "DesiredCapacity"),
+        instance_ids=instance_ids,
         zones=zones, labels=template.labels, taints=template.taints, shapes=sort_shapes(shapes),
         is_spot=settings.is_spot, spot_price=settings.spot_price, priority=parse_priority(tags, name),
-        tags=tags, created=raw.get("CreatedTime"),
+        tags=tags, created=created if isinstance(created, datetime) and created.tzinfo else None,
     )
+
+
+def _whole(raw: Mapping[str, Any], key: str) -> int:
+    value = raw.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{key} {value!r} is not a whole number")
+    return value
+
+
+def _list(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def _strings(values: Any, what: str) -> list[str]:
+    values = _list(values, what)
+    if not all(isinstance(value, str) and value for value in values):
+        raise TypeError(f"{what} holds something that is not a name")
+    return values
 
 
 def _declared_resources(quantities: Sequence[tuple[str, str]], group_name: str) -> Resources:
@@ -447,23 +529,35 @@ def read_instances(clients: ClientsArg, region: str, instance_ids: Iterable[str]
             batch = ids[start:start + INSTANCE_BATCH]
             for page in paginator.paginate(Filters=[{"Name": "instance-id", "Values": batch}], PaginationConfig={"PageSize": 1000}):
                 for reservation in page.get("Reservations", ()):
-                    for raw in reservation.get("Instances", ()):
-                        instances[raw["InstanceId"]] = _instance_from(raw, region)
+                    instances.update((i.id, i) for i in instances_from(_mapping(reservation).get("Instances") or (), region))
     return instances
 
 
+def instances_from(raws: Iterable[Any], region: str) -> list[Instance]:
+    """Model instances from DescribeInstances entries. A field missing or of the wrong type takes
+    its default (the instance must not look terminated for it: its node would be deleted); only
+    an entry without an id is skipped, with a warning."""
+    return _each(raws, lambda raw: _instance_from(raw, region), "instance", region)
+
+
 def _instance_from(raw: Mapping[str, Any], region: str) -> Instance:
-    tags = {tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags", ())}
+    if not isinstance(raw.get("InstanceId"), str):
+        raise ValueError("no InstanceId")
+    launch_time = raw.get("LaunchTime")
     return Instance(
         id=raw["InstanceId"], region=region,
-        zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
-        state=raw.get("State", {}).get("Name", "unknown"),
-        instance_type=raw.get("InstanceType", ""),
-        launch_time=raw.get("LaunchTime"),
-        group_name=tags.get(GROUP_NAME_TAG),
+        zone=_text(_mapping(raw.get("Placement")).get("AvailabilityZone")),
+        state=_text(_mapping(raw.get("State")).get("Name"), "unknown"),
+        instance_type=_text(raw.get("InstanceType")),
+        launch_time=launch_time if isinstance(launch_time, datetime) and launch_time.tzinfo else None,
+        group_name=_tags(raw).get(GROUP_NAME_TAG),
         lifecycle="spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
-        spot_request_id=raw.get("SpotInstanceRequestId"),
+        spot_request_id=raw.get("SpotInstanceRequestId") if isinstance(raw.get("SpotInstanceRequestId"), str) else None,
     )
+
+
+def _text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
 
 
 # ------------------------------------------------------------------------------------ activities
@@ -486,22 +580,28 @@ def read_activities(clients: ClientsArg, region: str, group_names: Iterable[str]
     with cloud_errors(clients.autoscaling, f"reading scaling activities in {region}"):
         for page in paginator.paginate(**query):
             reached_older = False
-            for raw in page.get("Activities", ()):
-                if raw["StartTime"] < since:
+            for activity in _each(page.get("Activities", ()), lambda raw: _activity_from(raw, region), "activity", region):
+                if activity.start_time < since:
                     reached_older = True
-                elif raw.get("AutoScalingGroupName") in wanted:
-                    activities.append(_activity_from(raw, region))
+                elif activity.group_name in wanted:
+                    activities.append(activity)
             if reached_older:
                 break
     return tuple(sorted(activities, key=lambda a: (a.start_time, a.activity_id)))
 
 
 def _activity_from(raw: Mapping[str, Any], region: str) -> ScalingActivity:
+    if not isinstance(raw.get("StartTime"), datetime) or raw["StartTime"].tzinfo is None:
+        raise ValueError(f"StartTime {raw.get('StartTime')!r} is not a time")
+    end = raw.get("EndTime")
+    for key in ("ActivityId", "AutoScalingGroupName"):
+        if not isinstance(raw.get(key), str):
+            raise ValueError(f"no {key}")
     return ScalingActivity(
         activity_id=raw["ActivityId"], group_name=raw["AutoScalingGroupName"], region=region,
-        status_code=raw.get("StatusCode", ""), status_message=raw.get("StatusMessage", ""),
-        description=raw.get("Description", ""), cause=raw.get("Cause", ""),
-        start_time=raw["StartTime"], end_time=raw.get("EndTime"),
+        status_code=_text(raw.get("StatusCode")), status_message=_text(raw.get("StatusMessage")),
+        description=_text(raw.get("Description")), cause=_text(raw.get("Cause")),
+        start_time=raw["StartTime"], end_time=end if isinstance(end, datetime) and end.tzinfo else None,
     )
 
 
@@ -515,7 +615,15 @@ def read_spot_prices(clients: ClientsArg, region: str, instance_types: Iterable[
     paginator = clients.ec2.get_paginator("describe_spot_price_history")
     with cloud_errors(clients.ec2, f"reading spot price history in {region}"):
         for page in paginator.paginate(InstanceTypes=types, ProductDescriptions=["Linux/UNIX"], StartTime=since):
-            for raw in page.get("SpotPriceHistory", ()):
-                prices.append(SpotPrice(region=region, zone=raw.get("AvailabilityZone", ""), instance_type=raw["InstanceType"],
-                                        timestamp=raw["Timestamp"], price=float(raw["SpotPrice"])))
+            prices.extend(_each(page.get("SpotPriceHistory", ()), lambda raw: _spot_price_from(raw, region),
+                                "spot price", region))
     return tuple(sorted(prices, key=lambda p: (p.instance_type, p.zone, p.timestamp)))
+
+
+def _spot_price_from(raw: Mapping[str, Any], region: str) -> SpotPrice:
+    price = float(raw["SpotPrice"])
+    if not isinstance(raw.get("InstanceType"), str) or not isinstance(raw.get("Timestamp"), datetime) \
+            or not math.isfinite(price) or price < 0:
+        raise ValueError("not a spot price of an instance type at a time")
+    return SpotPrice(region=region, zone=_text(raw.get("AvailabilityZone")), instance_type=raw["InstanceType"],
+                     timestamp=raw["Timestamp"], price=price)
