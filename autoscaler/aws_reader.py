@@ -138,7 +138,9 @@ def botocore_error(doing: str, error: BotoCoreError) -> CloudError:
     if isinstance(error, NotAnAwsAnswer):
         return CloudConfigurationError(name, f"{doing}: the endpoint is not an AWS API (it answered {text}); {ENDPOINT_HINT}")
     if isinstance(error, EndpointConnectionError) and _is_name_resolution(error):
-        return CloudConfigurationError(name, f"{doing}: {text}: the host name does not resolve; {ENDPOINT_HINT}")
+        hint = ENDPOINT_HINT if any(key.startswith("AWS_ENDPOINT_URL") for key in os.environ) else \
+            "check the DNS and network of the autoscaler (or HTTPS_PROXY)"
+        return CloudConfigurationError(name, f"{doing}: {text}: the host name does not resolve; {hint}")
     return CloudError(name, f"{doing}: {text}")
 
 
@@ -197,14 +199,21 @@ def make_session(settings: Settings) -> boto3.session.Session:
 def aws_clients(settings: Settings, region: str, session: Optional[boto3.session.Session] = None) -> RegionClients:
     """Fresh clients for one region. AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2, ...) is honoured
     by boto3 itself, which is how tests point the product at a moto server."""
-    try:
+    with _client_setup(region):
         session = session or make_session(settings)
         config = client_config()
         return RegionClients(region=region,
                              autoscaling=session.client("autoscaling", region_name=region, config=config),
                              ec2=session.client("ec2", region_name=region, config=config))
+
+
+@contextmanager
+def _client_setup(region: str) -> Iterator[None]:
+    """"Invalid endpoint: banana", an unknown AWS_PROFILE, an AWS config file that does not parse:
+    ClientSetupError, one line."""
+    try:
+        yield
     except (BotoCoreError, ValueError) as error:
-        # "Invalid endpoint: banana", an unknown AWS_PROFILE, an AWS config file that does not parse.
         raise ClientSetupError(f"cannot make the AWS clients for {region}: {first_line(str(error), 240)}; "
                                "check AWS_ENDPOINT_URL*, AWS_PROFILE and the AWS config files") from None
 
@@ -222,7 +231,8 @@ class AwsClients:
         clients = self._by_region.get(region)
         if clients is None:
             if self._session is None:
-                self._session = make_session(self._settings)
+                with _client_setup(region):
+                    self._session = make_session(self._settings)
             clients = self._by_region[region] = aws_clients(self._settings, region, self._session)
         return clients
 

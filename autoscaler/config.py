@@ -118,13 +118,16 @@ def check_number(flag: str, value: float, minimum: float, maximum: float, *, abo
 def known_regions(partition: Optional[str] = None) -> frozenset:
     """The regions botocore knows for both EC2 and Auto Scaling, from its bundled endpoint data (no
     network): in ``partition`` ("aws", "aws-cn", ...), or in every partition when None."""
-    import boto3  # deferred: --help and flag errors stay fast
+    # botocore's own endpoint data, read without a session: a session reads AWS_PROFILE and the
+    # config files, whose errors belong to the AWS clients' setup, not to --regions.
+    from botocore.loaders import create_loader  # deferred: --help and flag errors stay fast
+    from botocore.regions import EndpointResolver
 
-    session = boto3.session.Session()
-    partitions = [partition] if partition else session.get_available_partitions()
+    resolver = EndpointResolver(create_loader().load_data("endpoints"))
+    partitions = [partition] if partition else resolver.get_available_partitions()
     return frozenset(region for name in partitions
-                     for region in set(session.get_available_regions("ec2", partition_name=name))
-                     & set(session.get_available_regions("autoscaling", partition_name=name)))
+                     for region in set(resolver.get_available_endpoints("ec2", name))
+                     & set(resolver.get_available_endpoints("autoscaling", name)))
 
 
 def parse_regions(text: Optional[str]) -> tuple[str, ...]:

@@ -88,10 +88,11 @@ def network_error(what: str, error: BaseException) -> KubeError:
 
 
 def _network_detail(cause: BaseException) -> str:
+    # NewConnectionError is a ConnectTimeoutError to urllib3, though it is mostly a refusal.
+    if isinstance(cause, (urllib3.exceptions.NewConnectionError, ConnectionError)):
+        return f"connection failed: {_one_line(cause)}"
     if isinstance(cause, (urllib3.exceptions.TimeoutError, TimeoutError)):
         return f"timed out: {_one_line(cause)}"
-    if isinstance(cause, urllib3.exceptions.NewConnectionError) or isinstance(cause, ConnectionRefusedError):
-        return f"connection failed: {_one_line(cause)}"
     return _one_line(cause)
 
 
