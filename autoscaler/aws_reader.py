@@ -29,6 +29,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
+    SSLError,
 )
 from urllib3.exceptions import NameResolutionError
 
@@ -135,6 +136,8 @@ def botocore_error(doing: str, error: BotoCoreError) -> CloudError:
     text = first_line(str(error), 240)
     if isinstance(error, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)):
         return CloudConfigurationError(name, f"{doing}: no usable AWS credentials ({text}); {CREDENTIALS_HINT}")
+    if isinstance(error, SSLError):
+        return CloudConfigurationError(name, f"{doing}: TLS failed ({text}); check AWS_CA_BUNDLE and the endpoint")
     if isinstance(error, NotAnAwsAnswer):
         return CloudConfigurationError(name, f"{doing}: the endpoint is not an AWS API (it answered {text}); {ENDPOINT_HINT}")
     if isinstance(error, EndpointConnectionError) and _is_name_resolution(error):
