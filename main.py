@@ -13,6 +13,7 @@ import click
 
 from autoscaler import config
 from autoscaler.config import Settings, SettingsError
+from autoscaler.regions import known_regions
 
 
 class Number(click.ParamType):
@@ -45,7 +46,7 @@ class Number(click.ParamType):
 
 def _regions(ctx, param, value):
     try:
-        return config.parse_regions(value)
+        return config.parse_regions(value, known_regions())
     except SettingsError as error:
         raise click.BadParameter(str(error).split(": ", 1)[1]) from None
 

@@ -1,7 +1,6 @@
 """Settings: every flag of the CLI as one frozen value, validated before any API call."""
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -114,25 +113,10 @@ def check_number(flag: str, value: float, minimum: float, maximum: float, *, abo
     return value
 
 
-@functools.lru_cache(maxsize=None)
-def known_regions(partition: Optional[str] = None) -> frozenset:
-    """The regions botocore knows for both EC2 and Auto Scaling, from its bundled endpoint data (no
-    network): in ``partition`` ("aws", "aws-cn", ...), or in every partition when None."""
-    # botocore's own endpoint data, read without a session: a session reads AWS_PROFILE and the
-    # config files, whose errors belong to the AWS clients' setup, not to --regions.
-    from botocore.loaders import create_loader  # deferred: --help and flag errors stay fast
-    from botocore.regions import EndpointResolver
-
-    resolver = EndpointResolver(create_loader().load_data("endpoints"))
-    partitions = [partition] if partition else resolver.get_available_partitions()
-    return frozenset(region for name in partitions
-                     for region in set(resolver.get_available_endpoints("ec2", name))
-                     & set(resolver.get_available_endpoints("autoscaling", name)))
-
-
-def parse_regions(text: Optional[str]) -> tuple[str, ...]:
-    """``us-west-2, us-east-1`` -> ('us-west-2', 'us-east-1'); raises SettingsError for a name that
-    is not one botocore knows for EC2 and Auto Scaling."""
+def parse_regions(text: Optional[str], known: Optional[frozenset] = None) -> tuple[str, ...]:
+    """``us-west-2, us-east-1`` -> ('us-west-2', 'us-east-1'); raises SettingsError. With ``known``
+    (regions.known_regions(): the regions botocore knows for EC2 and Auto Scaling), any other
+    name is refused too."""
     if text is None or not text.strip():
         raise SettingsError("--regions", "give at least one region, e.g. us-west-2,us-east-1")
     regions = tuple(part.strip() for part in text.split(","))
@@ -141,7 +125,7 @@ def parse_regions(text: Optional[str]) -> tuple[str, ...]:
             raise SettingsError("--regions", f"empty region in {text!r}")
         if not REGION_PATTERN.match(region):
             raise SettingsError("--regions", f"{region!r} is not an AWS region name like us-west-2")
-        if region not in known_regions():
+        if known is not None and region not in known:
             raise SettingsError("--regions", f"{region!r} is not a region this botocore knows for EC2 and Auto Scaling "
                                              "(a typo, or a region newer than the installed botocore: upgrade it)")
     if len(set(regions)) != len(regions):

@@ -25,7 +25,7 @@ from typing import Mapping, Optional
 
 import yaml
 
-from .. import config
+from .. import regions
 from ..config import REGION_PATTERN
 from ..model import Resources
 from ..resources import QuantityError, parse_resources
@@ -203,7 +203,7 @@ def _failure(value: "_Value", region_of: Mapping[str, str]) -> LaunchFailure:
 def known_regions() -> frozenset:
     """The commercial regions botocore knows for both EC2 and Auto Scaling (its bundled endpoint
     data, no network): moto serves these, and answers any other name with an error page."""
-    return config.known_regions("aws")
+    return regions.known_regions("aws")
 
 
 def _unique(where: Optional["_Value"], names: list, what: str) -> None:
