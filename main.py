@@ -41,7 +41,8 @@ class Number(click.ParamType):
             self.fail(str(error).split(": ", 1)[1], param, ctx)
 
     def get_metavar(self, param, ctx=None):
-        return "INTEGER" if self.integer else "FLOAT"
+        low = f"{self.minimum:g}<x" if self.above_minimum else f"{self.minimum:g}<=x"
+        return f"{'INTEGER' if self.integer else 'FLOAT'} [{low}<={self.maximum:g}]"
 
 
 def _regions(ctx, param, value):

@@ -30,6 +30,7 @@ from silent_server import SilentServer
 import main
 from autoscaler.config import Settings
 from autoscaler.fakes.kube_objects import make_node, make_pod
+from autoscaler.http_summary import first_line
 from autoscaler.kube_connect import KubeConfigError, connect
 from autoscaler.sandbox import Sandbox, cli
 from daemon_process import poll
@@ -469,3 +470,18 @@ def test_once_against_a_server_that_never_answers_ends_with_one_line(catalogue):
     stalled = catalogue["stalled"]
     stdout, stderr = stalled.communicate(timeout=40)
     assert_one_line(Ran(stalled.returncode, stdout, stderr), 1, "list pods", "timed out")
+
+
+# ---- an HTTP answer that is not the API's, in one line ------------------------------------------------
+
+@pytest.mark.parametrize("body, line", [
+    pytest.param(HTML_PAGE, "404 Not Found", id="html-title"),
+    pytest.param(b"<html><body>\n\n<h1>Bad Gateway</h1><p>nginx</p></body></html>", "Bad Gateway", id="html-no-title"),
+    pytest.param("upstream connect error\nreset reason: overflow", "upstream connect error", id="text"),
+    pytest.param(b"\xff\xfe garbage", "\ufffd\ufffd garbage", id="not-utf-8"),
+    pytest.param("x" * 1000, "x" * 119 + "…", id="long"),
+    pytest.param("", "", id="empty"),
+    pytest.param(None, "", id="none"),
+])
+def test_an_answer_is_summarised_by_its_first_line(body, line):
+    assert first_line(body) == line

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.aws_reader import LaunchSettings, _activity_from, _each, groups_from, instances_from
+from autoscaler.aws_reader import LaunchSettings, _activity_from, _each, _spot_price_from, groups_from, instances_from
 from autoscaler.capacity import CapacityCatalog
 from autoscaler.config import Settings
 from autoscaler.decide import decide
@@ -186,3 +186,15 @@ def test_a_malformed_scaling_activity_is_read_or_skipped(mutation):
     activities = _each([raw], lambda entry: _activity_from(entry, "us-west-2"), "activity", "us-west-2")
     group = groups_from([GROUP], {"workers": LaunchSettings(("m5.xlarge",))}, "us-west-2", CATALOG)
     aws_decide(groups=group, activities=[replace(a, start_time=min(a.start_time, NOW)) for a in activities])
+
+
+SPOT_PRICE = {"AvailabilityZone": ZONE, "InstanceType": "m5.xlarge", "ProductDescription": "Linux/UNIX",
+              "SpotPrice": "0.0412", "Timestamp": CREATED}
+
+
+@FUZZ
+@given(mutations(SPOT_PRICE))
+def test_a_malformed_spot_price_is_read_or_skipped(mutation):
+    raw = mutated(SPOT_PRICE, *mutation)
+    prices = _each([raw], lambda entry: _spot_price_from(entry, "us-west-2"), "spot price", "us-west-2")
+    assert all(price.price >= 0 and isinstance(price.instance_type, str) for price in prices)
