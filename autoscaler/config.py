@@ -147,12 +147,19 @@ def number_flags(settings: Settings) -> dict:
     }
 
 
+def _is_web_url(text: str) -> bool:
+    return re.match(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", text) is not None
+
+
 def validate(settings: Settings) -> Settings:
     """Return the settings if every value makes sense; otherwise raise SettingsError naming the flag."""
     if not settings.cluster_name or not settings.cluster_name.strip():
         raise SettingsError("--cluster-name", "is required and must not be empty")
     for flag, (value, minimum, maximum, above_minimum) in number_flags(settings).items():
         check_number(flag, value, minimum, maximum, above_minimum=above_minimum)
+    if settings.slack_hook and not _is_web_url(settings.slack_hook):
+        # The hook is a credential: say what is wrong with it, never what it is.
+        raise SettingsError("--slack-hook", "is not an http(s) URL like https://hooks.slack.com/services/...")
     if bool(settings.aws_access_key) != bool(settings.aws_secret_key):
         flag = "--aws-secret-key" if settings.aws_access_key else "--aws-access-key"
         raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")

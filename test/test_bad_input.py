@@ -115,6 +115,7 @@ FLAGS = {
     "metrics-port-out-of-range": flag_case("--metrics-port", "70000", flag="--metrics-port"),
     "missing-kubeconfig": flag_case("--kubeconfig", "/nonexistent/kubeconfig", flag="--kubeconfig"),
     "access-key-without-secret": flag_case("--aws-access-key", "AKIA", flag="--aws-secret-key"),
+    "slack-hook-not-a-url": flag_case("--slack-hook", "hooks.slack.com/services/T0/B0/secret", flag="--slack-hook"),
     "sandbox-flag-without-sandbox": flag_case("--sandbox-speed", "5", flag="--sandbox-speed"),
     "sandbox-with-once": Case(("--sandbox", "--once"), 2, ("--once",), NO_AWS_YET),
     "sandbox-speed-nan": Case(("--sandbox", "--sandbox-speed", "nan"), 2, ("--sandbox-speed",), NO_AWS_YET),
@@ -148,6 +149,7 @@ TRACES = {
     "job-of-100000h": ("jobs:\n  - {name: long, requests: {cpu: '1'}, duration: 100000h}\n", "jobs[0].duration"),
     "a-billion-jobs": ("jobs:\n  - {name: many, count: 1000000000, requests: {cpu: '1'}, duration: 1m}\n",
                        "jobs[0].count"),
+    "not-text": (b"\xff\xfe jobs", "not a text file"),
     "a-trace-of-a-century": ("jobs:\n  - {name: a, requests: {cpu: '1'}, duration: 1m}\nduration: 876000h\n",
                              "duration"),
 }
@@ -226,7 +228,7 @@ TRACE_CASES = {
 def test_a_bad_trace_or_sandbox_output_is_one_line(case, tmp_path, capsys):
     """In-process through the sandbox command: both are refused before the sandbox starts."""
     text, expected = case
-    (tmp_path / "trace.yaml").write_text(text)
+    (tmp_path / "trace.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
     (tmp_path / "a-file").write_text("")
     code = cli.run(Settings(cluster_name=None), frozenset(), str(tmp_path / "trace.yaml"), 0,
                    str(tmp_path / "a-file" / "out"))

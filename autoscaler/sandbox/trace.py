@@ -119,6 +119,8 @@ def load_trace(path: Optional[str] = None) -> Trace:
         text = path.read_text()
     except OSError as error:
         raise TraceError(f"trace {path}: cannot read it ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"trace {path}: not a text file (a trace is YAML in UTF-8)") from None
     return parse_trace(text, str(path))
 
 
