@@ -200,10 +200,10 @@ def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event
         print(f"error: the loop failed: {report.error}", file=sys.stderr)
     elif report.failed_actions:
         print(f"error: {report.failed_actions} action(s) failed: {report.error}", file=sys.stderr)
-    elif stop.is_set() and report.counters.get("not_applied"):
-        print(f"error: stopped by {_signal_name(signals)}: {report.counters['not_applied']} action(s) of the loop "
-              "not applied", file=sys.stderr)
-        return 128 + (signals[0] if signals else signal.SIGTERM)
+    elif signals:
+        print(f"error: stopped by {_signal_name(signals)}: {report.counters.get('not_applied', 0)} action(s) of the "
+              "loop not applied", file=sys.stderr)
+        return 128 + signals[0]
     else:
         summary = once_summary(report, getattr(getattr(loop, "settings", None), "dry_run", False))
         log.warning("%s", summary, extra={ALWAYS_SHOWN: True, COUNTERS_ATTRIBUTE: report.counters})

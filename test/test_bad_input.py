@@ -357,24 +357,29 @@ def test_after_a_successful_loop_a_refusal_is_logged_and_retried(fake_kube, star
 
 # ---- signals: within 5 s at any moment, a stalled call included -------------------------------------
 
-def test_sigterm_while_a_call_is_stalled_ends_the_daemon(tmp_path):
+@pytest.mark.parametrize("mode, sent, code, says", [
+    pytest.param((), signal.SIGTERM, 0, "a call still waiting for its server after 3 s was abandoned", id="daemon-sigterm"),
+    pytest.param(("--once",), signal.SIGINT, 130, "error: stopped by SIGINT while a call was still waiting", id="once-ctrl-c"),
+])
+def test_a_signal_while_a_call_is_stalled_ends_the_process(tmp_path, mode, sent, code, says):
     with SilentServer(lifetime=60) as silent:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(kubeconfig_for(silent.url))
         log = tmp_path / "log"
         with open(log, "w") as output:
             process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--cluster-name", "c", "--regions",
-                                        "us-west-2", "--kubeconfig", str(kubeconfig), "--metrics-port", "0", "-vv"],
-                                       cwd=ROOT, env=clean_env(NO_AWS_YET), stdout=output, stderr=subprocess.STDOUT)
+                                        "us-west-2", "--kubeconfig", str(kubeconfig), "--metrics-port", "0", "-vv",
+                                        *mode], cwd=ROOT, env=clean_env(WITH_KEYS), stdout=output,
+                                       stderr=subprocess.STDOUT)
             try:
                 poll(lambda: "Running Scaling Loop" in log.read_text(), 30, "the first loop to start")
-                process.send_signal(signal.SIGTERM)
-                code = process.wait(10)  # the grace is 3 s; the bound, 5 s
+                process.send_signal(sent)
+                returned = process.wait(10)  # the grace is 3 s; the bound, 5 s
             finally:
                 process.kill()
     text = log.read_text()
-    assert code == 0, text
-    assert "a call still waiting for its server after 3 s was abandoned" in text and "Traceback" not in text
+    assert returned == code, text
+    assert says in text and "Traceback" not in text
 
 
 # ---- messages a new user reads ---------------------------------------------------------------------
