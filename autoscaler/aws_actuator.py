@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from .aws_reader import CloudError, cloud_errors
+from .aws_errors import CloudError, cloud_errors
 
 log = logging.getLogger(__name__)
 

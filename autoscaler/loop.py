@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from .actuator import Actuator, ApplyResult
-from .aws_reader import CloudError
+from .aws_errors import CloudError
 from .config import ConfigurationError, Settings
 from .decide import BANNER, decide, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
 from .events import events_for_loop
