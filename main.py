@@ -7,6 +7,7 @@ stderr naming the flag, and exit code 2, before any API call.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -138,6 +139,10 @@ def cli(**flags):
         for name in sorted(given & {"sandbox_trace", "sandbox_speed", "sandbox_out"}):
             raise SettingsError("--" + name.replace("_", "-"), "only means something with --sandbox")
     if flags["sandbox"]:
+        # The sandbox talks only to its own fakes, which set what they need: a profile, config file
+        # or service endpoint of the user's would reach them (moto reads the profile on import).
+        for name in [name for name in os.environ if name.startswith("AWS_")]:
+            del os.environ[name]
         from autoscaler import sandbox  # deferred: the production path never loads the simulators
 
         return sandbox.run(settings, given, flags["sandbox_trace"], flags["sandbox_speed"], flags["sandbox_out"])

@@ -169,6 +169,8 @@ class Sandbox:
                 try:
                     self._step()
                     loop.run_forever()
+                    if loop.fatal is not None:  # a configuration error before any loop worked
+                        self.stopped = f"the autoscaler ended at its first loop: {loop.fatal}"
                 except KeyboardInterrupt as interrupt:
                     self.stopped = interruption(interrupt)
                 self._report(aws, time.monotonic() - started)
