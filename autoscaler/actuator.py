@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import plan as p
+from .aws_errors import CloudUnreachable
 from .kube_actuator import EvictionRefused
+from .kube_errors import KubeUnreachable
 from .notifier import SlackNotifier, scale_up_message
 
 log = logging.getLogger(__name__)
 
+
+UNANSWERED_CALLS_TO_STOP = 2
 
 # Actions whose success is announced on Slack: their failure is announced too. (A termination is
 # announced by the notice that follows it, which reports its failure: see _notify_what_was_done.)
@@ -49,10 +53,18 @@ class Actuator:
         way always finishes, and nothing more is applied once it says True."""
         result = ApplyResult()
         actions = list(actions)
+        unanswered = 0  # calls in a row that got no answer
         for position, action in enumerate(actions):
             if should_stop is not None and should_stop():
                 result.not_attempted = len(actions) - position
                 log.warning("stopping: %d action(s) of this loop not applied", result.not_attempted)
+                break
+            if unanswered >= UNANSWERED_CALLS_TO_STOP:
+                # Each call waits out its timeout: a plan of many actions against a server that
+                # stopped answering would hold the loop for minutes. The next loop decides again.
+                result.not_attempted = len(actions) - position
+                log.warning("stopping this loop's plan: %d calls in a row got no answer; %d action(s) left for the "
+                            "next loop", unanswered, result.not_attempted)
                 break
             name = type(action).__name__
             if self.dry_run:
@@ -72,6 +84,7 @@ class Actuator:
                 log.info("eviction refused, will retry next loop: %s", error)
                 result.failed[name] += 1
             except Exception as error:  # noqa: BLE001 - one failed call must not stop the plan
+                unanswered = unanswered + 1 if isinstance(error, (KubeUnreachable, CloudUnreachable)) else 0
                 log.error("failed to %s: %s", action.describe(), error)
                 if isinstance(action, NOTIFIED_ON_FAILURE):
                     self.notifier.post(f"Failed to {action.describe()}: {error}")
@@ -80,6 +93,7 @@ class Actuator:
                 result.failures.append((action, error))
                 result.cloud_errors += 1
             else:
+                unanswered = 0
                 result.applied[name] += 1
                 result.done.append(action)
         return result

@@ -13,6 +13,7 @@ from botocore.exceptions import (
     ClientError,
     CredentialRetrievalError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
@@ -47,6 +48,11 @@ class CloudError(RuntimeError):
 class CloudConfigurationError(CloudError, ConfigurationError):
     """A failed AWS call that no retry fixes: no credentials or refused ones, a missing permission,
     an endpoint that does not resolve or is not an AWS API."""
+
+
+class CloudUnreachable(CloudError):
+    """No answer: the endpoint refused, dropped or did not answer in time (botocore's own retries
+    included). Weather, retried next loop; the actuator stops a plan after two in a row."""
 
 
 class NotAnAwsAnswer(BotoCoreError):
@@ -108,6 +114,8 @@ def botocore_error(doing: str, error: BotoCoreError) -> CloudError:
         hint = ENDPOINT_HINT if any(key.startswith("AWS_ENDPOINT_URL") for key in os.environ) else \
             "check the DNS and network of the autoscaler (or HTTPS_PROXY)"
         return CloudConfigurationError(name, f"{doing}: {text}: the host name does not resolve; {hint}")
+    if isinstance(error, HTTPClientError):
+        return CloudUnreachable(name, f"{doing}: {text}")
     return CloudError(name, f"{doing}: {text}")
 
 

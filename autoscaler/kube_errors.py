@@ -30,6 +30,11 @@ class KubeConfigurationError(KubeError, ConfigurationError):
     that does not verify."""
 
 
+class KubeUnreachable(KubeError):
+    """No answer: the API server refused, dropped or did not answer in time. Weather, retried next
+    loop; the actuator stops a plan after two in a row."""
+
+
 def kube_call(what: str, function: Callable, *args, **kwargs):
     """Call the client, turning its exceptions into KubeError naming ``what`` was attempted."""
     try:
@@ -84,7 +89,7 @@ def network_error(what: str, error: BaseException) -> KubeError:
     if isinstance(cause, (urllib3.exceptions.LocationValueError, urllib3.exceptions.LocationParseError)):
         return KubeConfigurationError(f"{what}: the Kubernetes API server address is not a URL ({_one_line(cause)}); "
                                       "check the server address in the kubeconfig")
-    return KubeError(f"{what}: cannot reach the Kubernetes API server ({_network_detail(cause)})")
+    return KubeUnreachable(f"{what}: cannot reach the Kubernetes API server ({_network_detail(cause)})")
 
 
 def _network_detail(cause: BaseException) -> str:

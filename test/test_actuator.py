@@ -6,6 +6,7 @@ from slack_capture import SlackCapture
 
 from autoscaler import plan as p
 from autoscaler.actuator import Actuator
+from autoscaler.kube_errors import KubeUnreachable
 from autoscaler.notifier import SlackNotifier, name_pods
 
 
@@ -142,3 +143,26 @@ def test_a_failed_scale_up_is_announced_as_failed(slack):
     Actuator(Recorder(fail_on={"set_desired_capacity"}), Recorder(), SlackNotifier(slack.url), dry_run=False).apply(PLAN[:1])
     assert slack.messages == ["Failed to set desired capacity of gpu (us-west-2) from 1 to 3: 2 pods need 2 instances: "
                               "set_desired_capacity refused"]
+
+
+class Unanswering(Recorder):
+    """An API server that stopped answering: every cordon waits out its timeout."""
+
+    def cordon(self, node):
+        self.calls.append(("cordon", node))
+        raise KubeUnreachable(f"cordon node {node}: cannot reach the Kubernetes API server (timed out)")
+
+
+def test_a_plan_stops_after_two_calls_in_a_row_get_no_answer():
+    kube = Unanswering()
+    plan = tuple(p.Cordon(f"n{i}", "idle") for i in range(10))
+    result = Actuator(Recorder(), kube, SlackNotifier(None), dry_run=False).apply(plan)
+    assert kube.calls == [("cordon", "n0"), ("cordon", "n1")]
+    assert result.failed["Cordon"] == 2 and result.not_attempted == 8
+
+
+def test_an_answer_between_two_unanswered_calls_lets_the_plan_go_on():
+    kube = Unanswering()
+    plan = (p.Cordon("n0", "idle"), p.Uncordon("n1", "busy"), p.Cordon("n2", "idle"), p.Uncordon("n3", "busy"))
+    result = Actuator(Recorder(), kube, SlackNotifier(None), dry_run=False).apply(plan)
+    assert result.not_attempted == 0 and result.applied["Uncordon"] == 2
