@@ -52,7 +52,10 @@ def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, le
 # After SIGTERM or SIGINT, the action in flight has this long to finish; a call still waiting for a
 # stalled server is then abandoned, so the process always ends within 5 s (README "Configuration").
 SHUTDOWN_GRACE_SECONDS = 3.0
-RELEASE_TIMEOUT_SECONDS = 0.8  # each of the lease release's two calls, within what is left of the 5 s
+# After the grace, what is left of the 5 s: for the renewing thread to end, and for each of the
+# lease release's two calls (3 + 0.5 + 2 x 0.6 < 5).
+LEADER_JOIN_SECONDS = 0.5
+RELEASE_TIMEOUT_SECONDS = 0.6
 
 
 def run(settings: Settings) -> int:
@@ -114,7 +117,7 @@ def run(settings: Settings) -> int:
         log.warning("stopped: a call still waiting for its server after %g s was abandoned", SHUTDOWN_GRACE_SECONDS)
         _exit_now(0)
     if leader is not None:
-        leader.join(RELEASE_TIMEOUT_SECONDS)
+        leader.join(LEADER_JOIN_SECONDS)
         leader.release(RELEASE_TIMEOUT_SECONDS)
     if loop.fatal is not None:
         print(f"error: {loop.fatal}", file=sys.stderr)
@@ -181,7 +184,7 @@ def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event
         _exit_now(128 + (signals[0] if signals else signal.SIGTERM))
     if leader is not None:
         stop.set()
-        leader.join(RELEASE_TIMEOUT_SECONDS)
+        leader.join(LEADER_JOIN_SECONDS)
         leader.release(RELEASE_TIMEOUT_SECONDS)
     if report is None:
         if leader is not None and leader.startup_error is not None:
