@@ -61,11 +61,13 @@ class NotAnAwsAnswer(BotoCoreError):
     fmt = "{description}"
 
 
-def refuse_web_pages(response_dict: Mapping[str, Any], **_) -> None:
+def refuse_web_pages(**event: Any) -> None:
     """botocore's before-parse hook: an HTML answer would otherwise fail deep in the parser (a
     KeyError, or "invalid XML received" followed by the whole page)."""
+    response_dict: Mapping[str, Any] = event.get("response_dict") or {}
     body = response_dict.get("body") or b""
-    content_type = str((response_dict.get("headers") or {}).get("content-type", "")).lower()
+    headers: Mapping[str, Any] = response_dict.get("headers") or {}
+    content_type = str(headers.get("content-type", "")).lower()
     if "text/html" in content_type or looks_like_html(body):
         raise NotAnAwsAnswer(description=describe_answer(response_dict.get("status_code"), body))
 
@@ -86,7 +88,8 @@ def client_error(client: Any, doing: str, error: ClientError) -> CloudError:
     details = error.response.get("Error") or {}
     code = details.get("Code") or "Unknown"
     aws_message = first_line(details.get("Message") or "")
-    status = (error.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    metadata: Mapping[str, Any] = error.response.get("ResponseMetadata") or {}
+    status = metadata.get("HTTPStatusCode")
     if code in ACCESS_DENIED_CODES:
         action = f"{client.meta.service_model.signing_name}:{error.operation_name}"
         return CloudConfigurationError(code, f"{doing}: access denied; the AWS credentials need the IAM permission "

@@ -216,7 +216,7 @@ def _describe_managed_groups(clients: RegionClients, cluster_name: str, region: 
     with cloud_errors(clients.autoscaling, f"reading Auto Scaling groups in {region}"):
         for page in paginator.paginate(Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_name]}]):
             for raw in page.get("AutoScalingGroups", ()):
-                if not isinstance(raw, Mapping) or not isinstance(raw.get("AutoScalingGroupName"), str):
+                if not isinstance(raw, dict) or not isinstance(raw.get("AutoScalingGroupName"), str):
                     log.warning("skipping a group without a name in %s", region)
                     continue
                 tags = _tags(raw)

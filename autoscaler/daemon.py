@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from datetime import datetime
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from .actuator import Actuator
 from .aws_actuator import AwsActuator
@@ -20,7 +20,7 @@ from .kube_connect import KubeConfigError, connect
 from .kube_reader import KubeReader
 from .leader import LeaderElector
 from .logs import ALWAYS_SHOWN, COUNTERS_ATTRIBUTE, TEXT_FORMAT, configure_logging as configure_log_output, secret_values
-from .loop import Loop, utc_now
+from .loop import Loop, LoopReport, utc_now
 from .metrics import Liveness, Metrics, MetricsServer, health_window
 from .notifier import SlackNotifier
 from .world import World
@@ -177,7 +177,8 @@ def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event
             leader.start(stop)
         return loop.run_once()
 
-    finished, report = _in_worker(once, stop)
+    finished, outcome = _in_worker(once, stop)
+    report = cast(Optional[LoopReport], outcome)
     if not finished:
         print(f"error: stopped by {_signal_name(signals)} while a call was still waiting for its server; "
               "it was abandoned", file=sys.stderr)
@@ -189,7 +190,7 @@ def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event
     if report is None:
         if leader is not None and leader.startup_error is not None:
             print(f"error: {leader.startup_error}", file=sys.stderr)
-        elif stop.is_set():
+        elif stop.is_set() or leader is None:
             print(f"error: stopped by {_signal_name(signals)} before the loop started", file=sys.stderr)
             return 128 + (signals[0] if signals else signal.SIGTERM)
         else:

@@ -57,7 +57,8 @@ def connect(kubeconfig: Optional[str]) -> kube_client.ApiClient:
         # The shape was checked; what is left fails inside the loader (a certificate file that is not one...).
         raise KubeConfigError(f"--kubeconfig {kubeconfig}: not a usable kubeconfig ({type(error).__name__}: "
                               f"{_one_line(error)})") from None
-    configuration.retries = RETRIES
+    # The client hands it to urllib3, which takes a Retry (the stubs say int).
+    configuration.retries = RETRIES  # type: ignore[assignment]
     return BoundedApiClient(configuration)
 
 
