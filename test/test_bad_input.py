@@ -459,7 +459,7 @@ def test_sigterm_writes_the_sandbox_report_so_far_and_the_chart(tmp_path):
         try:
             poll(lambda: "[00:01]" in log.read_text(), 60, "the replay to start")
             process.send_signal(signal.SIGTERM)
-            code = process.wait(30)
+            code = process.wait(60)  # the report and the chart are written first
         finally:
             process.kill()
     text = log.read_text()
