@@ -81,7 +81,7 @@ class Ran(NamedTuple):
 
 # ---- cases that need no fake: run once, in parallel ------------------------------------------------
 
-class Case(NamedTuple):  # noqa: D101
+class Case(NamedTuple):
     args: tuple
     code: int
     expected: tuple  # texts the one line must hold
