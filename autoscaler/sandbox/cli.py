@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..config import Settings
 from ..daemon import LOG_FORMAT
@@ -112,7 +112,7 @@ def run(settings: Settings, given: frozenset = frozenset(), trace_path: Optional
     over the demo's short durations). ``speed`` 0 runs as fast as the machine allows."""
     out = Path(out_dir or DEFAULT_OUT_DIR)
     sandbox = None
-    with _sigterm_as_interrupt():
+    with _signals_end_the_run(lambda: sandbox):
         try:
             sandbox = _prepare(settings, given, trace_path, speed, out)
             report = sandbox.run()
@@ -137,21 +137,28 @@ _INTERRUPTED_CODES = {INTERRUPTED: 130, TERMINATED: 128 + signal.SIGTERM}
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def _signals_end_the_run(current: Callable[[], Optional[Sandbox]]):
     """SIGTERM (``timeout``, ``kill``, a container stopping) ends the run as Ctrl-C does, with the
-    report so far and the chart, instead of killing the process with nothing written."""
+    report so far and the chart, instead of killing the process with nothing written. During the
+    replay both ask the sandbox to stop at its next step; before it (setting up) or after it
+    (reporting) they interrupt at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(_signum, _frame):
-        raise Terminated()
+    def end(signum, _frame):
+        sandbox = current()
+        why = TERMINATED if signum == signal.SIGTERM else INTERRUPTED
+        if sandbox is not None and sandbox.request_stop(why):
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signum: signal.signal(signum, end) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _check_out_dir(out: Path) -> None:

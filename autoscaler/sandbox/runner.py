@@ -122,6 +122,7 @@ class Sandbox:
         self.chart = chart
         self.stop = threading.Event()
         self.stopped = ""
+        self._replaying = False  # between the first step and the end of the loop: stop by request_stop
         self._never_runs: dict = {}  # job name -> its count, for the jobs in ``unrunnable``
         self.report: Optional[Report] = None  # set as soon as there is one, even if Ctrl-C comes later
         self._given_aws = aws
@@ -130,6 +131,16 @@ class Sandbox:
         self._next_status = 0.0
         self._time_limit = trace.duration or self._default_time_limit()
         self.unrunnable: dict = {}  # job name -> why it can never run; known once the catalogue is
+
+    def request_stop(self, why: str) -> bool:
+        """End the replay at its next step (between two actions at most) with ``why`` as the
+        reason; False when it is not replaying (setting up, or reporting). A signal handler asks
+        this instead of raising into whatever the main thread holds (a lock of a fake, say)."""
+        if not self._replaying:
+            return False
+        self.stopped = why
+        self.stop.set()
+        return True
 
     def _default_time_limit(self) -> float:
         """Time for the last job to end and its nodes to be removed, at most DEFAULT_TIME_LIMIT_SECONDS."""
@@ -167,12 +178,15 @@ class Sandbox:
                 self._say(f"sandbox: the run stops at {clock_text(self._time_limit)} (h:mm) of simulated time at the latest"
                           + ("" if self.trace.duration else "; set duration: in the trace to change it"))
                 try:
+                    self._replaying = True
                     self._step()
                     loop.run_forever()
                     if loop.fatal is not None:  # a configuration error before any loop worked
                         self.stopped = f"the autoscaler ended at its first loop: {loop.fatal}"
                 except KeyboardInterrupt as interrupt:
                     self.stopped = interruption(interrupt)
+                finally:
+                    self._replaying = False
                 self._report(aws, time.monotonic() - started)
         finally:
             kube.stop()  # both stops do nothing for a server that never started
