@@ -11,10 +11,19 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import plan as p
+from .aws_errors import CloudUnreachable
 from .kube_actuator import EvictionRefused
+from .kube_errors import KubeUnreachable
 from .notifier import SlackNotifier, scale_up_message
 
 log = logging.getLogger(__name__)
+
+
+UNANSWERED_CALLS_TO_STOP = 2
+
+# Actions whose success is announced on Slack: their failure is announced too. (A termination is
+# announced by the notice that follows it, which reports its failure: see _notify_what_was_done.)
+NOTIFIED_ON_FAILURE = (p.SetDesiredCapacity, p.CancelSpotRequest)
 
 
 def _log_notice(notice: p.Notify) -> None:
@@ -45,10 +54,18 @@ class Actuator:
         way always finishes, and nothing more is applied once it says True."""
         result = ApplyResult()
         actions = list(actions)
+        unanswered = 0  # calls in a row that got no answer
         for position, action in enumerate(actions):
             if should_stop is not None and should_stop():
                 result.not_attempted = len(actions) - position
                 log.warning("stopping: %d action(s) of this loop not applied", result.not_attempted)
+                break
+            if unanswered >= UNANSWERED_CALLS_TO_STOP:
+                # Each call waits out its timeout: a plan of many actions against a server that
+                # stopped answering would hold the loop for minutes. The next loop decides again.
+                result.not_attempted = len(actions) - position
+                log.warning("stopping this loop's plan: %d calls in a row got no answer; %d action(s) left for the "
+                            "next loop", unanswered, result.not_attempted)
                 break
             name = type(action).__name__
             if self.dry_run:
@@ -58,6 +75,10 @@ class Actuator:
                 result.applied[name] += 1
                 continue
             try:
+                if isinstance(action, p.Notify) and action.about:
+                    self._notify_what_was_done(action, result)
+                    result.applied[name] += 1
+                    continue
                 self._apply_one(action)
             except EvictionRefused as error:
                 # A disruption budget said not yet: the node stays cordoned and we retry next loop.
@@ -65,15 +86,38 @@ class Actuator:
                 result.failed[name] += 1
                 result.refused.append(action)
             except Exception as error:  # noqa: BLE001 - one failed call must not stop the plan
+                unanswered = unanswered + 1 if isinstance(error, (KubeUnreachable, CloudUnreachable)) else 0
                 log.error("failed to %s: %s", action.describe(), error)
+                if isinstance(action, NOTIFIED_ON_FAILURE):
+                    self.notifier.post(f"Failed to {action.describe()}: {error}")
                 result.failed[name] += 1
                 result.errors.append(f"{action.describe()}: {error}")
                 result.failures.append((action, error))
                 result.cloud_errors += 1
             else:
+                unanswered = 0
                 result.applied[name] += 1
                 result.done.append(action)
         return result
+
+    def _notify_what_was_done(self, notice: p.Notify, result: ApplyResult) -> None:
+        """A notice about earlier actions of the plan: sent for those that were done (its own text
+        when all were), and one message naming those that failed, with why."""
+        # Sets: a scale-in notice may be about a thousand terminations.
+        done_now, about = set(result.done), set(notice.about)
+        done = [action for action in notice.about if action in done_now]
+        failed = [(action, error) for action, error in result.failures if action in about]
+        if done:
+            message = notice.message if len(done) == len(notice.about) else p.NOTICE_MESSAGES.get(
+                notice.kind, lambda actions: f"{notice.kind}: {len(actions)} of {len(notice.about)} done")(done)
+            _log_notice(p.Notify(notice.kind, message, notice.error))
+            self.notifier.post(message)
+        if failed:
+            shown = "; ".join(f"{action.describe()}: {error}" for action, error in failed[:3])
+            more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+            message = f"{len(failed)} of {len(notice.about)} action(s) failed ({notice.kind}): {shown}{more}"
+            log.error("%s", message)
+            self.notifier.post(message)
 
     def _apply_one(self, action) -> None:
         if isinstance(action, p.Notify):
@@ -84,7 +128,8 @@ class Actuator:
         if isinstance(action, p.SetDesiredCapacity):
             self.aws.set_desired_capacity(action.group, action.region, action.desired)
             if action.desired > action.previous:
-                self.notifier.post(scale_up_message(action.group, action.region, action.previous, action.desired, action.pods))
+                self.notifier.post(scale_up_message(action.group, action.region, action.previous, action.desired,
+                                                    action.pods, action.pod_count))
             else:
                 # Only group health lowers desired capacity: a launch that cannot succeed is set back.
                 self.notifier.post(f"Capacity correction: set {action.group} ({action.region}) desired capacity back from "

@@ -9,29 +9,36 @@ and DescribeInstanceTypes only for instance types never seen before. None of it 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
-from .aws_errors import CloudError, cloud_errors
+from .aws_errors import CloudConfigurationError, CloudError, cloud_errors, refuse_web_pages  # noqa: F401 - re-exported
 from .capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
-from .config import Settings
+from .config import ConfigurationError, Settings
 from .group_labels import node_template, parse_hourly_price, parse_priority, sort_shapes
+from .http_summary import first_line
 from .model import Group, Instance, InstanceShape, Resources, ScalingActivity, SpotPrice
 from .prices import on_demand_price
 from .resources import QuantityError, parse_resources
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 10
-READ_TIMEOUT_SECONDS = 30
-MAX_ATTEMPTS = 8  # in all, the first try included; adaptive mode also rate-limits the client itself once AWS throttles it
+# A stalled endpoint costs at most MAX_ATTEMPTS x READ_TIMEOUT_SECONDS plus botocore's backoff
+# between them, about 27 s; a throttled loop backs off as a whole (loop.py), so few attempts
+# per call are enough. Adaptive mode also rate-limits the client itself once AWS throttles it.
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 8
+MAX_ATTEMPTS = 3  # in all, the first try included
 
 CLUSTER_TAG = "KubernetesCluster"
 ROLE_TAGS = ("Role", "KubernetesRole")
@@ -54,6 +61,11 @@ class RegionClients:
     ec2: Any
 
 
+class ClientSetupError(ConfigurationError, ValueError):
+    """The AWS clients cannot be made (a malformed endpoint URL, an unknown profile, a bad AWS
+    config file); known before any call."""
+
+
 def client_config() -> Config:
     return Config(retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
                   connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
@@ -74,25 +86,40 @@ def parse_timestamp(value: Any) -> datetime:
 def make_session(settings: Settings) -> boto3.session.Session:
     """Explicit keys when given, else the default credential chain (environment, profile,
     instance profile, IAM roles for service accounts)."""
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
-    if settings.aws_access_key and settings.aws_secret_key:
-        # Keys that came from the environment may be temporary ones: their token must go along.
-        token = os.environ.get("AWS_SESSION_TOKEN") if settings.aws_access_key == os.environ.get("AWS_ACCESS_KEY_ID") else None
-        return boto3.session.Session(aws_access_key_id=settings.aws_access_key,
-                                     aws_secret_access_key=settings.aws_secret_key,
-                                     aws_session_token=token, botocore_session=core)
-    return boto3.session.Session(botocore_session=core)
+    with _client_setup(None):
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        core.register("before-parse", refuse_web_pages)
+        if settings.aws_access_key and settings.aws_secret_key:
+            # Keys that came from the environment may be temporary ones: their token must go along.
+            token = os.environ.get("AWS_SESSION_TOKEN") if settings.aws_access_key == os.environ.get("AWS_ACCESS_KEY_ID") else None
+            return boto3.session.Session(aws_access_key_id=settings.aws_access_key,
+                                         aws_secret_access_key=settings.aws_secret_key,
+                                         aws_session_token=token, botocore_session=core)
+        return boto3.session.Session(botocore_session=core)
 
 
 def aws_clients(settings: Settings, region: str, session: Optional[boto3.session.Session] = None) -> RegionClients:
     """Fresh clients for one region. AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_EC2, ...) is honoured
     by boto3 itself, which is how tests point the product at a moto server."""
-    session = session or make_session(settings)
-    config = client_config()
-    return RegionClients(region=region,
-                         autoscaling=session.client("autoscaling", region_name=region, config=config),
-                         ec2=session.client("ec2", region_name=region, config=config))
+    with _client_setup(region):
+        session = session or make_session(settings)
+        config = client_config()
+        return RegionClients(region=region,
+                             autoscaling=session.client("autoscaling", region_name=region, config=config),
+                             ec2=session.client("ec2", region_name=region, config=config))
+
+
+@contextmanager
+def _client_setup(region: Optional[str]) -> Iterator[None]:
+    """"Invalid endpoint: banana", an unknown AWS_PROFILE, an AWS config file that does not parse:
+    ClientSetupError, one line."""
+    try:
+        yield
+    except (BotoCoreError, ValueError) as error:
+        where = f" for {region}" if region else ""
+        raise ClientSetupError(f"cannot make the AWS clients{where}: {first_line(str(error), 240)}; "
+                               "check AWS_ENDPOINT_URL*, AWS_PROFILE and the AWS config files") from None
 
 
 class AwsClients:
@@ -108,7 +135,8 @@ class AwsClients:
         clients = self._by_region.get(region)
         if clients is None:
             if self._session is None:
-                self._session = make_session(self._settings)
+                with _client_setup(region):
+                    self._session = make_session(self._settings)
             clients = self._by_region[region] = aws_clients(self._settings, region, self._session)
         return clients
 
@@ -142,6 +170,11 @@ class LaunchSettings:
     allocation_strategy: str = ""
     root_volume_gib: Optional[int] = None  # None: the launch settings do not size it
 
+    def __post_init__(self):
+        bad = [t for t in self.instance_types if not isinstance(t, str) or not t]
+        if bad:
+            raise TypeError(f"instance type {bad[0]!r} is not a name")
+
 
 def read_groups(clients: ClientsArg, settings: Settings, region: str,
                 catalog: Optional[CapacityCatalog] = None) -> tuple[Group, ...]:
@@ -152,11 +185,47 @@ def read_groups(clients: ClientsArg, settings: Settings, region: str,
     launch = _read_launch_settings(clients, region, raw_groups)
     catalog = catalog or CapacityCatalog(lambda _region: clients)
     catalog.prefetch(region, sorted({t for s in launch.values() if isinstance(s, LaunchSettings) for t in s.instance_types}))
-    return tuple(_group_from(raw, launch[raw["AutoScalingGroupName"]], region, catalog) for raw in raw_groups)
+    return groups_from(raw_groups, launch, region, catalog)
 
 
-def _tags(raw_group: Mapping[str, Any]) -> dict[str, str]:
-    return {tag["Key"]: tag.get("Value", "") for tag in raw_group.get("Tags", ())}
+def groups_from(raw_groups: Iterable[Any], launch: Mapping[str, Union[LaunchSettings, str]], region: str,
+                catalog: CapacityCatalog) -> tuple[Group, ...]:
+    """Model groups from DescribeAutoScalingGroups entries; an entry that cannot be read is skipped
+    with a warning naming it (one odd group must not stop every other from scaling)."""
+    return tuple(_each(raw_groups, lambda raw: _group_from(
+        raw, launch.get(raw["AutoScalingGroupName"], "its launch settings were not read"), region, catalog),
+        "group", region))
+
+
+def _each(raws: Iterable[Any], convert, kind: str, region: str) -> list:
+    """``convert`` applied to each raw AWS object; those it fails on are logged and skipped."""
+    converted = []
+    for raw in raws:
+        try:
+            converted.append(convert(raw))
+        except Exception as error:  # noqa: BLE001 - any malformed field of one object: skip that object
+            log.warning("skipping %s %s (%s): cannot read it (%s: %s)", kind, _name_of(raw), region,
+                        type(error).__name__, first_line(str(error), 200))
+    return converted
+
+
+def _name_of(raw: Any) -> str:
+    if isinstance(raw, Mapping):
+        for key in ("AutoScalingGroupName", "InstanceId", "ActivityId", "InstanceType"):
+            if isinstance(raw.get(key), str):
+                return raw[key]
+    return "?"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A field that should hold a structure: itself, or empty when it is missing or not one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _tags(raw: Mapping[str, Any]) -> dict[str, str]:
+    tags = raw.get("Tags") if isinstance(raw, Mapping) else None
+    return {tag["Key"]: str(tag.get("Value") or "") for tag in tags or ()
+            if isinstance(tag, Mapping) and isinstance(tag.get("Key"), str)} if isinstance(tags, list) else {}
 
 
 def _describe_managed_groups(clients: RegionClients, cluster_name: str, region: str) -> list[dict]:
@@ -165,6 +234,9 @@ def _describe_managed_groups(clients: RegionClients, cluster_name: str, region: 
     with cloud_errors(clients.autoscaling, f"reading Auto Scaling groups in {region}"):
         for page in paginator.paginate(Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_name]}]):
             for raw in page.get("AutoScalingGroups", ()):
+                if not isinstance(raw, dict) or not isinstance(raw.get("AutoScalingGroupName"), str):
+                    log.warning("skipping a group without a name in %s", region)
+                    continue
                 tags = _tags(raw)
                 if tags.get(CLUSTER_TAG) == cluster_name and any(tags.get(k) in MANAGED_ROLES for k in ROLE_TAGS):
                     groups.append(raw)
@@ -181,34 +253,45 @@ def _template_key(spec: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
 def _read_launch_settings(clients: RegionClients, region: str, raw_groups: Sequence[dict]) -> dict[str, Union[LaunchSettings, str]]:
     """Group name -> its LaunchSettings, or a sentence saying why they could not be read."""
     configs = _describe_launch_configurations(clients, region, sorted({
-        raw["LaunchConfigurationName"] for raw in raw_groups if raw.get("LaunchConfigurationName")}))
+        raw["LaunchConfigurationName"] for raw in raw_groups if isinstance(raw.get("LaunchConfigurationName"), str)}))
     template_specs = {}
-    for raw in raw_groups:
-        spec = raw.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification") or raw.get("LaunchTemplate")
-        if spec:
-            template_specs[raw["AutoScalingGroupName"]] = _template_key(spec)
-    templates = _describe_template_versions(clients, region, set(template_specs.values()))
-
     result: dict[str, Union[LaunchSettings, str]] = {}
     for raw in raw_groups:
+        try:
+            spec = _mapping(_mapping(_mapping(raw.get("MixedInstancesPolicy")).get("LaunchTemplate")).get(
+                "LaunchTemplateSpecification")) or _mapping(raw.get("LaunchTemplate"))
+            if spec:
+                template_specs[raw["AutoScalingGroupName"]] = _template_key(spec)
+        except Exception as error:  # noqa: BLE001 - a malformed field: this group only goes without
+            result[raw["AutoScalingGroupName"]] = f"its launch template is unreadable ({type(error).__name__}: {error})"
+    templates = _describe_template_versions(clients, region, set(template_specs.values()))
+
+    for raw in raw_groups:
         name = raw["AutoScalingGroupName"]
-        config_name = raw.get("LaunchConfigurationName")
-        if config_name:
-            config = configs.get(config_name)
-            result[name] = _from_launch_configuration(config) if config else f"launch configuration {config_name} not found"
-        elif name in template_specs:
-            (_, template), version = template_specs[name]
-            data = templates[template_specs[name]]
-            if isinstance(data, str):
-                result[name] = data
-            elif raw.get("MixedInstancesPolicy"):
-                result[name] = _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version,
-                                                  int(raw.get("DesiredCapacity", 0)))
-            else:
-                result[name] = _from_template(data, template, version)
-        else:
-            result[name] = "neither a launch configuration nor a launch template"
+        if name in result:
+            continue
+        try:
+            result[name] = _launch_settings_of(raw, name, configs, template_specs, templates)
+        except Exception as error:  # noqa: BLE001 - a malformed field: this group only goes without
+            result[name] = f"its launch settings are unreadable ({type(error).__name__}: {error})"
     return result
+
+
+def _launch_settings_of(raw: Mapping[str, Any], name: str, configs: Mapping[str, dict], template_specs: Mapping,
+                        templates: Mapping) -> Union[LaunchSettings, str]:
+    config_name = raw.get("LaunchConfigurationName")
+    if config_name:
+        config = configs.get(config_name)
+        return _from_launch_configuration(config) if config else f"launch configuration {config_name} not found"
+    if name in template_specs:
+        (_, template), version = template_specs[name]
+        data = templates[template_specs[name]]
+        if isinstance(data, str):
+            return data
+        if raw.get("MixedInstancesPolicy"):
+            return _from_mixed_policy(raw["MixedInstancesPolicy"], data, template, version, _whole(raw, "DesiredCapacity"))
+        return _from_template(data, template, version)
+    return "neither a launch configuration nor a launch template"
 
 
 def _describe_launch_configurations(clients: RegionClients, region: str, names: Sequence[str]) -> dict[str, dict]:
@@ -339,7 +422,10 @@ def allocation_strategy(distribution: Mapping[str, Any], desired: int) -> str:
 def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], region: str, catalog: CapacityCatalog) -> Group:
     name = raw["AutoScalingGroupName"]
     tags = _tags(raw)
-    zones = tuple(sorted(raw.get("AvailabilityZones", ())))
+    zones = tuple(sorted(_strings(raw.get("AvailabilityZones"), "AvailabilityZones")))
+    instance_ids = tuple(sorted(_strings([_mapping(i).get("InstanceId") for i in _list(raw.get("Instances"), "Instances")],
+                                         "Instances' InstanceId")))
+    created = raw.get("CreatedTime")
     settings = launch if isinstance(launch, LaunchSettings) else LaunchSettings(())
     if isinstance(launch, str):
         log.warning("group %s (%s): cannot read its launch settings (%s); scale up will skip it", name, region, launch)
@@ -360,14 +446,36 @@ def _group_from(raw: Mapping[str, Any], launch: Union[LaunchSettings, str], regi
         shapes.append(InstanceShape(instance_type, overridden + declared, on_demand_price(region, instance_type)))
     return Group(
         name=name, region=region,
-        min_size=int(raw.get("MinSize", 0)), max_size=int(raw.get("MaxSize", 0)), desired=int(raw.get("DesiredCapacity", 0)),
-        instance_ids=tuple(sorted(i["InstanceId"] for i in raw.get("Instances", ()))),
+        min_size=_whole(raw, "MinSize"), max_size=_whole(raw, "MaxSize"), desired=_whole(raw, "DesiredCapacity"),
+        instance_ids=instance_ids,
         zones=zones, labels=template.labels, taints=template.taints, shapes=sort_shapes(shapes),
         is_spot=settings.is_spot, spot_price=settings.spot_price, priority=parse_priority(tags, name),
-        tags=tags, created=raw.get("CreatedTime"),
+        tags=tags, created=created if isinstance(created, datetime) and created.tzinfo else None,
         override_order=settings.override_order, allocation_strategy=settings.allocation_strategy,
         hourly_price_override=parse_hourly_price(tags, name),
     )
+
+
+def _whole(raw: Mapping[str, Any], key: str) -> int:
+    value = raw.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{key} {value!r} is not a whole number")
+    return value
+
+
+def _list(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def _strings(values: Any, what: str) -> list[str]:
+    values = _list(values, what)
+    if not all(isinstance(value, str) and value for value in values):
+        raise TypeError(f"{what} holds something that is not a name")
+    return values
 
 
 def _declared_resources(quantities: Sequence[tuple[str, str]], group_name: str) -> Resources:
@@ -393,23 +501,35 @@ def read_instances(clients: ClientsArg, region: str, instance_ids: Iterable[str]
             batch = ids[start:start + INSTANCE_BATCH]
             for page in paginator.paginate(Filters=[{"Name": "instance-id", "Values": batch}], PaginationConfig={"PageSize": 1000}):
                 for reservation in page.get("Reservations", ()):
-                    for raw in reservation.get("Instances", ()):
-                        instances[raw["InstanceId"]] = _instance_from(raw, region)
+                    instances.update((i.id, i) for i in instances_from(_mapping(reservation).get("Instances") or (), region))
     return instances
 
 
+def instances_from(raws: Iterable[Any], region: str) -> list[Instance]:
+    """Model instances from DescribeInstances entries. A field missing or of the wrong type takes
+    its default (the instance must not look terminated for it: its node would be deleted); only
+    an entry without an id is skipped, with a warning."""
+    return _each(raws, lambda raw: _instance_from(raw, region), "instance", region)
+
+
 def _instance_from(raw: Mapping[str, Any], region: str) -> Instance:
-    tags = {tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags", ())}
+    if not isinstance(raw.get("InstanceId"), str):
+        raise ValueError("no InstanceId")
+    launch_time = raw.get("LaunchTime")
     return Instance(
         id=raw["InstanceId"], region=region,
-        zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
-        state=raw.get("State", {}).get("Name", "unknown"),
-        instance_type=raw.get("InstanceType", ""),
-        launch_time=raw.get("LaunchTime"),
-        group_name=tags.get(GROUP_NAME_TAG),
+        zone=_text(_mapping(raw.get("Placement")).get("AvailabilityZone")),
+        state=_text(_mapping(raw.get("State")).get("Name"), "unknown"),
+        instance_type=_text(raw.get("InstanceType")),
+        launch_time=launch_time if isinstance(launch_time, datetime) and launch_time.tzinfo else None,
+        group_name=_tags(raw).get(GROUP_NAME_TAG),
         lifecycle="spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
-        spot_request_id=raw.get("SpotInstanceRequestId"),
+        spot_request_id=raw.get("SpotInstanceRequestId") if isinstance(raw.get("SpotInstanceRequestId"), str) else None,
     )
+
+
+def _text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
 
 
 # ------------------------------------------------------------------------------------ activities
@@ -432,22 +552,28 @@ def read_activities(clients: ClientsArg, region: str, group_names: Iterable[str]
     with cloud_errors(clients.autoscaling, f"reading scaling activities in {region}"):
         for page in paginator.paginate(**query):
             reached_older = False
-            for raw in page.get("Activities", ()):
-                if raw["StartTime"] < since:
+            for activity in _each(page.get("Activities", ()), lambda raw: _activity_from(raw, region), "activity", region):
+                if activity.start_time < since:
                     reached_older = True
-                elif raw.get("AutoScalingGroupName") in wanted:
-                    activities.append(_activity_from(raw, region))
+                elif activity.group_name in wanted:
+                    activities.append(activity)
             if reached_older:
                 break
     return tuple(sorted(activities, key=lambda a: (a.start_time, a.activity_id)))
 
 
 def _activity_from(raw: Mapping[str, Any], region: str) -> ScalingActivity:
+    if not isinstance(raw.get("StartTime"), datetime) or raw["StartTime"].tzinfo is None:
+        raise ValueError(f"StartTime {raw.get('StartTime')!r} is not a time")
+    end = raw.get("EndTime")
+    for key in ("ActivityId", "AutoScalingGroupName"):
+        if not isinstance(raw.get(key), str):
+            raise ValueError(f"no {key}")
     return ScalingActivity(
         activity_id=raw["ActivityId"], group_name=raw["AutoScalingGroupName"], region=region,
-        status_code=raw.get("StatusCode", ""), status_message=raw.get("StatusMessage", ""),
-        description=raw.get("Description", ""), cause=raw.get("Cause", ""),
-        start_time=raw["StartTime"], end_time=raw.get("EndTime"),
+        status_code=_text(raw.get("StatusCode")), status_message=_text(raw.get("StatusMessage")),
+        description=_text(raw.get("Description")), cause=_text(raw.get("Cause")),
+        start_time=raw["StartTime"], end_time=end if isinstance(end, datetime) and end.tzinfo else None,
     )
 
 
@@ -461,7 +587,15 @@ def read_spot_prices(clients: ClientsArg, region: str, instance_types: Iterable[
     paginator = clients.ec2.get_paginator("describe_spot_price_history")
     with cloud_errors(clients.ec2, f"reading spot price history in {region}"):
         for page in paginator.paginate(InstanceTypes=types, ProductDescriptions=["Linux/UNIX"], StartTime=since):
-            for raw in page.get("SpotPriceHistory", ()):
-                prices.append(SpotPrice(region=region, zone=raw.get("AvailabilityZone", ""), instance_type=raw["InstanceType"],
-                                        timestamp=raw["Timestamp"], price=float(raw["SpotPrice"])))
+            prices.extend(_each(page.get("SpotPriceHistory", ()), lambda raw: _spot_price_from(raw, region),
+                                "spot price", region))
     return tuple(sorted(prices, key=lambda p: (p.instance_type, p.zone, p.timestamp)))
+
+
+def _spot_price_from(raw: Mapping[str, Any], region: str) -> SpotPrice:
+    price = float(raw["SpotPrice"])
+    if not isinstance(raw.get("InstanceType"), str) or not isinstance(raw.get("Timestamp"), datetime) \
+            or not math.isfinite(price) or price < 0:
+        raise ValueError("not a spot price of an instance type at a time")
+    return SpotPrice(region=region, zone=_text(raw.get("AvailabilityZone")), instance_type=raw["InstanceType"],
+                     timestamp=raw["Timestamp"], price=price)

@@ -17,6 +17,7 @@ import click
 
 from . import __version__, config
 from .config import Settings, SettingsError
+from .regions import known_regions
 
 PROGRAM = "kubernetes-ec2-autoscaler"
 ENV_PREFIX = "AUTOSCALER"
@@ -26,9 +27,38 @@ ENV_EPILOG = (f"Every flag can also come from an environment variable: {ENV_PREF
               f"wins over its variable; the variables named in a flag's help win over {ENV_PREFIX}_ ones.")
 
 
+class Number(click.ParamType):
+    """A finite number within bounds (config.check_number): click's FloatRange lets NaN through,
+    since every comparison with it is false, and infinity through an open upper end."""
+
+    name = "number"
+
+    def __init__(self, minimum: float, maximum: float, above_minimum: bool = False, integer: bool = False):
+        self.minimum, self.maximum, self.above_minimum, self.integer = minimum, maximum, above_minimum, integer
+        self.name = "integer" if integer else "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(value, 10) if self.integer else float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not {'a whole number' if self.integer else 'a number'}", param, ctx)
+        try:
+            return config.check_number(param.opts[0] if param else "value", number, self.minimum, self.maximum,
+                                       above_minimum=self.above_minimum)
+        except SettingsError as error:
+            self.fail(str(error).split(": ", 1)[1], param, ctx)
+
+    def get_metavar(self, param, ctx=None):
+        low = f"{self.minimum:g}<x" if self.above_minimum else f"{self.minimum:g}<=x"
+        return f"{'INTEGER' if self.integer else 'FLOAT'} [{low}<={self.maximum:g}]"
+
+
 def _regions(ctx, param, value):
     try:
-        return config.parse_regions(value)
+        return config.parse_regions(value, known_regions())
     except SettingsError as error:
         raise click.BadParameter(str(error).split(": ", 1)[1]) from None
 
@@ -44,24 +74,24 @@ def _regions(ctx, param, value):
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, readable=True),
               help="Path to a kubeconfig. Without it, the in-cluster service account is used.")
 @click.option("--pod-namespace", default=None, help="Only consider pods of this namespace (default: all).")
-@click.option("--idle-threshold", type=click.FloatRange(min=0), default=config.DEFAULT_IDLE_THRESHOLD,
+@click.option("--idle-threshold", type=Number(0, config.MAX_SECONDS), default=config.DEFAULT_IDLE_THRESHOLD,
               help="Seconds a node may stay idle before it is removed.")
-@click.option("--type-idle-threshold", type=click.FloatRange(min=0), default=config.DEFAULT_TYPE_IDLE_THRESHOLD,
+@click.option("--type-idle-threshold", type=Number(0, config.MAX_SECONDS), default=config.DEFAULT_TYPE_IDLE_THRESHOLD,
               help="Seconds the few spare idle nodes kept per group may stay idle.")
-@click.option("--instance-init-time", type=click.FloatRange(min=0), default=config.DEFAULT_INSTANCE_INIT_TIME,
+@click.option("--instance-init-time", type=Number(0, config.MAX_SECONDS), default=config.DEFAULT_INSTANCE_INIT_TIME,
               help="Seconds an instance may take to become a node before it is considered unhealthy.")
-@click.option("--sleep", type=click.FloatRange(min=0, min_open=True), default=config.DEFAULT_SLEEP,
+@click.option("--sleep", type=Number(0, config.MAX_SLEEP_SECONDS, above_minimum=True), default=config.DEFAULT_SLEEP,
               help="Seconds between loops.")
-@click.option("--over-provision", type=click.IntRange(min=0), default=config.DEFAULT_OVER_PROVISION,
+@click.option("--over-provision", type=Number(0, config.MAX_OVER_PROVISION, integer=True), default=config.DEFAULT_OVER_PROVISION,
               help="Extra instances added to every scale up of a group.")
 @click.option("--expander", type=click.Choice(config.EXPANDERS), default=config.DEFAULT_EXPANDER,
               help="How scale up chooses among groups of one priority and region: price (least $/h), "
                    "least-waste (least unused room) or priority (the original's order: single-AZ, spot, name).")
-@click.option("--max-scale-in-fraction", type=click.FloatRange(0, 1), default=config.DEFAULT_MAX_SCALE_IN_FRACTION,
+@click.option("--max-scale-in-fraction", type=Number(0, 1), default=config.DEFAULT_MAX_SCALE_IN_FRACTION,
               help="Most of all instances one loop may remove; a loop that would remove more removes none.")
-@click.option("--drain-utilization", type=click.FloatRange(0, 1), default=config.DEFAULT_DRAIN_UTILIZATION,
+@click.option("--drain-utilization", type=Number(0, 1), default=config.DEFAULT_DRAIN_UTILIZATION,
               help="Drain busy nodes used below this fraction of their capacity (0 turns draining off).")
-@click.option("--group-timeout", type=click.FloatRange(min=0), default=config.GROUP_TIMEOUT_SECONDS,
+@click.option("--group-timeout", type=Number(0, config.MAX_SECONDS), default=config.GROUP_TIMEOUT_SECONDS,
               help="Seconds a group whose launches failed is skipped by scale up.")
 @click.option("--aws-access-key", envvar=["AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"], default=None, show_default=False,
               help="AWS access key [env AWS_ACCESS_KEY_ID or AWS_ACCESS_KEY]; default: the AWS credential chain.")
@@ -77,7 +107,7 @@ def _regions(ctx, param, value):
               help="Run against a simulated cluster (moto and a fake Kubernetes API) in this process, replaying a job trace.")
 @click.option("--sandbox-trace", default=None, show_default=False, metavar="NAME|FILE",
               help="Job trace for --sandbox: a bundled one by name (demo, mixed) or a YAML file; default: demo.")
-@click.option("--sandbox-speed", type=click.FloatRange(min=0), default=None, show_default=False,
+@click.option("--sandbox-speed", type=Number(0, config.MAX_SANDBOX_SPEED), default=None, show_default=False,
               help="Simulated seconds per real second for --sandbox (default 100; 0: as fast as possible).")
 @click.option("--sandbox-out", type=click.Path(file_okay=False), default="out/sandbox",
               help="Where --sandbox writes report.json and the chart.")
@@ -126,6 +156,10 @@ def cli(**flags):
         for name in sorted(given & {"sandbox_trace", "sandbox_speed", "sandbox_out"}):
             raise SettingsError("--" + name.replace("_", "-"), "only means something with --sandbox")
     if flags["sandbox"]:
+        # The sandbox talks only to its own fakes, which set what they need: a profile, config file
+        # or service endpoint of the user's would reach them (moto reads the profile on import).
+        for name in [name for name in os.environ if name.startswith("AWS_")]:
+            del os.environ[name]
         try:
             from . import sandbox  # deferred: the production path never loads the simulators
         except ImportError as error:  # the image and a plain install have no moto or matplotlib

@@ -1,12 +1,13 @@
 """Settings: every flag of the CLI as one frozen value, validated before any API call."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-# AWS region names: us-west-2, eu-central-1, us-gov-west-1, ap-southeast-3, cn-north-1, ...
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+# AWS region names: us-west-2, eu-central-1, us-gov-west-1, ap-southeast-3, cn-north-1, eusc-de-east-1, ...
+REGION_PATTERN = re.compile(r"^[a-z]{2,}(-[a-z]+)+-\d+$")
 
 # Defaults of the original project (its main.py), kept so an operator can switch without surprise.
 DEFAULT_REGIONS = ("us-west-1",)
@@ -30,6 +31,13 @@ SPOT_WAIT_SECONDS = 300
 SPARE_IDLE_NODES_PER_GROUP = 5
 DRAIN_GRACE_SECONDS = 3600
 
+# Upper bounds of the time flags: beyond them a value stops being a duration and starts
+# overflowing a datetime (year 9999), a timestamp or a sleep. Ten years is no real threshold.
+MAX_SECONDS = 10 * 365 * 24 * 3600
+MAX_SLEEP_SECONDS = 24 * 3600  # a loop a day; longer is an autoscaler that does not scale
+MAX_OVER_PROVISION = 10000  # more than any Auto Scaling group's max size (AWS's own limit is lower)
+MAX_SANDBOX_SPEED = 1e6  # simulated seconds per real second; 0 already means "as fast as possible"
+
 
 class SettingsError(ValueError):
     """A flag with a bad value. ``flag`` names it, so the CLI can say which one."""
@@ -37,6 +45,14 @@ class SettingsError(ValueError):
     def __init__(self, flag: str, message: str):
         super().__init__(f"{flag}: {message}")
         self.flag = flag
+
+
+class ConfigurationError(Exception):
+    """An API answer that no retry can fix: no credentials, access denied, a server that is not the
+    API it should be, a name that does not resolve. The message names the cause and what to do.
+    Before the first successful loop it ends the process (exit 1); after one, it is logged,
+    counted and retried like any failed read, since a rotated credential can recover (README
+    "Configuration"). API adapters raise it mixed into their own error types."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +104,23 @@ class Settings:
             return len(self.regions)
 
 
-def parse_regions(text: Optional[str]) -> tuple[str, ...]:
-    """``us-west-2, us-east-1`` -> ('us-west-2', 'us-east-1'); raises SettingsError."""
+def check_number(flag: str, value: float, minimum: float, maximum: float, *, above_minimum: bool = False) -> float:
+    """``value`` if it is a finite number within [minimum, maximum] (above ``minimum`` when
+    ``above_minimum``); otherwise SettingsError naming the flag. NaN passes every comparison
+    unless checked for, and infinity overflows the first datetime or sleep it meets."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SettingsError(flag, f"must be a finite number (got {value})")
+    if value < minimum or (above_minimum and value == minimum):
+        raise SettingsError(flag, f"must be {'more than' if above_minimum else 'at least'} {minimum:g} (got {value:g})")
+    if value > maximum:
+        raise SettingsError(flag, f"must be at most {maximum:g} (got {value:g})")
+    return value
+
+
+def parse_regions(text: Optional[str], known: Optional[frozenset[str]] = None) -> tuple[str, ...]:
+    """``us-west-2, us-east-1`` -> ('us-west-2', 'us-east-1'); raises SettingsError. With ``known``
+    (regions.known_regions(): the regions botocore knows for EC2 and Auto Scaling), any other
+    name is refused too."""
     if text is None or not text.strip():
         raise SettingsError("--regions", "give at least one region, e.g. us-west-2,us-east-1")
     regions = tuple(part.strip() for part in text.split(","))
@@ -98,29 +129,41 @@ def parse_regions(text: Optional[str]) -> tuple[str, ...]:
             raise SettingsError("--regions", f"empty region in {text!r}")
         if not REGION_PATTERN.match(region):
             raise SettingsError("--regions", f"{region!r} is not an AWS region name like us-west-2")
+        if known is not None and region not in known:
+            raise SettingsError("--regions", f"{region!r} is not a region this botocore knows for EC2 and Auto Scaling "
+                                             "(a typo, or a region newer than the installed botocore: upgrade it)")
     if len(set(regions)) != len(regions):
         raise SettingsError("--regions", f"a region is listed twice in {text!r}")
     return regions
+
+
+def number_flags(settings: Settings) -> dict[str, tuple[float, float, float, bool]]:
+    """Every numeric flag: (value, minimum, maximum, whether the minimum itself is refused)."""
+    return {
+        "--idle-threshold": (settings.idle_threshold, 0, MAX_SECONDS, False),
+        "--type-idle-threshold": (settings.type_idle_threshold, 0, MAX_SECONDS, False),
+        "--instance-init-time": (settings.instance_init_time, 0, MAX_SECONDS, False),
+        "--group-timeout": (settings.group_timeout, 0, MAX_SECONDS, False),
+        "--sleep": (settings.sleep, 0, MAX_SLEEP_SECONDS, True),
+        "--over-provision": (settings.over_provision, 0, MAX_OVER_PROVISION, False),
+        "--max-scale-in-fraction": (settings.max_scale_in_fraction, 0, 1, False),
+        "--drain-utilization": (settings.drain_utilization, 0, 1, False),
+    }
+
+
+def _is_web_url(text: str) -> bool:
+    return re.match(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", text) is not None
 
 
 def validate(settings: Settings) -> Settings:
     """Return the settings if every value makes sense; otherwise raise SettingsError naming the flag."""
     if not settings.cluster_name or not settings.cluster_name.strip():
         raise SettingsError("--cluster-name", "is required and must not be empty")
-    for flag, value in (
-        ("--idle-threshold", settings.idle_threshold),
-        ("--type-idle-threshold", settings.type_idle_threshold),
-        ("--instance-init-time", settings.instance_init_time),
-        ("--over-provision", settings.over_provision),
-    ):
-        if value < 0:
-            raise SettingsError(flag, f"must not be negative (got {value})")
-    if settings.sleep <= 0:
-        raise SettingsError("--sleep", f"must be more than 0 seconds (got {settings.sleep})")
-    if not 0 <= settings.max_scale_in_fraction <= 1:
-        raise SettingsError("--max-scale-in-fraction", f"must be between 0 and 1 (got {settings.max_scale_in_fraction})")
-    if not 0 <= settings.drain_utilization <= 1:
-        raise SettingsError("--drain-utilization", f"must be between 0 and 1 (got {settings.drain_utilization})")
+    for flag, (value, minimum, maximum, above_minimum) in number_flags(settings).items():
+        check_number(flag, value, minimum, maximum, above_minimum=above_minimum)
+    if settings.slack_hook and not _is_web_url(settings.slack_hook):
+        # The hook is a credential: say what is wrong with it, never what it is.
+        raise SettingsError("--slack-hook", "is not an http(s) URL like https://hooks.slack.com/services/...")
     if bool(settings.aws_access_key) != bool(settings.aws_secret_key):
         flag = "--aws-secret-key" if settings.aws_access_key else "--aws-access-key"
         raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")

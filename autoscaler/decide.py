@@ -8,6 +8,11 @@ The loop also remembers the last-busy times its plans write (``remember_last_bus
 over each snapshot's nodes (``with_remembered_last_busy``): a dry run writes no annotation, and
 without them it would measure idle time from the instance's launch, where a real run measures it
 from the annotation it wrote, and the two would decide differently.
+
+And it remembers when a loop last saw each node busy (``remember_seen_busy``), which is what an
+idle node's idle time runs from (``with_seen_busy``): the annotation is rewritten at most once a
+minute, so measured from it a node looked up to a minute more idle than it was. The annotation
+stays the record that survives a restart.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from typing import Iterable, Mapping, Optional
 from .config import Settings
 from .group_health import GroupHealthState, GroupKey, assess_groups
 from .model import LAST_BUSY_ANNOTATION, Snapshot
+from .node_state import is_busy_pod
 from .plan import Action, AnnotateNode, Plan
 from .real_capacity import with_real_capacity
 from .scale_down import plan_scale_down
@@ -113,6 +119,37 @@ def with_remembered_last_busy(snapshot: Snapshot, remembered: Mapping[str, datet
     for node in snapshot.nodes:
         moment = remembered.get(node.name)
         if moment is not None and (node.last_busy is None or moment > node.last_busy):
+            node = replace(node, last_busy=moment)
+            changed = True
+        nodes.append(node)
+    return replace(snapshot, nodes=tuple(nodes)) if changed else snapshot
+
+
+def busy_node_names(snapshot: Snapshot) -> frozenset[str]:
+    """The nodes that run a busy pod (anything but DaemonSet and mirror pods) in this snapshot."""
+    return frozenset(pod.node_name for pod in snapshot.pods
+                     if pod.occupies_node and pod.node_name is not None and is_busy_pod(pod))
+
+
+def remember_seen_busy(seen: Mapping[str, datetime], snapshot: Snapshot, now: datetime) -> dict[str, datetime]:
+    """Node name -> the last loop time that saw it busy: ``now`` for the nodes busy in
+    ``snapshot``, what was remembered for the other nodes still there."""
+    names = {node.name for node in snapshot.nodes}
+    kept = {name: moment for name, moment in seen.items() if name in names}
+    kept.update((name, now) for name in busy_node_names(snapshot) if name in names)
+    return kept
+
+
+def with_seen_busy(snapshot: Snapshot, seen: Mapping[str, datetime]) -> Snapshot:
+    """The snapshot with each idle node's last-busy time the later of its own and the last loop
+    that saw it busy. Busy nodes keep theirs: it says when their annotation is due again."""
+    if not seen:
+        return snapshot
+    busy = busy_node_names(snapshot)
+    nodes, changed = [], False
+    for node in snapshot.nodes:
+        moment = seen.get(node.name)
+        if node.name not in busy and moment is not None and (node.last_busy is None or moment > node.last_busy):
             node = replace(node, last_busy=moment)
             changed = True
         nodes.append(node)

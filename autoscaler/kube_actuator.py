@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from kubernetes import client as kube_client
 
+from .kube_connect import REQUEST_TIMEOUT
 from .kube_errors import KubeError, kube_call
 from .model import CORDONED_BY_AUTOSCALER_LABEL
 
 MERGE_PATCH = "application/merge-patch+json"
 # (connect, read) seconds for one write: a half-open connection must fail the action, not hang the loop.
-WRITE_REQUEST_TIMEOUT = (10, 30)
+WRITE_REQUEST_TIMEOUT = REQUEST_TIMEOUT
 
 
 class EvictionRefused(KubeError):

@@ -1,9 +1,16 @@
-"""Build the Kubernetes API client: --kubeconfig, else the in-cluster service account."""
+"""Build the Kubernetes API client: --kubeconfig, else the in-cluster service account.
+
+Every call of the client is bounded: REQUEST_TIMEOUT (connect, read) unless the caller gives its
+own, and a stalled read is not retried, so a server that accepts a connection and never answers
+fails the call in seconds (README "Configuration": timeouts).
+"""
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
+from urllib.parse import urlsplit
 
+import urllib3
 import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
@@ -11,24 +18,124 @@ from kubernetes.config.config_exception import ConfigException
 
 log = logging.getLogger(__name__)
 
+REQUEST_TIMEOUT = (5, 10)  # seconds: to connect, and between two reads of one answer
+# A refused or failed connection is tried once more; a read that timed out is not (it waited
+# long enough), nor an error status (the loop decides what to do with it).
+RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False)
+
 
 class KubeConfigError(ValueError):
     """The kubeconfig or the in-cluster environment cannot give a usable client."""
 
 
+class BoundedApiClient(kube_client.ApiClient):
+    """The official client, with REQUEST_TIMEOUT on every call that does not set its own."""
+
+    def call_api(self, *args, **kwargs):
+        if kwargs.get("_request_timeout") is None and len(args) < 6:
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        return super().call_api(*args, **kwargs)  # type: ignore[misc]  # the stubs do not list it
+
+
 def connect(kubeconfig: Optional[str]) -> kube_client.ApiClient:
+    configuration = kube_client.Configuration()
     try:
         if kubeconfig:
             log.debug("Using kubeconfig %s", kubeconfig)
-            return kube_config.new_client_from_config(config_file=kubeconfig, persist_config=False)
-        log.debug("Using kube service account")
-        configuration = kube_client.Configuration()
-        kube_config.load_incluster_config(client_configuration=configuration)
-        return kube_client.ApiClient(configuration)
+            check_kubeconfig(kubeconfig)
+            kube_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration,
+                                         persist_config=False)
+        else:
+            log.debug("Using kube service account")
+            kube_config.load_incluster_config(client_configuration=configuration)
+    except KubeConfigError:
+        raise
     except ConfigException as error:
         where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster service account (no --kubeconfig given)"
-        raise KubeConfigError(f"{where}: {error}") from None
+        raise KubeConfigError(f"{where}: {_one_line(error)}") from None
     except (yaml.YAMLError, OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        # A kubeconfig that is YAML but not a kubeconfig fails inside the loader in odd ways.
-        detail = " ".join(str(error).split())  # YAML errors span lines; the operator gets one
-        raise KubeConfigError(f"--kubeconfig {kubeconfig}: not a usable kubeconfig ({type(error).__name__}: {detail})") from None
+        # The shape was checked; what is left fails inside the loader (a certificate file that is not one...).
+        raise KubeConfigError(f"--kubeconfig {kubeconfig}: not a usable kubeconfig ({type(error).__name__}: "
+                              f"{_one_line(error)})") from None
+    # The client hands it to urllib3, which takes a Retry (the stubs say int).
+    configuration.retries = RETRIES  # type: ignore[assignment]
+    return BoundedApiClient(configuration)
+
+
+def check_kubeconfig(path: str) -> None:
+    """Raise KubeConfigError naming what is wrong when the file is not YAML or not shaped like a
+    kubeconfig (the loader would fail with a TypeError or a KeyError deep inside)."""
+    where = f"--kubeconfig {path}"
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = yaml.safe_load(file)
+    except OSError as error:
+        raise KubeConfigError(f"{where}: cannot read it ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise KubeConfigError(f"{where}: not a text file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or _one_line(error)
+        raise KubeConfigError(f"{where}: not valid YAML{line} ({problem})") from None
+
+    def fail(message: str):
+        raise KubeConfigError(f"{where}: not a kubeconfig: {message}")
+
+    if not isinstance(data, dict):
+        fail(f"expected a mapping (apiVersion, clusters, contexts, users, current-context), got {_kind(data)}")
+    entries: dict = {}
+    for section, inner in (("clusters", "cluster"), ("contexts", "context"), ("users", "user")):
+        value = data.get(section)
+        if value is None:
+            entries[section] = {}
+            continue
+        if not isinstance(value, list):
+            fail(f"'{section}' must be a list, got {_kind(value)}")
+        entries[section] = {}
+        for index, entry in enumerate(value):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                fail(f"{section}[{index}] must be a mapping with a 'name'")
+            if not isinstance(entry.get(inner) or {}, dict):
+                fail(f"{section}[{index}].{inner} must be a mapping, got {_kind(entry.get(inner))}")
+            entries[section][entry["name"]] = entry.get(inner) or {}
+    current = data.get("current-context")
+    if current is None or current == "":
+        return  # the loader says there is no current context, in one line
+    if not isinstance(current, str):
+        fail(f"'current-context' must be a name, got {_kind(current)}")
+    context = entries["contexts"].get(current)
+    if context is None:
+        return  # the loader names the missing context
+    for key in ("cluster", "user"):
+        if context.get(key) is not None and not isinstance(context.get(key), str):
+            fail(f"context {current!r}: '{key}' must be a name, got {_kind(context.get(key))}")
+    cluster = entries["clusters"].get(context.get("cluster"))
+    if cluster is not None:
+        server = cluster.get("server")
+        if not isinstance(server, str):
+            fail(f"cluster {context.get('cluster')!r}: 'server' must be a URL like https://host:6443, got {_kind(server)}")
+        parts = urlsplit(server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            fail(f"cluster {context.get('cluster')!r}: server {server!r} is not a URL like https://host:6443")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            fail(f"cluster {context.get('cluster')!r}: server {server!r} has a port that is not a number")
+    user = entries["users"].get(context.get("user"))
+    for key, value in (user or {}).items():
+        if key in ("token", "tokenFile", "client-certificate", "client-key", "client-certificate-data",
+                   "client-key-data", "username", "password") and not isinstance(value, str):
+            fail(f"user {context.get('user')!r}: '{key}' must be a string, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"the text {str(value)[:40]!r}", bool: f"{value}",
+            int: f"the number {value}", float: f"the number {value}"}.get(type(value), type(value).__name__)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:299] + "…"

@@ -15,7 +15,9 @@ from typing import Any, Callable, Iterator, Optional
 
 from kubernetes import client as kube_client
 
-from .kube_errors import KubeError, kube_call
+from .http_summary import describe_answer
+from .kube_connect import REQUEST_TIMEOUT
+from .kube_errors import KubeConfigurationError, kube_call
 from .model import (
     HOSTNAME_LABEL,
     LAST_BUSY_ANNOTATION,
@@ -32,14 +34,14 @@ from .model import (
     Taint,
     Toleration,
 )
-from .resources import QuantityError, parse_resources, to_milli
+from .resources import parse_resources, to_milli
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-# (connect, read) seconds for one page. Without a timeout a half-open connection blocks the loop
-# for ever while the leader thread keeps renewing the lease; a page of 500 pods takes well under a second.
-LIST_REQUEST_TIMEOUT = (10, 60)
+# (connect, read) seconds for one page: the client's default (kube_connect.REQUEST_TIMEOUT), so a
+# stalled server fails the loop instead of holding it; a page of 500 pods takes well under a second.
+LIST_REQUEST_TIMEOUT = REQUEST_TIMEOUT
 ONE_POD_MILLI = 1000
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -51,7 +53,7 @@ class KubeReader:
         self.namespace = namespace
 
     def read_nodes(self) -> tuple[Node, ...]:
-        return _convert_all(self._pages(self.core.list_node), node_from_api, "node")
+        return _convert_all(self._pages(self.core.list_node, "nodes"), node_from_api, "node")
 
     def read_pods(self) -> tuple[Pod, ...]:
         lister: Callable[..., Any]
@@ -61,7 +63,7 @@ class KubeReader:
             lister = self.core.list_pod_for_all_namespaces
         # Finished pods occupy nothing and are never pending: leave them on the server.
         selector = "status.phase!=Succeeded,status.phase!=Failed"
-        return _convert_all(self._pages(lister, field_selector=selector), pod_from_api, "pod")
+        return _convert_all(self._pages(lister, "pods", field_selector=selector), pod_from_api, "pod")
 
     def read_budgets(self) -> tuple[DisruptionBudget, ...]:
         lister: Callable[..., Any]
@@ -69,21 +71,28 @@ class KubeReader:
             lister = lambda **kw: self.policy.list_namespaced_pod_disruption_budget(namespace, **kw)  # noqa: E731
         else:
             lister = self.policy.list_pod_disruption_budget_for_all_namespaces
-        return _convert_all(self._pages(lister), budget_from_api, "poddisruptionbudget")
+        return _convert_all(self._pages(lister, "pod disruption budgets"), budget_from_api, "poddisruptionbudget")
 
-    def _pages(self, lister: Callable, **query) -> Iterator[dict]:
+    def _pages(self, lister: Callable, what: str, **query) -> Iterator[dict]:
         token = None
         while True:
             kwargs = dict(query, limit=PAGE_SIZE, _preload_content=False, _request_timeout=LIST_REQUEST_TIMEOUT)
             if token:
                 kwargs["_continue"] = token
-            response = kube_call("list", lister, **kwargs)
+            response = kube_call(f"list {what}", lister, **kwargs)
             try:
                 page = json.loads(response.data)
-            except ValueError as error:
-                raise KubeError(f"list: the API server sent a body that is not JSON ({error})") from None
+            except ValueError:
+                # A web server or a proxy at the kubeconfig's address answers 200 with a page.
+                raise KubeConfigurationError(
+                    f"list {what}: the server answered with something that is not a Kubernetes list ("
+                    f"{describe_answer(response.status, response.data)}); check the server address in the kubeconfig"
+                ) from None
+            if not isinstance(page, dict) or not isinstance(page.get("items") or [], list):
+                raise KubeConfigurationError(f"list {what}: the server answered JSON that is not a Kubernetes list; "
+                                             "check the server address in the kubeconfig")
             yield from page.get("items") or ()
-            token = (page.get("metadata") or {}).get("continue")
+            token = (page.get("metadata") or {}).get("continue") if isinstance(page.get("metadata"), dict) else None
             if not token:
                 return
 
@@ -93,16 +102,76 @@ def _convert_all(items, convert, kind: str) -> tuple:
     for item in items:
         try:
             converted.append(convert(item))
-        except (QuantityError, ValueError, TypeError, KeyError, AttributeError) as error:
-            meta = item.get("metadata") or {} if isinstance(item, dict) else {}
-            name = "/".join(filter(None, (meta.get("namespace"), meta.get("name")))) or "?"
-            log.warning("skipping %s %s: %s", kind, name, error)
+        except Exception as error:  # noqa: BLE001 - any malformed field of one object: skip that object
+            log.warning("skipping %s %s: cannot read it (%s: %s)", kind, _name_of(item), type(error).__name__,
+                        " ".join(str(error).split())[:200])
     return tuple(converted)
+
+
+def _name_of(item) -> str:
+    """namespace/name of a raw object, as far as it can be read; "?" when it cannot."""
+    meta = item.get("metadata") if isinstance(item, dict) else None
+    if not isinstance(meta, dict):
+        return "?"
+    parts = [meta.get("namespace"), meta.get("name")]
+    return "/".join(part for part in parts if isinstance(part, str) and part) or "?"
+
+
+# Typed reads of a raw object's fields: a field that is missing or null takes its empty value; one
+# of the wrong type raises TypeError, and the object is skipped (_convert_all) rather than let a
+# list where a name belongs reach the decisions.
+
+def _mapping(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is {type(value).__name__}, not a mapping")
+    return value
+
+
+def _sequence(value, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def _text(value, what: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is {type(value).__name__}, not a string")
+    return value
+
+
+def _text_map(value, what: str) -> dict:
+    """labels, annotations, selectors: strings to strings."""
+    mapping = _mapping(value, what)
+    for key, item in mapping.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{what} has {key!r}: {item!r}, not a string to a string")
+    return mapping
+
+
+def _name(meta: dict) -> str:
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("metadata.name is missing or not a name")
+    return name
+
+
+def _metadata(item) -> dict:
+    if not isinstance(item, dict):
+        raise TypeError(f"the object is {type(item).__name__}, not a mapping")
+    return _mapping(item.get("metadata"), "metadata")
 
 
 def parse_time(text: Optional[str]) -> Optional[datetime]:
     if not text:
         return None
+    if not isinstance(text, str):
+        raise TypeError(f"time {text!r} is not a string")
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
@@ -125,16 +194,18 @@ def region_of_zone(zone: Optional[str]) -> Optional[str]:
 
 
 def node_from_api(item: dict) -> Node:
-    meta = item["metadata"]
-    spec = item.get("spec") or {}
-    status = item.get("status") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    instance_id, zone = parse_provider_id(spec.get("providerID") or "")
+    meta = _metadata(item)
+    name = _name(meta)
+    spec = _mapping(item.get("spec"), "spec")
+    status = _mapping(item.get("status"), "status")
+    labels = _text_map(meta.get("labels"), "metadata.labels")
+    annotations = _text_map(meta.get("annotations"), "metadata.annotations")
+    instance_id, zone = parse_provider_id(_text(spec.get("providerID"), "spec.providerID"))
     if instance_id is None and labels.get("aws/id"):
         instance_id, zone = labels["aws/id"], labels.get("aws/az")
     ready, heartbeat = False, None
-    for condition in status.get("conditions") or ():
+    for condition in _sequence(status.get("conditions"), "status.conditions"):
+        condition = _mapping(condition, "a condition")
         if condition.get("type") == "Ready":
             ready = condition.get("status") == "True"
             heartbeat = parse_time(condition.get("lastHeartbeatTime"))
@@ -143,15 +214,19 @@ def node_from_api(item: dict) -> Node:
         try:
             last_busy = parse_time(annotations[LAST_BUSY_ANNOTATION])
         except ValueError:
-            log.warning("node %s: ignoring unreadable %s annotation", meta["name"], LAST_BUSY_ANNOTATION)
+            log.warning("node %s: ignoring unreadable %s annotation", name, LAST_BUSY_ANNOTATION)
+    taints = []
+    for raw in _sequence(spec.get("taints"), "spec.taints"):
+        raw = _mapping(raw, "a taint")
+        taints.append(Taint(_text(raw.get("key"), "a taint's key"), _text(raw.get("value"), "a taint's value"),
+                            _text(raw.get("effect"), "a taint's effect") or "NoSchedule"))
     return Node(
-        name=meta["name"],
+        name=name,
         labels=labels,
-        allocatable=parse_resources(status.get("allocatable") or status.get("capacity")),
-        taints=tuple(
-            Taint(t["key"], t.get("value") or "", t.get("effect") or "NoSchedule") for t in spec.get("taints") or ()
-        ),
-        unschedulable=bool(spec.get("unschedulable")),
+        allocatable=parse_resources(_mapping(status.get("allocatable"), "status.allocatable")
+                                    or _mapping(status.get("capacity"), "status.capacity")),
+        taints=tuple(taints),
+        unschedulable=spec.get("unschedulable") is True,
         instance_id=instance_id,
         zone=zone,
         region=region_of_zone(zone),
@@ -167,23 +242,23 @@ def pod_requests(spec: dict) -> Resources:
     larger (per resource), plus overhead, plus one pod slot. Summed as plain integers and built
     into one Resources at the end: 15,000 pods are read every loop."""
     total: dict[str, int] = {}
-    for container in spec.get("containers") or ():
+    for container in _sequence(spec.get("containers"), "spec.containers"):
         for name, milli in _container_requests(container).items():
             total[name] = total.get(name, 0) + milli
-    for container in spec.get("initContainers") or ():
+    for container in _sequence(spec.get("initContainers"), "spec.initContainers"):
         for name, milli in _container_requests(container).items():
             total[name] = max(total.get(name, 0), milli)
-    for name, quantity in (spec.get("overhead") or {}).items():
+    for name, quantity in _mapping(spec.get("overhead"), "spec.overhead").items():
         total[name] = total.get(name, 0) + quantity_milli(name, quantity)
     total["pods"] = total.get("pods", 0) + ONE_POD_MILLI
     return Resources(total)
 
 
 def _container_requests(container: dict) -> dict[str, int]:
-    resources = container.get("resources") or {}
+    resources = _mapping(_mapping(container, "a container").get("resources"), "a container's resources")
     # The API server defaults a missing request to the limit; servers we read may not have done it.
-    merged = dict(resources.get("limits") or {})
-    merged.update(resources.get("requests") or {})
+    merged = dict(_mapping(resources.get("limits"), "limits"))
+    merged.update(_mapping(resources.get("requests"), "requests"))
     return {name: quantity_milli(name, quantity) for name, quantity in merged.items()}
 
 
@@ -199,36 +274,39 @@ _remembered_milli = functools.lru_cache(maxsize=4096)(to_milli)
 
 
 def pod_from_api(item: dict) -> Pod:
-    meta = item["metadata"]
-    spec = item.get("spec") or {}
-    status = item.get("status") or {}
-    namespace = meta.get("namespace") or "default"
-    annotations = meta.get("annotations") or {}
+    meta = _metadata(item)
+    name = _name(meta)
+    spec = _mapping(item.get("spec"), "spec")
+    status = _mapping(item.get("status"), "status")
+    namespace = _text(meta.get("namespace"), "metadata.namespace") or "default"
+    annotations = _text_map(meta.get("annotations"), "metadata.annotations")
     safe = annotations.get(SAFE_TO_EVICT_ANNOTATION)
     scheduled_at = None
-    for condition in status.get("conditions") or ():
+    for condition in _sequence(status.get("conditions"), "status.conditions"):
+        condition = _mapping(condition, "a condition")
         if condition.get("type") == "PodScheduled" and condition.get("status") == "True":
             scheduled_at = parse_time(condition.get("lastTransitionTime"))
-    affinity = spec.get("affinity") or {}
+    affinity = _mapping(spec.get("affinity"), "spec.affinity")
     try:
-        phase = PodPhase(status.get("phase") or "Pending")
+        phase = PodPhase(_text(status.get("phase"), "status.phase") or "Pending")
     except ValueError:
         phase = PodPhase.UNKNOWN
+    owners = [_mapping(ref, "an ownerReference") for ref in _sequence(meta.get("ownerReferences"), "ownerReferences")]
     return Pod(
         namespace=namespace,
-        name=meta["name"],
-        uid=meta.get("uid") or "",
+        name=name,
+        uid=_text(meta.get("uid"), "metadata.uid"),
         phase=phase,
         requests=pod_requests(spec),
-        node_name=spec.get("nodeName") or None,
+        node_name=_text(spec.get("nodeName"), "spec.nodeName") or None,
         placement=Placement(
-            node_selector=tuple(sorted((spec.get("nodeSelector") or {}).items())),
-            tolerations=tuple(_toleration(t) for t in spec.get("tolerations") or ()),
-            node_affinity=_node_affinity(affinity.get("nodeAffinity") or {}),
+            node_selector=tuple(sorted(_text_map(spec.get("nodeSelector"), "spec.nodeSelector").items())),
+            tolerations=tuple(_toleration(t) for t in _sequence(spec.get("tolerations"), "spec.tolerations")),
+            node_affinity=_node_affinity(_mapping(affinity.get("nodeAffinity"), "nodeAffinity")),
         ),
-        anti_affinity=_anti_affinity(affinity.get("podAntiAffinity") or {}, namespace),
-        labels=meta.get("labels") or {},
-        owner_kinds=tuple(ref.get("kind", "") for ref in meta.get("ownerReferences") or ()),
+        anti_affinity=_anti_affinity(_mapping(affinity.get("podAntiAffinity"), "podAntiAffinity"), namespace),
+        labels=_text_map(meta.get("labels"), "metadata.labels"),
+        owner_kinds=tuple(_text(ref.get("kind"), "an ownerReference's kind") for ref in owners),
         is_mirror=MIRROR_ANNOTATION in annotations,
         safe_to_evict=None if safe is None else safe.strip().lower() == "true",
         created=parse_time(meta.get("creationTimestamp")),
@@ -237,18 +315,37 @@ def pod_from_api(item: dict) -> Pod:
 
 
 def _toleration(raw: dict) -> Toleration:
+    raw = _mapping(raw, "a toleration")
     return Toleration(
-        key=raw.get("key") or "",
-        operator=raw.get("operator") or "Equal",
-        value=raw.get("value") or "",
-        effect=raw.get("effect") or "",
+        key=_text(raw.get("key"), "a toleration's key"),
+        operator=_text(raw.get("operator"), "a toleration's operator") or "Equal",
+        value=_text(raw.get("value"), "a toleration's value"),
+        effect=_text(raw.get("effect"), "a toleration's effect"),
     )
 
 
 def _requirements(expressions) -> tuple[Requirement, ...]:
-    return tuple(
-        Requirement(e["key"], e["operator"], tuple(str(v) for v in e.get("values") or ())) for e in expressions or ()
-    )
+    requirements = []
+    for expression in _sequence(expressions, "matchExpressions"):
+        expression = _mapping(expression, "a match expression")
+        values = _sequence(expression.get("values"), "a match expression's values")
+        requirements.append(Requirement(_name_text(expression.get("key"), "a match expression's key"),
+                                        _name_text(expression.get("operator"), "a match expression's operator"),
+                                        tuple(_scalar_text(v) for v in values)))
+    return tuple(requirements)
+
+
+def _name_text(value, what: str) -> str:
+    text = _text(value, what)
+    if not text:
+        raise ValueError(f"{what} is missing")
+    return text
+
+
+def _scalar_text(value) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise TypeError(f"value {value!r} is not a string")
+    return str(value)
 
 
 def _field_requirements(fields) -> tuple[Requirement, ...]:
@@ -257,43 +354,51 @@ def _field_requirements(fields) -> tuple[Requirement, ...]:
     name (on EC2 both are the private DNS name), so the model needs no field selectors of its own.
     Without this, a term with only ``matchFields`` (what the DaemonSet controller writes) would be
     an empty term, which matches no node."""
-    return tuple(
-        Requirement(HOSTNAME_LABEL, f["operator"], tuple(str(v) for v in f.get("values") or ()))
-        for f in fields or () if f.get("key") == "metadata.name"
-    )
+    requirements = []
+    for field in _sequence(fields, "matchFields"):
+        field = _mapping(field, "a match field")
+        if field.get("key") == "metadata.name":
+            values = _sequence(field.get("values"), "a match field's values")
+            requirements.append(Requirement(HOSTNAME_LABEL, _name_text(field.get("operator"), "a match field's operator"),
+                                            tuple(_scalar_text(v) for v in values)))
+    return tuple(requirements)
 
 
 def _node_affinity(node_affinity: dict) -> tuple[tuple[Requirement, ...], ...]:
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    return tuple(
-        _requirements(term.get("matchExpressions")) + _field_requirements(term.get("matchFields"))
-        for term in required.get("nodeSelectorTerms") or ()
-    )
+    required = _mapping(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), "required node affinity")
+    terms = [_mapping(term, "a node selector term") for term in _sequence(required.get("nodeSelectorTerms"),
+                                                                          "nodeSelectorTerms")]
+    return tuple(_requirements(term.get("matchExpressions")) + _field_requirements(term.get("matchFields"))
+                 for term in terms)
 
 
 def label_selector(raw: Optional[dict]) -> LabelSelector:
-    raw = raw or {}
+    raw = _mapping(raw, "a label selector")
     return LabelSelector(
-        match_labels=tuple(sorted((raw.get("matchLabels") or {}).items())),
+        match_labels=tuple(sorted(_text_map(raw.get("matchLabels"), "matchLabels").items())),
         match_expressions=_requirements(raw.get("matchExpressions")),
     )
 
 
 def _anti_affinity(anti: dict, namespace: str) -> tuple[AntiAffinityTerm, ...]:
     terms = []
-    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or ():
+    for term in _sequence(anti.get("requiredDuringSchedulingIgnoredDuringExecution"), "required pod anti-affinity"):
+        term = _mapping(term, "an anti-affinity term")
         if term.get("topologyKey") != HOSTNAME_LABEL:
             continue  # only hostname spreading changes how many nodes a set of pods needs
-        namespaces = tuple(sorted(term.get("namespaces") or ())) or (namespace,)
-        terms.append(AntiAffinityTerm(label_selector(term.get("labelSelector")), namespaces))
+        namespaces = tuple(sorted(_text(n, "a namespace") for n in _sequence(term.get("namespaces"), "namespaces")))
+        terms.append(AntiAffinityTerm(label_selector(term.get("labelSelector")), namespaces or (namespace,)))
     return tuple(terms)
 
 
 def budget_from_api(item: dict) -> DisruptionBudget:
-    meta = item["metadata"]
+    meta = _metadata(item)
+    allowed = _mapping(item.get("status"), "status").get("disruptionsAllowed") or 0
+    if isinstance(allowed, bool) or not isinstance(allowed, int):
+        raise TypeError(f"status.disruptionsAllowed {allowed!r} is not a whole number")
     return DisruptionBudget(
-        namespace=meta.get("namespace") or "default",
-        name=meta["name"],
-        selector=label_selector((item.get("spec") or {}).get("selector")),
-        disruptions_allowed=int((item.get("status") or {}).get("disruptionsAllowed") or 0),
+        namespace=_text(meta.get("namespace"), "metadata.namespace") or "default",
+        name=_name(meta),
+        selector=label_selector(_mapping(item.get("spec"), "spec").get("selector")),
+        disruptions_allowed=allowed,
     )

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from kubernetes import client as kube_client
 
-from .kube_errors import KubeError, kube_call
+from .kube_errors import KubeConfigurationError, KubeError, kube_call
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class LeaderElector:
         self._observed_at = 0.0
         self._observed_duration = 0.0  # leaseDurationSeconds of someone else's lease, last seen
         self.contact_at: Optional[float] = None  # monotonic time the lease was last read or written
+        # A configuration error (401, 403 on Leases...) before the lease was ever read: waiting for
+        # leadership would never end, so the daemon ends instead (README "Configuration").
+        self.startup_error: Optional[KubeConfigurationError] = None
         self.leadership = threading.Event()  # set while we hold the lease; waiters wake at once
         self._thread: Optional[threading.Thread] = None
 
@@ -98,6 +101,8 @@ class LeaderElector:
             held = self._attempt()
         except KubeError as error:
             log.warning("leader election: %s", error)
+            if isinstance(error, KubeConfigurationError) and self.contact_at is None:
+                self.startup_error = error
             if self.on_api_error:
                 self.on_api_error(error)
             self.is_leader()  # steps down once the renew deadline has passed
@@ -119,6 +124,8 @@ class LeaderElector:
         while not stop.is_set():
             if self.try_acquire_or_renew():
                 return True
+            if self.startup_error is not None:
+                return False
             deadline = started + max(self.lease_duration, self._observed_duration) + self.retry_period
             remaining = deadline - self.monotonic()
             if remaining <= 0:
@@ -201,22 +208,23 @@ class LeaderElector:
 
     # -- release and the background thread ---------------------------------------------------
 
-    def release(self) -> None:
+    def release(self, request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
         """Give the lease up (empty holder), so a standby takes over within one retry period
-        instead of waiting for the lease to expire. Only if we still hold it."""
+        instead of waiting for the lease to expire. Only if we still hold it. ``request_timeout``
+        bounds each of its two calls (a stopping process has seconds, not minutes)."""
         if not self.leadership.is_set() and self._renewed_at is None:
             return
         self._lose("released")
         try:
             lease = kube_call("read lease", self.api.read_namespaced_lease, self.name, self.namespace,
-                              _request_timeout=REQUEST_TIMEOUT_SECONDS)
+                              _request_timeout=request_timeout)
             if lease.spec is None or lease.spec.holder_identity != self.identity:
                 return
             lease.spec.holder_identity = None
             lease.spec.lease_duration_seconds = 1
             lease.spec.renew_time = datetime.now(timezone.utc)
             kube_call("release lease", self.api.replace_namespaced_lease, self.name, self.namespace, lease,
-                      _request_timeout=REQUEST_TIMEOUT_SECONDS)
+                      _request_timeout=request_timeout)
             log.warning("leader election: released the lease %s/%s", self.namespace, self.name)
         except Exception as error:  # noqa: BLE001 - stopping must go on; the lease expires on its own
             log.warning("leader election: could not release the lease (it expires on its own): %s", error)

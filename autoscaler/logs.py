@@ -18,6 +18,9 @@ LOG_FORMATS = ("text", "json")
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 COUNTERS_ATTRIBUTE = "counters"  # extra={"counters": {...}} puts fields on a JSON line
+# extra={"always_shown": True}: a warning the operator must see even without -v (a --cluster-name
+# that matches no group: without it, a typo looks like a quiet, healthy autoscaler).
+ALWAYS_SHOWN = "always_shown"
 NOISY_LIBRARIES = ("botocore", "boto3", "urllib3", "kubernetes")
 
 
@@ -105,9 +108,11 @@ def configure_logging(verbosity: int, log_format: str = "text", secrets: Iterabl
     redactor = Redactor(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor))
+    handler.addFilter(lambda record: record.levelno >= level or getattr(record, ALWAYS_SHOWN, False))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # Warnings are made at any verbosity, so that ALWAYS_SHOWN ones reach the handler's filter.
+    root.setLevel(min(level, logging.WARNING))
     # Library debug output is noise at our -vvv, and botocore's can include request signatures.
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

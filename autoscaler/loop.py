@@ -25,12 +25,12 @@ from typing import Callable, Optional
 from .actuator import Actuator, ApplyResult
 from .aws_errors import CloudError
 from .backoff import backoff_cap, is_throttling
-from .config import Settings
-from .decide import BANNER, decide, remember_last_busy, with_remembered_last_busy
+from .config import ConfigurationError, Settings
+from .decide import BANNER, decide, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
 from .events import events_for_loop
 from .group_health import GroupHealthState
 from .kube_errors import KubeError
-from .logs import COUNTERS_ATTRIBUTE
+from .logs import ALWAYS_SHOWN, COUNTERS_ATTRIBUTE
 from .notices import RepeatedNotices
 from .world import World
 
@@ -48,6 +48,8 @@ class LoopReport:
     error: str = ""
     failed_actions: int = 0  # actions whose API call failed
     throttled: int = 0  # API calls of this loop refused for rate
+    # The read failed for configuration (no credentials, access denied, not an API server...).
+    configuration_error: Optional[ConfigurationError] = None
 
     @property
     def backs_off(self) -> bool:
@@ -80,9 +82,15 @@ class Loop:
         self.events = events  # events.EventRecorder; None in a dry run (events are writes)
         self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.health = GroupHealthState()
-        # Node name -> when this loop's plans last saw it busy (decide.remember_last_busy).
+        # Node name -> the last-busy time this loop's plans last wrote (decide.remember_last_busy).
         self.last_busy: dict = {}
+        # Node name -> the last loop that saw it busy: idle time runs from it (decide.remember_seen_busy).
+        self.seen_busy: dict = {}
         self.loops = 0
+        self.succeeded = 0  # loops that read the world
+        # Set when the process should end: a configuration error before any loop succeeded.
+        self.fatal: Optional[ConfigurationError] = None
+        self._warned_no_groups = False
 
     def should_stop(self) -> bool:
         """Asked before each action: SIGTERM, or the lease is no longer ours."""
@@ -99,10 +107,19 @@ class Loop:
         try:
             snapshot = self.world.read(now)
         except Exception as error:  # noqa: BLE001 - any read failure: report, back off, retry
-            # An API's error says enough; anything else is a bug in the reading code: show where.
-            log.error("reading the cluster failed: %s", error, exc_info=not isinstance(error, (KubeError, CloudError)))
+            configuration = error if isinstance(error, ConfigurationError) else None
+            is_api_error = isinstance(error, (KubeError, CloudError, ConfigurationError))
+            if (configuration is not None and not self.succeeded) or (self.settings.once and is_api_error):
+                # The process ends with one line that says it (daemon.py); the log would repeat it.
+                log.info("reading the cluster failed: %s", error)
+            else:
+                # An API's error says enough; anything else is a bug in the reading code: show where.
+                log.error("reading the cluster failed: %s", error, exc_info=not is_api_error)
             self._record_failed_loop(started, error)
-            return LoopReport(False, {"loop": self.loops}, str(error), throttled=int(is_throttling(error)))
+            return LoopReport(False, {"loop": self.loops}, str(error), throttled=int(is_throttling(error)),
+                              configuration_error=configuration)
+        self.succeeded += 1
+        self._warn_if_no_groups(snapshot)
         self._observe_phase("read", started)
         try:
             return self._decide_and_act(snapshot, now, started)
@@ -110,6 +127,17 @@ class Loop:
             log.exception("the loop failed after reading the cluster (a bug; the next loop starts afresh): %s", error)
             self._record_failed_loop(started)
             return LoopReport(False, {"loop": self.loops}, f"{type(error).__name__}: {error}")
+
+    def _warn_if_no_groups(self, snapshot) -> None:
+        """Once per process: a --cluster-name that matches no group anywhere is a typo more often
+        than a cluster without groups, and nothing would ever scale."""
+        if snapshot.groups or self._warned_no_groups:
+            return
+        self._warned_no_groups = True
+        log.warning("--cluster-name %s matches no Auto Scaling group in %s: nothing can be scaled up or in. Groups "
+                    "are managed when tagged KubernetesCluster=%s and Role (or KubernetesRole) minion, worker or "
+                    "kubernetes-minion (README \"Setup\")", self.settings.cluster_name,
+                    ", ".join(self.settings.regions), self.settings.cluster_name, extra={ALWAYS_SHOWN: True})
 
     def _record_failed_loop(self, started: float, api_error: Optional[BaseException] = None) -> None:
         if self.metrics is None:
@@ -128,10 +156,11 @@ class Loop:
 
     def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
         deciding = time.monotonic()
-        snapshot = with_remembered_last_busy(snapshot, self.last_busy)
+        snapshot = with_seen_busy(with_remembered_last_busy(snapshot, self.last_busy), self.seen_busy)
         decision = decide(snapshot, self.settings, now, self.health)
         decision = replace(decision, actions=self.notices.filter(decision.actions))
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
+        self.seen_busy = remember_seen_busy(self.seen_busy, snapshot, now)
         acting = self._observe_phase("decide", deciding)
         if self.should_stop():
             # Checked once more after the (possibly long) read: a lease lost meanwhile means
@@ -184,11 +213,16 @@ class Loop:
         return min(previous_wait * 2, backoff_cap(self.settings.sleep))
 
     def run_forever(self) -> None:
+        """Loops until stopped, or until ``fatal`` is set: a configuration error before any loop
+        succeeded (README "Configuration": fail fast)."""
         interval = self.settings.sleep
-        while not self.stop.is_set():
+        while not self.stop.is_set() and self.fatal is None:
             if self.leader is not None and not self._await_leadership():
                 continue
             report = self.run_once()
+            if report.configuration_error is not None and not self.succeeded:
+                self.fatal = report.configuration_error
+                return
             interval = self.next_wait(report, interval)
             if not report.ok:
                 log.warning("loop failed; next try in %.0f s", interval)
@@ -207,6 +241,9 @@ class Loop:
             self.metrics.leader.set(0)
         log.info("standing by: another replica holds the lease")
         while not self.stop.is_set():
+            if self.leader.startup_error is not None and not self.succeeded:
+                self.fatal = self.leader.startup_error  # e.g. no permission on Leases: waiting never ends
+                return False
             if self.liveness is not None and self.leader.contact_at is not None \
                     and time.monotonic() - self.leader.contact_at < self.liveness.window:
                 self.liveness.standing_by()

@@ -6,7 +6,7 @@ also what a dry run prints after ``[dry-run] would``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Iterable, Union
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,26 @@ class Notify:
     message: str
     error: bool = False  # logged as an error, not a warning (the scale-in cap held everything back)
     pods: tuple[str, ...] = ()  # namespace/name of the pods it is about: the loop tells a repeat by them
+    # The actions of the same plan this notice reports (before it in the plan). The actuator sends
+    # it only for those that were done, and a message of its own for those that failed.
+    about: tuple[Action, ...] = ()
 
     def describe(self) -> str:
         return f"notify ({self.kind}): {self.message}"
+
+
+def terminations_message(actions: Iterable[Action]) -> str:
+    """The notice of instances being terminated, naming the first few (of the terminations among
+    ``actions``)."""
+    names = [f"{a.node or a.instance_id} ({a.group})" for a in actions if isinstance(a, TerminateInstance)]
+    shown = ", ".join(names[:NOTIFY_NAMES])
+    more = f" and {len(names) - NOTIFY_NAMES} more" if len(names) > NOTIFY_NAMES else ""
+    return f"terminating {len(names)} instance(s): {shown}{more}"
+
+
+NOTIFY_NAMES = 10  # names in one notice; the rest are counted
+# kind -> the message for a subset of a notice's actions (those that were done)
+NOTICE_MESSAGES = {"nodes-terminated": terminations_message}
 
 
 Action = Union[

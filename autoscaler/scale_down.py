@@ -40,7 +40,7 @@ from typing import Mapping, Optional, Sequence
 from .config import Settings
 from .model import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
-from .plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon
+from .plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
 from .scheduling import placement_matches
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
@@ -195,8 +195,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
     capped = _apply_cap(actions, verdict_of, snapshot, settings)
     terminated = [a for a in actions if isinstance(a, TerminateInstance)]
     if terminated:
-        actions.append(Notify("nodes-terminated", f"terminating {len(terminated)} instance(s): "
-                              + _names([f"{a.node or a.instance_id} ({a.group})" for a in terminated])))
+        actions.append(Notify("nodes-terminated", terminations_message(terminated), about=tuple(terminated)))
 
     verdicts = tuple(verdict_of[node.name] for node in nodes)
     counts = Counter(verdict.state for verdict in verdicts)

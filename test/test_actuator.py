@@ -6,6 +6,7 @@ from slack_capture import SlackCapture
 
 from autoscaler import plan as p
 from autoscaler.actuator import Actuator
+from autoscaler.kube_errors import KubeUnreachable
 from autoscaler.notifier import SlackNotifier, name_pods
 
 
@@ -95,3 +96,73 @@ def test_unreachable_slack_hook_is_not_fatal(caplog):
 )
 def test_name_pods(pods, expected):
     assert name_pods(pods) == expected
+
+
+def test_name_pods_counts_every_pod_not_only_those_named():
+    # scale up keeps the first few names of 24 pending pods and their true count.
+    assert name_pods([f"a/{i}" for i in range(20)], total=24) == "a/0, a/1, a/2, a/3, a/4 and 19 more"
+
+
+def test_the_scale_up_message_counts_every_pod_of_the_raise(slack):
+    raise_for_24 = p.SetDesiredCapacity("cpu", "us-west-2", 9, 1, "24 pods", pods=tuple(f"d/{i}" for i in range(20)),
+                                        pod_count=24)
+    Actuator(Recorder(), Recorder(), SlackNotifier(slack.url), dry_run=False).apply((raise_for_24,))
+    assert slack.messages == ["Scaled up cpu (us-west-2) by 8, from 1 to 9 instances, for pods: "
+                              "d/0, d/1, d/2, d/3, d/4 and 19 more"]
+
+
+TERMINATIONS = (p.TerminateInstance("i-1", "gpu", "us-west-2", True, "idle", node="n1"),
+                p.TerminateInstance("i-2", "gpu", "us-west-2", True, "idle", node="n2"))
+
+
+class RefusingOne(Recorder):
+    def terminate_instance(self, instance_id, *args):
+        if instance_id == "i-1":
+            raise RuntimeError("ValidationError: Instance is in a transitional state")
+        self.calls.append(("terminate_instance", instance_id, *args))
+
+
+@pytest.mark.parametrize("aws, sent", [
+    pytest.param(Recorder(), ["terminating 2 instance(s): n1 (gpu), n2 (gpu)"], id="all-done"),
+    pytest.param(RefusingOne(), ["terminating 1 instance(s): n2 (gpu)",
+                                 "1 of 2 action(s) failed (nodes-terminated): terminate instance i-1 in gpu (us-west-2), "
+                                 "lowering desired capacity: idle: ValidationError: Instance is in a transitional state"],
+                 id="one-failed"),
+    pytest.param(Recorder(fail_on={"terminate_instance"}), None, id="all-failed"),
+])
+def test_a_notice_names_only_what_was_done_and_a_failure_gets_its_own_message(slack, aws, sent):
+    notice = p.Notify("nodes-terminated", p.terminations_message(TERMINATIONS), about=TERMINATIONS)
+    Actuator(aws, Recorder(), SlackNotifier(slack.url), dry_run=False).apply(TERMINATIONS + (notice,))
+    if sent is None:  # nothing was terminated: no "terminating" message at all
+        assert len(slack.messages) == 1 and slack.messages[0].startswith("2 of 2 action(s) failed (nodes-terminated)")
+    else:
+        assert slack.messages == sent
+
+
+def test_a_failed_scale_up_is_announced_as_failed(slack):
+    Actuator(Recorder(fail_on={"set_desired_capacity"}), Recorder(), SlackNotifier(slack.url), dry_run=False).apply(PLAN[:1])
+    assert slack.messages == ["Failed to set desired capacity of gpu (us-west-2) from 1 to 3: 2 pods need 2 instances: "
+                              "set_desired_capacity refused"]
+
+
+class Unanswering(Recorder):
+    """An API server that stopped answering: every cordon waits out its timeout."""
+
+    def cordon(self, node):
+        self.calls.append(("cordon", node))
+        raise KubeUnreachable(f"cordon node {node}: cannot reach the Kubernetes API server (timed out)")
+
+
+def test_a_plan_stops_after_two_calls_in_a_row_get_no_answer():
+    kube = Unanswering()
+    plan = tuple(p.Cordon(f"n{i}", "idle") for i in range(10))
+    result = Actuator(Recorder(), kube, SlackNotifier(None), dry_run=False).apply(plan)
+    assert kube.calls == [("cordon", "n0"), ("cordon", "n1")]
+    assert result.failed["Cordon"] == 2 and result.not_attempted == 8
+
+
+def test_an_answer_between_two_unanswered_calls_lets_the_plan_go_on():
+    kube = Unanswering()
+    plan = (p.Cordon("n0", "idle"), p.Uncordon("n1", "busy"), p.Cordon("n2", "idle"), p.Uncordon("n3", "busy"))
+    result = Actuator(Recorder(), kube, SlackNotifier(None), dry_run=False).apply(plan)
+    assert result.not_attempted == 0 and result.applied["Uncordon"] == 2

@@ -2,6 +2,7 @@
 import pytest
 
 from autoscaler.config import Settings, SettingsError, parse_regions
+from autoscaler.regions import known_regions
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,16 @@ def test_parse_regions_rejects(text):
     with pytest.raises(SettingsError) as raised:
         parse_regions(text)
     assert raised.value.flag == "--regions"
+
+
+@pytest.mark.parametrize("text, known", [
+    pytest.param("us-west-2,cn-north-1,us-gov-west-1,eusc-de-east-1", True, id="every-partition"),
+    pytest.param("xx-fake-9", False, id="well-formed-but-unknown"),
+    pytest.param("us-west-2,eu-moon-1", False, id="one-unknown"),
+])
+def test_regions_are_those_botocore_knows_for_ec2_and_auto_scaling(text, known):
+    if known:
+        assert parse_regions(text, known_regions()) == tuple(text.split(","))
+    else:
+        with pytest.raises(SettingsError, match="botocore"):
+            parse_regions(text, known_regions())

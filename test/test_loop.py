@@ -11,7 +11,8 @@ import pytest
 from autoscaler import daemon, loop as loop_module
 from autoscaler.aws_errors import CloudError
 from autoscaler.backoff import MAX_BACKOFF_SECONDS, is_throttling
-from autoscaler.decide import remember_last_busy, with_remembered_last_busy
+from autoscaler.decide import remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
+from autoscaler.logs import ALWAYS_SHOWN
 from autoscaler.kube_actuator import EvictionRefused
 from autoscaler.kube_errors import KubeError
 from autoscaler.loop import LoopReport
@@ -184,14 +185,18 @@ def test_a_failed_read_shows_a_traceback_only_for_a_bug(error, traceback, caplog
     (LoopReport(True, failed_actions=1, error="delete node n1: HTTP 403"), 1),
     (LoopReport(False, error="list pods: HTTP 500"), 1),
 ], ids=["clean", "an-action-failed", "the-read-failed"])
-def test_once_exits_1_when_anything_failed(report, code, capsys):
+def test_once_exits_1_when_anything_failed_and_always_ends_with_one_line(report, code, capsys, caplog):
     class OneLoop:
         def run_once(self):
             return report
 
     assert daemon._run_once(OneLoop(), None, threading.Event()) == code
     err = capsys.readouterr().err
-    assert (report.error in err) if code else err == ""
+    summaries = [r for r in caplog.records if r.getMessage().startswith("done: ")]
+    if code:
+        assert report.error in err and err.count("\n") == 1 and not summaries
+    else:
+        assert err == "" and len(summaries) == 1 and getattr(summaries[0], ALWAYS_SHOWN)
 
 
 def test_a_stop_during_the_plan_lets_the_current_action_finish_and_applies_nothing_more():
@@ -349,3 +354,35 @@ def test_remembered_last_busy_times(annotated, remembered, actions, expected_see
     [node] = with_remembered_last_busy(snapshot, remembered).nodes
     assert node.last_busy == expected_seen
     assert remember_last_busy(remembered, snapshot, actions) == expected_remembered
+
+
+# --- idle time runs from the last loop that saw the node busy --------------------------------------
+
+@pytest.mark.parametrize("annotated_before, idle_for, threshold, cordoned", [
+    # The annotation was written 50 s before the loop that last saw the job: measured from it, the
+    # node would be 70 s idle and cordoned with a 60 s threshold, 20 s after its job ended.
+    pytest.param(50, 20, 60, False, id="annotation-older-than-the-last-busy-loop"),
+    pytest.param(50, 61, 60, True, id="idle-past-the-threshold-since-the-last-busy-loop"),
+    pytest.param(0, 20, 5, True, id="short-threshold"),
+])
+def test_idle_time_runs_from_the_last_loop_that_saw_the_node_busy(annotated_before, idle_for, threshold, cordoned):
+    busy_at = NOW - timedelta(seconds=idle_for)
+    busy, idle = node_busy_then_idle_snapshots(written_last_busy=busy_at - timedelta(seconds=annotated_before))
+    busy = replace(busy, nodes=idle.nodes)  # the same annotation in both reads: loop 1 does not rewrite it
+    kube = RecordingAdapter()
+    settings = make_settings(idle_threshold=threshold, type_idle_threshold=threshold, spare_idle_nodes=0)
+    times = iter([busy_at, NOW])
+    loop = make_loop(StubWorld(busy, idle), settings, kube=kube, clock=lambda: next(times))
+    loop.run_once()
+    loop.run_once()
+    assert ("cordon" in [name for name, _ in kube.calls]) is cordoned, kube.calls
+
+
+def test_the_seen_busy_memory_keeps_nodes_still_there_and_leaves_busy_nodes_their_annotation():
+    busy, idle = node_busy_then_idle_snapshots(written_last_busy=EARLIER)
+    [name] = [node.name for node in busy.nodes]
+    seen = remember_seen_busy({"gone": EARLIER}, busy, LATER)
+    assert seen == {name: LATER}
+    assert with_seen_busy(busy, seen).nodes[0].last_busy == busy.nodes[0].last_busy  # busy: unchanged
+    assert with_seen_busy(idle, seen).nodes[0].last_busy == LATER
+    assert remember_seen_busy(seen, idle, NOW) == {name: LATER}  # idle now: the last busy loop stays

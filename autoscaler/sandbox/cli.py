@@ -4,22 +4,28 @@ Every flag of the daemon either applies in the sandbox as it does in production,
 (``--once``), or is announced as ignored in one line at the start (IGNORED_FLAGS): the sandbox
 never drops a flag silently. A Slack hook is kept: the autoscaler's messages about the simulated
 cluster are really posted, and the start says so.
-Exit codes: 0 after a run, 2 for a bad trace or flag or a sandbox that cannot be set up (one
-``error:`` line), 130 on Ctrl-C (the report so far, or one line when there is nothing yet).
+Exit codes: 0 after a run in which every job finished, 1 when some could not (they can never run,
+or the time limit came first), 2 for a bad trace or flag or a sandbox that cannot be set up (one
+``error:`` line), 130 on Ctrl-C and 143 on SIGTERM (the report so far and the chart, or one line
+when there is nothing yet).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..config import Settings
 from ..daemon import LOG_FORMAT
 from ..logs import Redactor, secret_values
 from .clock import SimClock
 from .report import Report, clock_text, table
-from .runner import INTERRUPTED, Sandbox, SandboxSetupError, sandbox_settings
+from .runner import INTERRUPTED, TERMINATED, Sandbox, SandboxSetupError, Terminated, interruption, sandbox_settings
 from .trace import TraceError, load_trace
 
 DEFAULT_SPEED = 100.0  # simulated seconds per real second: the default trace in about a minute
@@ -106,22 +112,64 @@ def run(settings: Settings, given: frozenset = frozenset(), trace_path: Optional
     over the demo's short durations). ``speed`` 0 runs as fast as the machine allows."""
     out = Path(out_dir or DEFAULT_OUT_DIR)
     sandbox = None
-    try:
-        sandbox = _prepare(settings, given, trace_path, speed, out)
-        report = sandbox.run()
-    except (TraceError, SandboxSetupError, _Refused) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        # Ctrl-C before the replay (nothing to report yet) or while tearing the fakes down after it.
-        if sandbox is None or sandbox.report is None:
-            print(f"{INTERRUPTED}: stopped before the sandbox had anything to report", file=sys.stderr)
-            return 130
-        report = sandbox.report
-        _print_report(report, out)
-        return 130
+    with _signals_end_the_run(lambda: sandbox):
+        try:
+            sandbox = _prepare(settings, given, trace_path, speed, out)
+            report = sandbox.run()
+        except (TraceError, SandboxSetupError, _Refused) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as interrupt:
+            # Before the replay (nothing to report yet) or while tearing the fakes down after it.
+            if sandbox is None or sandbox.report is None:
+                print(f"{interruption(interrupt)}: stopped before the sandbox had anything to report", file=sys.stderr)
+                return _INTERRUPTED_CODES[interruption(interrupt)]
+            report = sandbox.report
+            _print_report(report, out)
+            return _INTERRUPTED_CODES[interruption(interrupt)]
     _print_report(report, out)
-    return 130 if report.stopped == INTERRUPTED else 0
+    if report.stopped in _INTERRUPTED_CODES:
+        return _INTERRUPTED_CODES[report.stopped]
+    return 1 if report.jobs_unfinished else 0
+
+
+_INTERRUPTED_CODES = {INTERRUPTED: 130, TERMINATED: 128 + signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_end_the_run(current: Callable[[], Optional[Sandbox]]):
+    """SIGTERM (``timeout``, ``kill``, a container stopping) ends the run as Ctrl-C does, with the
+    report so far and the chart, instead of killing the process with nothing written. During the
+    replay both ask the sandbox to stop at its next step; before it (setting up) or after it
+    (reporting) they interrupt at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def end(signum, _frame):
+        sandbox = current()
+        why = TERMINATED if signum == signal.SIGTERM else INTERRUPTED
+        if sandbox is not None and sandbox.request_stop(why):
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {signum: signal.signal(signum, end) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _check_out_dir(out: Path) -> None:
+    """--sandbox-out must be a directory we can write, found now rather than after the run."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise _Refused(f"--sandbox-out {out}: cannot write there ({error.strerror or error})") from None
 
 
 class _Refused(ValueError):
@@ -135,6 +183,7 @@ def _prepare(settings: Settings, given: frozenset, trace_path: Optional[str], sp
     if refused:
         raise _Refused(refused)
     trace = load_trace(trace_path)
+    _check_out_dir(out)
     speed = DEFAULT_SPEED if speed is None else speed
 
     def say(line: str) -> None:
@@ -159,3 +208,9 @@ def _print_report(report: Report, out: Path) -> None:
     print(f"report: {out / 'report.json'}")
     if report.chart:
         print(f"chart:  {report.chart}")
+    if report.jobs_unfinished and report.stopped not in _INTERRUPTED_CODES:
+        never = sum(entry["count"] for entry in report.unrunnable)
+        parts = [f"{never} can never run (named above)"] if never else []
+        if report.jobs_unfinished > never:
+            parts.append(f"{report.jobs_unfinished - never} had not finished when the run {report.stopped}")
+        print(f"error: {report.jobs_unfinished} job(s) did not finish: {'; '.join(parts)}", file=sys.stderr)

@@ -88,7 +88,7 @@ class Report:
     jobs_finished: int
     jobs_unfinished: int
     pods_resubmitted: int
-    wait_seconds: dict  # p50, p95, max over started jobs
+    wait_seconds: dict  # p50, p95, max over the jobs that started; each None when none did
     instance_hours: dict  # group -> hours
     instance_hours_total: float
     lower_bound_instance_hours: dict  # instance type -> hours
@@ -104,6 +104,8 @@ class Report:
     failed_launches: int
     overflow_raises: list  # raises of a group outside the first region: [minute, region, group, from, to]
     chart: Optional[str] = None
+    # Jobs no group can ever run: [{"job", "count", "reason"}] (README "The sandbox").
+    unrunnable: list = field(default_factory=list)
     timeline: list = field(default_factory=list)  # one sample per simulated minute, and the last
 
     def to_json(self) -> str:
@@ -116,6 +118,49 @@ def percentile(values: Sequence[float], fraction: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def unrunnable_jobs(trace: Trace, capacity_of: Callable[[str], Optional[Resources]]) -> dict:
+    """job name -> why none of its pods can ever run, for the trace's jobs no group can take: no
+    group with its labels, no instance type with room for its requests (or one that is not known),
+    or only groups whose max_size is 0."""
+    reasons: dict = {}
+    for job in trace.jobs:
+        request = requested(job)
+        placement = Placement(node_selector=tuple(sorted(job.node_selector.items())))
+        labelled, unknown, too_small, empty = [], [], [], []
+        for group in trace.groups:
+            tags = {KUBE_TAG_PREFIX + key: value for key, value in group.labels.items()}
+            if not placement_matches(placement, node_template(tags, [group.instance_type], group.region).labels, ()):
+                continue
+            labelled.append(group)
+            capacity = capacity_of(group.instance_type)
+            if not capacity:
+                unknown.append(group)
+            elif not request.fits_in(capacity):
+                too_small.append(group)
+            elif group.max_size == 0:
+                empty.append(group)
+            else:
+                break  # a group can run it
+        else:
+            reasons[job.name] = _unrunnable_reason(job, labelled, unknown, too_small, empty)
+    return reasons
+
+
+def _unrunnable_reason(job, labelled: list, unknown: list, too_small: list, empty: list) -> str:
+    if not labelled:
+        selector = ", ".join(f"{k}={v}" for k, v in sorted(job.node_selector.items()))
+        return f"no group has the labels of its node selector ({selector})"
+    parts = []
+    if unknown:
+        parts.append("instance type " + ", ".join(sorted({g.instance_type for g in unknown})) + " is not known")
+    if too_small:
+        asked = ", ".join(f"{k} {v}" for k, v in sorted(job.requests.items()))
+        parts.append(f"{', '.join(sorted({g.instance_type for g in too_small}))} has no room for its requests ({asked})")
+    if empty:
+        parts.append(", ".join(g.name for g in empty) + " has max_size 0")
+    return "; ".join(parts)
 
 
 def lower_bound_hours(trace: Trace, capacity_of: Callable[[str], Optional[Resources]]) -> dict:
@@ -205,8 +250,11 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
                  jobs: Sequence[JobRun], recorder: Recorder, lower_bound: Mapping[str, float],
                  failed_launches: int, first_region: str, unsubmitted: int,
                  lower_bound_cost: Mapping[str, float] = {},  # noqa: B006 - read only
-                 price_of: Callable[[str, str], Optional[float]] = on_demand_price) -> Report:
+                 price_of: Callable[[str, str], Optional[float]] = on_demand_price,
+                 unrunnable: Optional[Mapping[str, str]] = None) -> Report:
+    # Over the jobs that ran: a job that never started has no wait, and 0 s would read as perfect.
     waits = [run.wait for run in jobs if run.wait is not None]
+    counts = {job.name: job.count for job in trace.jobs}
     hours = {name: round(seconds / 3600, 3) for name, seconds in sorted(recorder.instance_seconds.items())}
     total = round(sum(recorder.instance_seconds.values()) / 3600, 3)
     bound_total = round(sum(lower_bound.values()), 3)
@@ -231,7 +279,8 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
         jobs_finished=finished,
         jobs_unfinished=len(jobs) - finished + unsubmitted,
         pods_resubmitted=sum(len(run.restarts) for run in jobs),
-        wait_seconds={"p50": percentile(waits, 0.5), "p95": percentile(waits, 0.95), "max": max(waits, default=0.0)},
+        wait_seconds={"p50": percentile(waits, 0.5), "p95": percentile(waits, 0.95), "max": max(waits)} if waits
+        else {"p50": None, "p95": None, "max": None},
         instance_hours=hours,
         instance_hours_total=total,
         lower_bound_instance_hours={k: round(v, 3) for k, v in lower_bound.items()},
@@ -249,6 +298,8 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
         overflow_raises=[[round(t / 60, 1), region, group, old, new]
                          for t, region, group, old, new in recorder.raises if region != first_region],
         timeline=minute_samples,
+        unrunnable=[{"job": name, "count": counts.get(name, 0), "reason": reason}
+                    for name, reason in (unrunnable or {}).items()],
     )
 
 
@@ -278,8 +329,11 @@ def table(report: Report) -> str:
         ("jobs submitted / finished", f"{report.jobs_submitted} / {report.jobs_finished}"
          + (f" ({report.jobs_unfinished} unfinished)" if report.jobs_unfinished else "")),
         ("pods resubmitted", str(report.pods_resubmitted)),
-        ("wait to running p50 / p95 / max", f"{waits['p50']:.0f} s / {waits['p95']:.0f} s / {waits['max']:.0f} s"),
+        ("wait to running p50 / p95 / max", "none ran" if waits["max"] is None else
+         f"{waits['p50']:.0f} s / {waits['p95']:.0f} s / {waits['max']:.0f} s"),
     ]
+    for entry in report.unrunnable:
+        rows.append((f"never runs: {entry['job']}", f"{entry['count']} job(s): {entry['reason']}"))
     for group, hours in report.instance_hours.items():
         rows.append((f"instance-hours {group}", f"{hours:.2f}"))
     rows.append(("instance-hours total", f"{report.instance_hours_total:.2f}"))

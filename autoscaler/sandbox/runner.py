@@ -25,7 +25,16 @@ from ..fakes.kube_api import FakeKubeApi
 from ..loop import Loop
 from .clock import SimClock
 from .nodes import NodeSimulator
-from .report import Recorder, Report, build_report, clock_text, draw_chart, lower_bound_dollars, lower_bound_hours
+from .report import (
+    Recorder,
+    Report,
+    build_report,
+    clock_text,
+    draw_chart,
+    lower_bound_dollars,
+    lower_bound_hours,
+    unrunnable_jobs,
+)
 from .scheduler import Scheduler
 from .trace import Trace
 from .workload import Workload
@@ -39,6 +48,21 @@ class SandboxSetupError(RuntimeError):
     """The simulated cluster could not be set up; the message is one line saying what failed."""
 
 INTERRUPTED = "interrupted (Ctrl-C)"
+TERMINATED = "interrupted (SIGTERM)"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so that it ends the run as Ctrl-C does: with the
+    report so far and the chart (cli.py installs the handler)."""
+
+
+def interruption(error: KeyboardInterrupt) -> str:
+    return TERMINATED if isinstance(error, Terminated) else INTERRUPTED
+
+
+# Every run stops here unless its trace sets `duration` (README "The sandbox"): a job that never
+# ends, or one that can never run, must not keep the sandbox going for ever.
+DEFAULT_TIME_LIMIT_SECONDS = 12 * 3600
 STEP_SECONDS = 10  # simulated seconds between two steps of the simulators
 BOOT_SECONDS = 90  # an instance becomes a Ready node this long after its group launched it
 STATUS_EVERY_SECONDS = 60
@@ -107,17 +131,32 @@ class Sandbox:
         self.chart = chart
         self.stop = threading.Event()
         self.stopped = ""
+        self._replaying = False  # between the first step and the end of the loop: stop by request_stop
+        self._never_runs: dict = {}  # job name -> its count, for the jobs in ``unrunnable``
         self.report: Optional[Report] = None  # set as soon as there is one, even if Ctrl-C comes later
         self._given_aws = aws
         self.recorder = Recorder()
         self._failing: set = set()
         self._next_status = 0.0
         self._time_limit = trace.duration or self._default_time_limit()
+        self.unrunnable: dict = {}  # job name -> why it can never run; known once the catalogue is
+
+    def request_stop(self, why: str) -> bool:
+        """End the replay at its next step (between two actions at most) with ``why`` as the
+        reason; False when it is not replaying (setting up, or reporting). A signal handler asks
+        this instead of raising into whatever the main thread holds (a lock of a fake, say)."""
+        if not self._replaying:
+            return False
+        self.stopped = why
+        self.stop.set()
+        return True
 
     def _default_time_limit(self) -> float:
+        """Time for the last job to end and its nodes to be removed, at most DEFAULT_TIME_LIMIT_SECONDS."""
         settings = self.settings
         tail = settings.idle_threshold + settings.type_idle_threshold + settings.instance_init_time + 3600
-        return max(job.last_arrival + job.duration for job in self.trace.jobs) + tail
+        needed = max(job.last_arrival + job.duration for job in self.trace.jobs) + tail
+        return min(needed, DEFAULT_TIME_LIMIT_SECONDS)
 
     # ---- the run ----------------------------------------------------------------------------------
 
@@ -142,11 +181,21 @@ class Sandbox:
                 self._say("sandbox: demo settings " + " ".join(f"{k}={v}" for k, v in describe_settings(self.settings).items())
                           + f"; nodes boot in {self.boot_seconds:g}s; speed "
                           + (f"{self.clock.speed:g}x" if self.clock.speed else "unlimited"))
+                if self.unrunnable:
+                    self._say(f"sandbox: {sum(self._never_runs.values())} job(s) can never run: " + "; ".join(
+                        f"{name} ({reason})" for name, reason in self.unrunnable.items()))
+                self._say(f"sandbox: the run stops at {clock_text(self._time_limit)} (h:mm) of simulated time at the latest"
+                          + ("" if self.trace.duration else "; set duration: in the trace to change it"))
                 try:
+                    self._replaying = True
                     self._step()
                     loop.run_forever()
-                except KeyboardInterrupt:
-                    self.stopped = INTERRUPTED
+                    if loop.fatal is not None:  # a configuration error before any loop worked
+                        self.stopped = f"the autoscaler ended at its first loop: {loop.fatal}"
+                except KeyboardInterrupt as interrupt:
+                    self.stopped = interruption(interrupt)
+                finally:
+                    self._replaying = False
                 self._report(aws, time.monotonic() - started)
         finally:
             kube.stop()  # both stops do nothing for a server that never started
@@ -179,6 +228,8 @@ class Sandbox:
             self.nodes = NodeSimulator(aws, kube, self.trace.regions, self.boot_seconds)
             self.scheduler = Scheduler(kube)
             self.workload = Workload(kube, self.trace)
+            self.unrunnable = unrunnable_jobs(self.trace, self.nodes.allocatable)
+            self._never_runs = {job.name: job.count for job in self.trace.jobs if job.name in self.unrunnable}
             return build_loop(self.settings, self.stop, clock=self.clock.now, wait=self._wait)
         except SandboxSetupError:
             raise
@@ -227,11 +278,15 @@ class Sandbox:
                       f"done={self.workload.finished_count}"
                       f"/{self.trace.job_count} nodes: {nodes}")
         minimum = {(g.region, g.name): g.min_size for g in self.trace.groups}
-        if self.workload.unfinished == 0 and all(g.instances <= minimum.get((g.region, g.name), 0) for g in groups):
-            self.stopped = "every job finished and every group is back to its minimum size"
+        never = sum(self._never_runs.values())
+        if self.workload.unfinished <= never and all(g.instances <= minimum.get((g.region, g.name), 0) for g in groups):
+            self.stopped = ("every job finished and every group is back to its minimum size" if not never else
+                            f"every job that can run finished ({never} can never run) and every group is back to "
+                            "its minimum size")
             self.stop.set()
         elif seconds >= self._time_limit:
-            self.stopped = f"reached the time limit of {clock_text(self._time_limit)} with {self.workload.unfinished} jobs unfinished"
+            self.stopped = (f"reached the time limit of {clock_text(self._time_limit)} (h:mm) with "
+                            f"{self.workload.unfinished} jobs unfinished")
             self.stop.set()
 
     def _apply_launch_failures(self, seconds: float) -> None:
@@ -262,6 +317,7 @@ class Sandbox:
             lower_bound=lower_bound_hours(self.trace, self.nodes.allocatable), failed_launches=failed,
             first_region=self.trace.regions[0], unsubmitted=self.workload.not_yet_submitted,
             lower_bound_cost=lower_bound_dollars(self.trace, self.nodes.allocatable),
+            unrunnable=self.unrunnable,
         )
         if self.out_dir is None:
             return
@@ -271,9 +327,9 @@ class Sandbox:
                 chart = draw_chart(self.recorder, self.out_dir / "nodes.png",
                                    f"{Path(self.trace.source).name}: nodes per group and pods over time")
                 self.report = replace(self.report, chart=str(chart))
-        except KeyboardInterrupt:
-            self.stopped = INTERRUPTED
-            self.report = replace(self.report, stopped=INTERRUPTED)
+        except KeyboardInterrupt as interrupt:
+            self.stopped = interruption(interrupt)
+            self.report = replace(self.report, stopped=self.stopped)
         (self.out_dir / "report.json").write_text(self.report.to_json())
 
 

@@ -18,15 +18,14 @@ A malformed trace raises TraceError with one line naming the file, the line and 
 """
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, NoReturn, Optional
 
-import boto3
 import yaml
 
+from .. import regions
 from ..config import REGION_PATTERN
 from ..model import Resources
 from ..resources import QuantityError, parse_resources
@@ -38,6 +37,10 @@ BUNDLED_TRACES = {
     "mixed": Path(__file__).with_name("mixed-trace.yaml"),
 }
 
+# Bounds that keep a trace a simulation that ends: a year of simulated time at most (a run stops
+# at its time limit anyway, README "The sandbox"), and no more pods than a laptop can hold.
+MAX_TRACE_SECONDS = 365 * 24 * 3600
+MAX_COUNT = 100_000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|min|h)\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
@@ -127,6 +130,8 @@ def load_trace(path: Optional[str] = None) -> Trace:
         bundled = ", ".join(BUNDLED_TRACES)
         raise TraceError(f"trace {path}: cannot read it ({error.strerror or error}); "
                          f"give a YAML file or a bundled trace ({bundled})") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"trace {path}: not a text file (a trace is YAML in UTF-8)") from None
     return parse_trace(text, path)
 
 
@@ -208,12 +213,10 @@ def _failure(value: "_Value", region_of: Mapping[str, str]) -> LaunchFailure:
     return LaunchFailure(group, region_of[group], at, until)
 
 
-@functools.lru_cache(maxsize=1)
 def known_regions() -> frozenset:
     """The commercial regions botocore knows for both EC2 and Auto Scaling (its bundled endpoint
     data, no network): moto serves these, and answers any other name with an error page."""
-    session = boto3.session.Session()
-    return frozenset(session.get_available_regions("autoscaling")) & frozenset(session.get_available_regions("ec2"))
+    return regions.known_regions("aws")
 
 
 def _unique(where: Optional["_Value"], names: list, what: str) -> None:
@@ -275,10 +278,10 @@ class _Value:
             self.fail(f"{text!r} is not a name of lower-case letters, digits and '-' (at most 42)")
         return text
 
-    def integer(self, minimum: int) -> int:
+    def integer(self, minimum: int, maximum: int = MAX_COUNT) -> int:
         text = self.string()
-        if not re.fullmatch(r"\d+", text) or int(text) < minimum:
-            self.fail(f"expected a whole number of at least {minimum}, got {text!r}")
+        if not re.fullmatch(r"\d+", text) or not minimum <= int(text) <= maximum:
+            self.fail(f"expected a whole number from {minimum} to {maximum}, got {text!r}")
         return int(text)
 
     def seconds(self, positive: bool = False) -> float:
@@ -289,6 +292,8 @@ class _Value:
         value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         if positive and value <= 0:
             self.fail("must be more than 0")
+        if value > MAX_TRACE_SECONDS:
+            self.fail(f"{text!r} is longer than a trace can be ({MAX_TRACE_SECONDS // 86400} days)")
         return value
 
     def interval(self) -> float:
