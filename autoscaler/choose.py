@@ -139,10 +139,15 @@ def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: str) -> None:
         plan.notes.append(why)
 
 
+# Resources every instance has whose unused share is not worth counting unless a pod asks for them.
+COMMON_RESOURCES = frozenset({"cpu", "memory", "pods", "ephemeral-storage"})
+
+
 def size_price(plan: GroupPlan, plans: Sequence[GroupPlan]) -> float:
     """An instance's size as a price: per resource asked, its capacity over the largest any of
     these groups offers, averaged (pod slots aside: they cost nothing). Buying the least of it
-    is buying the least unused room."""
+    is buying the least unused room. A device no pod asks for (a GPU, an FPGA) counts too, as room
+    left wholly unused: CPU pods are not put on an untainted GPU group because its memory fits."""
     shares = []
     for dimension, amount in enumerate(plan.empty):
         if plan.dimensions[dimension] == "pods":
@@ -150,4 +155,9 @@ def size_price(plan: GroupPlan, plans: Sequence[GroupPlan]) -> float:
         top = max(other.empty[dimension] for other in plans)
         if top > 0:
             shares.append(amount / top)
+    unasked = {name for other in plans for name in other.capacity.names()
+               if name not in COMMON_RESOURCES and name not in plan.dimensions}
+    for name in sorted(unasked):
+        top = max(other.capacity.get(name) for other in plans)
+        shares.append(plan.capacity.get(name) / top if top > 0 else 0.0)
     return sum(shares) / len(shares) if shares else 1.0

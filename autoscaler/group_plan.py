@@ -17,13 +17,14 @@ from .scheduling import placement_matches
 
 
 class GroupPlan:
-    __slots__ = ("offer", "dimensions", "empty", "bins", "new", "price", "notes", "_matches", "spare_checked")
+    __slots__ = ("offer", "dimensions", "capacity", "empty", "bins", "new", "price", "notes", "_matches", "spare_checked")
 
     def __init__(self, offer: Offer, dimensions: tuple[str, ...]):
         assert offer.planned is not None
         capacity = offer.planned.capacity
         self.offer = offer
         self.dimensions = dimensions
+        self.capacity = capacity  # of one new instance, every resource (not only those asked for)
         self.empty = [capacity.get(name) for name in dimensions]
         self.bins = FirstFit(len(dimensions), [Bin(list(self.empty), booting=True) for _ in range(offer.booting)])
         self.new = 0  # new instances (open bins that are not booting ones)

@@ -95,6 +95,9 @@ def _choice_cases():
     yield "least-waste-expander", Case(
         make_snapshot(pods(2, cpu="3500m", memory="1Gi"), groups=[priced_group("a", "c5.xlarge"), priced_group("b", "m5.4xlarge")]),
         {"c5.xlarge": 2}, expander="least-waste")
+    yield "least-waste-counts-a-gpu-nobody-asked-for", Case(
+        make_snapshot(pods(2, cpu="1", memory="24Gi"), groups=[priced_group("a", "p3.2xlarge"), priced_group("b", "r5.xlarge")]),
+        {"r5.xlarge": 2}, expander="least-waste")
     unpriced = replace(priced_group("a", "m5.large"), shapes=(replace(priced_shape("m5.large"), hourly_price=None),))
     yield "unknown-price-falls-back-to-least-waste", Case(
         make_snapshot(pods(3, cpu="500m"), groups=[unpriced, replace(priced_group("b", "m5.4xlarge"),
