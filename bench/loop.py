@@ -5,7 +5,7 @@ The cluster: pending pods of 20 shapes in 5 selector sets, 2.5 running pods per 
 registered with providerIDs of the groups' instances, groups of 5 instance types in 3 regions
 (half of them spot). Three processes, so that none waits for another's GIL: FakeAws (moto) runs in
 this one, the fake Kubernetes API in a child of its own (seeded and stopped over a pipe), and the
-loop in another child wired by ``autoscaler.daemon.build_loop`` (kubeconfig of the fake,
+loop in another child wired by ``autoscaler.run.daemon.build_loop`` (kubeconfig of the fake,
 AWS_ENDPOINT_URL from FakeAws.env()). The fakes' CPU and memory are never counted as the
 autoscaler's; and while moto renders 2,000 instances, the fake API still serves pods at full speed,
 as a real API server would.
@@ -86,10 +86,10 @@ def group_specs(count: int) -> list[GroupSpec]:
 def build_cluster(aws, kube, pending: int, node_count: int, group_count: int) -> dict:
     """Groups with ``node_count`` instances in all, a node per instance with 2 or 3 running pods,
     and ``pending`` pending pods. Returns how long each part took to build."""
-    from autoscaler.capacity import allocatable, info_from_table
     from autoscaler.fakes.kube_objects import make_node, make_pod
     from autoscaler.fakes.kube_store import format_timestamp
-    from autoscaler.model import format_amount
+    from autoscaler.model.objects import format_amount
+    from autoscaler.read.capacity import allocatable, info_from_table
 
     now = datetime.now(timezone.utc)
     # Nodes up for two hours with a fresh heartbeat (alive, past their init time), pods an hour old.
@@ -303,10 +303,10 @@ def child(kubeconfig: str, trace: bool) -> dict:
     import threading
     import tracemalloc
 
-    import autoscaler.decide
-    import autoscaler.loop
-    from autoscaler.config import Settings
-    from autoscaler.daemon import build_loop, configure_logging
+    import autoscaler.decide.decision
+    import autoscaler.run.loop
+    from autoscaler.model.config import Settings
+    from autoscaler.run.daemon import build_loop, configure_logging
 
     settings = Settings(cluster_name=CLUSTER, regions=REGIONS, kubeconfig=kubeconfig, dry_run=True, once=True,
                         verbosity=2)
@@ -322,8 +322,8 @@ def child(kubeconfig: str, trace: bool) -> dict:
     if hasattr(loop.world, "_read_region"):  # regions read on threads of their own
         loop.world._read_region = timed(times, "read region", loop.world._read_region)
     loop.world.read = timed(times, "read world", loop.world.read)
-    autoscaler.loop.decide = timed(times, "decide", autoscaler.loop.decide)
-    autoscaler.decide.plan_scale_up = timed(times, "scale-up decision", autoscaler.decide.plan_scale_up)
+    autoscaler.run.loop.decide = timed(times, "decide", autoscaler.run.loop.decide)
+    autoscaler.decide.decision.plan_scale_up = timed(times, "scale-up decision", autoscaler.decide.decision.plan_scale_up)
     loop.actuator.apply = timed(times, "act", loop.actuator.apply)
     time_server_waits(times)
     time_garbage_collection(times)

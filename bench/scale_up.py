@@ -23,11 +23,11 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from autoscaler.config import Settings  # noqa: E402
-from autoscaler.model import (  # noqa: E402
+from autoscaler.model.config import Settings  # noqa: E402
+from autoscaler.model.objects import (  # noqa: E402
     HOSTNAME_LABEL, Group, Instance, InstanceShape, Node, Placement, Pod, PodPhase, Resources, Snapshot, Taint, Toleration,
 )
-from autoscaler.scale_up import plan_scale_up  # noqa: E402
+from autoscaler.decide.scale_up import plan_scale_up  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 REGIONS = ("us-west-2", "us-east-1", "eu-west-1")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Optional
 
-from autoscaler.model import (
+from autoscaler.model.objects import (
     CORDONED_BY_AUTOSCALER_LABEL,
     HOSTNAME_LABEL,
     AntiAffinityTerm,
@@ -27,7 +27,7 @@ from autoscaler.model import (
     Snapshot,
     Toleration,
 )
-from autoscaler.resources import parse_resources
+from autoscaler.read.resources import parse_resources
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 GPU = "nvidia.com/gpu"

@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 
 from ortools.sat.python import cp_model
 
-from autoscaler.model import Group, Pod
-from autoscaler.scheduling import placement_matches
+from autoscaler.decide.scheduling import placement_matches
+from autoscaler.model.objects import Group, Pod
 
 PRICE_SCALE = 100_000  # $/h as integers for the solver
 

@@ -2,10 +2,10 @@
 raises), and AWS/Kubernetes adapters that record calls (or raise), behind the real Actuator."""
 from __future__ import annotations
 
-from autoscaler.actuator import Actuator
-from autoscaler.config import Settings
-from autoscaler.loop import Loop
-from autoscaler.notifier import SlackNotifier
+from autoscaler.act.actuator import Actuator
+from autoscaler.act.notifier import SlackNotifier
+from autoscaler.model.config import Settings
+from autoscaler.run.loop import Loop
 from builders import NOW
 
 

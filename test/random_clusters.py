@@ -6,7 +6,7 @@ import random
 from dataclasses import replace
 from typing import Optional
 
-from autoscaler.model import Group, InstanceShape, Pod, Snapshot, Taint, Toleration
+from autoscaler.model.objects import Group, InstanceShape, Pod, Snapshot, Taint, Toleration
 from builders import make_group, make_pod, make_resources, make_snapshot
 
 # type -> (allocatable cpu, allocatable memory, GPUs, on-demand $/h in us-east-1)

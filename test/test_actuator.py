@@ -4,10 +4,10 @@ import logging
 import pytest
 from slack_capture import SlackCapture
 
-from autoscaler import plan as p
-from autoscaler.actuator import Actuator
-from autoscaler.kube_errors import KubeUnreachable
-from autoscaler.notifier import SlackNotifier, name_pods
+from autoscaler.model import plan as p
+from autoscaler.act.actuator import Actuator
+from autoscaler.clients.kube_errors import KubeUnreachable
+from autoscaler.act.notifier import SlackNotifier, name_pods
 
 
 class Recorder:

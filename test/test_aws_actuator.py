@@ -2,10 +2,10 @@
 import pytest
 from botocore.stub import Stubber
 
-from autoscaler.aws_actuator import AwsActuator
-from autoscaler.aws_errors import CloudError
-from autoscaler.aws_reader import AwsClients
-from autoscaler.config import Settings
+from autoscaler.act.aws_actuator import AwsActuator
+from autoscaler.clients.aws_errors import CloudError
+from autoscaler.model.config import Settings
+from autoscaler.read.aws_reader import AwsClients
 
 REGION = "us-west-2"
 AMI = "ami-12345678"
@@ -88,7 +88,7 @@ def test_errors_are_cloud_errors_with_a_clear_message(aws, call, client, operati
 ])
 def test_cancel_tolerates_a_request_already_gone_or_cancelled(aws, caplog, answer, log_text):
     """What AWS answers (moto raises an internal error instead), so the stub plays AWS here."""
-    caplog.set_level("INFO", logger="autoscaler.aws_actuator")
+    caplog.set_level("INFO", logger="autoscaler.act.aws_actuator")
     with Stubber(aws(REGION).ec2) as stub:
         if "error" in answer:
             stub.add_client_error("cancel_spot_instance_requests", service_error_code=answer["error"],

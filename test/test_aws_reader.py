@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from botocore.stub import Stubber
 
-from autoscaler import aws_reader
-from autoscaler.aws_reader import (AwsClients, CloudError, RegionClients, aws_clients, make_session, read_activities,
+from autoscaler.read import aws_reader
+from autoscaler.read.aws_reader import (AwsClients, CloudError, RegionClients, aws_clients, make_session, read_activities,
                                    read_groups, read_instances, read_spot_prices)
-from autoscaler.capacity import CapacityCatalog
-from autoscaler.config import Settings
-from autoscaler.model import Taint
+from autoscaler.read.capacity import CapacityCatalog
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import Taint
 
 CLUSTER = "batch"
 REGION = "us-west-2"
@@ -344,8 +344,8 @@ def test_read_functions_accept_one_region_clients(aws):
 
 
 def test_keys_from_the_environment_keep_their_session_token(monkeypatch):
-    from autoscaler.aws_reader import make_session
-    from autoscaler.config import Settings
+    from autoscaler.read.aws_reader import make_session
+    from autoscaler.model.config import Settings
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIATEMP")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
@@ -457,10 +457,10 @@ def test_a_pod_asking_for_ephemeral_storage_scales_a_group_with_no_nodes(aws):
     called infeasible."""
     from builders import NOW, make_pod
 
-    from autoscaler.decide import decide
-    from autoscaler.group_health import GroupHealthState
-    from autoscaler.model import Snapshot
-    from autoscaler.plan import SetDesiredCapacity
+    from autoscaler.decide.decision import decide
+    from autoscaler.decide.group_health import GroupHealthState
+    from autoscaler.model.objects import Snapshot
+    from autoscaler.model.plan import SetDesiredCapacity
 
     clients = aws(REGION)
     make_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])

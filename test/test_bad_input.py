@@ -28,10 +28,10 @@ import pytest
 from silent_server import SilentServer
 
 import main
-from autoscaler.config import Settings
+from autoscaler.model.config import Settings
 from autoscaler.fakes.kube_objects import make_node, make_pod
-from autoscaler.http_summary import first_line
-from autoscaler.kube_connect import KubeConfigError, connect
+from autoscaler.clients.http_summary import first_line
+from autoscaler.clients.kube_connect import KubeConfigError, connect
 from autoscaler.sandbox import Sandbox, cli
 from daemon_process import poll
 

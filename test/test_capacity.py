@@ -9,10 +9,10 @@ import moto
 import pytest
 from botocore.stub import Stubber
 
-from autoscaler.aws_reader import RegionClients
-from autoscaler.capacity import (FALLBACK_TYPES, CapacityCatalog, InstanceTypeInfo, allocatable, info_from_api,
+from autoscaler.read.aws_reader import RegionClients
+from autoscaler.read.capacity import (FALLBACK_TYPES, CapacityCatalog, InstanceTypeInfo, allocatable, info_from_api,
                                  reserved_cpu_milli, reserved_memory_mib)
-from autoscaler.model import Resources
+from autoscaler.model.objects import Resources
 
 MIB_MILLI = (1 << 20) * 1000
 REGION = "us-west-2"

@@ -1,8 +1,8 @@
 """Settings rules that are not flag parsing: leader election's default, region parsing."""
 import pytest
 
-from autoscaler.config import Settings, SettingsError, parse_regions
-from autoscaler.regions import known_regions
+from autoscaler.clients.regions import known_regions
+from autoscaler.model.config import Settings, SettingsError, parse_regions
 
 
 @pytest.mark.parametrize(

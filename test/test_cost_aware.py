@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from autoscaler.config import Settings
-from autoscaler.model import Group, InstanceShape, Snapshot, SpotPrice, Toleration
-from autoscaler.offers import make_offers
-from autoscaler.plan import Notify, SetDesiredCapacity
-from autoscaler.scale_up import ScaleUpResult, plan_scale_up
+from autoscaler.decide.offers import make_offers
+from autoscaler.decide.scale_up import ScaleUpResult, plan_scale_up
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import Group, InstanceShape, Snapshot, SpotPrice, Toleration
+from autoscaler.model.plan import Notify, SetDesiredCapacity
 from builders import NOW, make_group, make_group_nodes, make_pod, make_resources, make_snapshot
 from random_clusters import TYPES, priced_group, priced_shape, renamed
 

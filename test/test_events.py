@@ -4,15 +4,15 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from autoscaler import plan as p
-from autoscaler.decide import Decision, decide
-from autoscaler.events import (
+from autoscaler.model import plan as p
+from autoscaler.decide.decision import Decision, decide
+from autoscaler.act.events import (
     COMPONENT, MAX_PODS_NOT_TRIGGERED, MAX_PODS_PER_SCALE_UP, ClusterEvent, EventRecorder, events_for_loop,
 )
 from autoscaler.fakes.kube_objects import make_node as make_kube_node, make_pod as make_kube_pod
-from autoscaler.group_health import GroupHealthState
-from autoscaler.kube_connect import connect
-from autoscaler.scale_up import ScaleUpResult, plan_scale_up
+from autoscaler.decide.group_health import GroupHealthState
+from autoscaler.clients.kube_connect import connect
+from autoscaler.decide.scale_up import ScaleUpResult, plan_scale_up
 from builders import NOW, make_group, make_pod, make_snapshot
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
@@ -144,7 +144,7 @@ def test_a_loop_whose_drain_is_refused_posts_a_warning_on_the_node(fake_kube):
     """The real loop, actuator and recorder: the fake API server gets the Warning Event."""
     from dataclasses import replace
 
-    from autoscaler.kube_actuator import EvictionRefused
+    from autoscaler.act.kube_actuator import EvictionRefused
     from builders import make_group_nodes
 
     group, nodes = make_group_nodes(make_group("workers"), 2, created=NOW - timedelta(hours=3))

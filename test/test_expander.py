@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from autoscaler.config import EXPANDERS, Settings, SettingsError, validate
+from autoscaler.model.config import EXPANDERS, Settings, SettingsError, validate
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

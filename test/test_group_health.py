@@ -6,17 +6,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from autoscaler import config
-from autoscaler.config import Settings
-from autoscaler.group_health import (
+from autoscaler.decide.group_health import (
     FailureKind,
     GroupHealthState,
     assess_groups,
     classify_failure,
     outbid_seconds,
 )
-from autoscaler.model import Group, Instance, InstanceShape, Node, Resources, ScalingActivity, Snapshot, SpotPrice
-from autoscaler.plan import CancelSpotRequest, Notify, SetDesiredCapacity
+from autoscaler.model import config
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import Group, Instance, InstanceShape, Node, Resources, ScalingActivity, Snapshot, SpotPrice
+from autoscaler.model.plan import CancelSpotRequest, Notify, SetDesiredCapacity
 
 REGION = "us-east-1"
 START = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)

@@ -25,7 +25,7 @@ from test_manifests import granted, rbac_request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_FILE = ROOT / "iam-policy.json"
-PRODUCT_SOURCES = (ROOT / "main.py", *sorted((ROOT / "autoscaler").glob("*.py")))
+PRODUCT_SOURCES = (ROOT / "main.py", *sorted(path for path in (ROOT / "autoscaler").rglob("*.py") if path.relative_to(ROOT / "autoscaler").parts[0] not in ("fakes", "sandbox")))
 CLUSTER = "iam"
 BATCH = {"workload": "batch"}
 

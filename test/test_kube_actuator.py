@@ -7,18 +7,18 @@ from kubernetes import client as kube_client
 from silent_server import SilentServer
 from slack_capture import SlackCapture
 
-from autoscaler import kube_actuator
-from autoscaler import plan as p
-from autoscaler.actuator import Actuator
-from autoscaler.aws_actuator import AwsActuator
-from autoscaler.aws_reader import AwsClients
-from autoscaler.config import Settings
+from autoscaler.act import kube_actuator
+from autoscaler.model import plan as p
+from autoscaler.act.actuator import Actuator
+from autoscaler.act.aws_actuator import AwsActuator
+from autoscaler.read.aws_reader import AwsClients
+from autoscaler.model.config import Settings
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
-from autoscaler.kube_actuator import EvictionRefused, KubeActuator
-from autoscaler.kube_connect import connect
-from autoscaler.kube_errors import KubeError
-from autoscaler.model import CORDONED_BY_AUTOSCALER_LABEL, LAST_BUSY_ANNOTATION
-from autoscaler.notifier import SlackNotifier
+from autoscaler.act.kube_actuator import EvictionRefused, KubeActuator
+from autoscaler.clients.kube_connect import connect
+from autoscaler.clients.kube_errors import KubeError
+from autoscaler.model.objects import CORDONED_BY_AUTOSCALER_LABEL, LAST_BUSY_ANNOTATION
+from autoscaler.act.notifier import SlackNotifier
 
 REGION = "us-west-2"
 

@@ -5,13 +5,13 @@ import pytest
 from kubernetes import client as kube_client
 from kubernetes.config.config_exception import ConfigException
 
-from autoscaler import kube_reader
+from autoscaler.clients.kube_connect import connect
+from autoscaler.clients.kube_errors import KubeError, kube_call
+from autoscaler.decide.scheduling import placement_matches
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
-from autoscaler.kube_connect import connect
-from autoscaler.kube_errors import KubeError, kube_call
-from autoscaler.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
-from autoscaler.model import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
-from autoscaler.scheduling import placement_matches
+from autoscaler.model.objects import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
+from autoscaler.read import kube_reader
+from autoscaler.read.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
 from silent_server import SilentServer
 
 GI = 1 << 30

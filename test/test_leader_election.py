@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from autoscaler import daemon
+from autoscaler.clients.kube_connect import connect
 from autoscaler.fakes.kube_objects import make_pod
-from autoscaler.kube_connect import connect
-from autoscaler.leader import LEASE_NAME, LeaderElector, default_identity
-from autoscaler.loop import LoopReport
+from autoscaler.run import daemon
+from autoscaler.run.leader import LEASE_NAME, LeaderElector, default_identity
+from autoscaler.run.loop import LoopReport
 from daemon_process import poll
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from autoscaler.fakes.kube_objects import make_node, make_pod
-from autoscaler.logs import REDACTED, TEXT_FORMAT, Redactor, configure_logging, secret_values
+from autoscaler.run.logs import REDACTED, TEXT_FORMAT, Redactor, configure_logging, secret_values
 
 HOOK = "https://hooks.slack.com/services/T0123/B0456/VeryS3cretT0ken"
 ACCESS_KEY = "AKIAEXAMPLEACCESS123"

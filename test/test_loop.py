@@ -8,17 +8,17 @@ from datetime import timedelta
 
 import pytest
 
-from autoscaler import daemon, loop as loop_module
-from autoscaler.aws_errors import CloudError
-from autoscaler.backoff import MAX_BACKOFF_SECONDS, is_throttling
-from autoscaler.decide import remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
-from autoscaler.logs import ALWAYS_SHOWN
-from autoscaler.kube_actuator import EvictionRefused
-from autoscaler.kube_errors import KubeError
-from autoscaler.loop import LoopReport
-from autoscaler.metrics import Liveness, Metrics, health_window
-from autoscaler.model import LAST_BUSY_ANNOTATION, ScalingActivity
-from autoscaler.plan import AnnotateNode
+from autoscaler.run import daemon, loop as loop_module
+from autoscaler.clients.aws_errors import CloudError
+from autoscaler.run.backoff import MAX_BACKOFF_SECONDS, is_throttling
+from autoscaler.decide.decision import remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
+from autoscaler.run.logs import ALWAYS_SHOWN
+from autoscaler.act.kube_actuator import EvictionRefused
+from autoscaler.clients.kube_errors import KubeError
+from autoscaler.run.loop import LoopReport
+from autoscaler.run.metrics import Liveness, Metrics, health_window
+from autoscaler.model.objects import LAST_BUSY_ANNOTATION, ScalingActivity
+from autoscaler.model.plan import AnnotateNode
 from builders import NOW, make_group, make_group_nodes, make_node, make_pod, make_snapshot
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 

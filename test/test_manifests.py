@@ -21,8 +21,8 @@ import yaml
 from kubernetes.utils import parse_quantity
 
 import main
-from autoscaler.leader import LEASE_NAME
-from autoscaler.metrics import Metrics
+from autoscaler.run.leader import LEASE_NAME
+from autoscaler.run.metrics import Metrics
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -52,7 +52,7 @@ EXPECTED_GRANTS = frozenset({
     ("coordination.k8s.io", "leases", "update"),
 })
 READ_VERBS = frozenset({"get", "list", "watch"})
-PRODUCT_SOURCES = (ROOT / "main.py", *sorted((ROOT / "autoscaler").glob("*.py")))
+PRODUCT_SOURCES = (ROOT / "main.py", *sorted(path for path in (ROOT / "autoscaler").rglob("*.py") if path.relative_to(ROOT / "autoscaler").parts[0] not in ("fakes", "sandbox")))
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 
@@ -132,7 +132,7 @@ def settings_of(docs: list[dict], monkeypatch):
     """The Settings main.py's whole flag handling (click, then validation) makes of the container's
     args and environment; only the loop itself is replaced."""
     received = []
-    monkeypatch.setattr("autoscaler.daemon.run", lambda settings: received.append(settings) or 0)
+    monkeypatch.setattr("autoscaler.run.daemon.run", lambda settings: received.append(settings) or 0)
     for variable in (*AWS_KEY_VARIABLES, "SLACK_HOOK"):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in container_environment(docs).items():
@@ -278,7 +278,7 @@ def test_the_container_args_and_variables_are_flags_the_cli_accepts(monkeypatch)
 
 
 def test_a_flag_the_cli_does_not_define_fails_the_check(monkeypatch, capsys):
-    monkeypatch.setattr("autoscaler.daemon.run", lambda settings: 0)
+    monkeypatch.setattr("autoscaler.run.daemon.run", lambda settings: 0)
     args = [arg.replace("--sleep", "--loop-sleep") for arg in container()["args"]]
     assert main.main(args) == 2
     assert "--loop-sleep" in capsys.readouterr().err
@@ -387,8 +387,8 @@ def test_the_pod_protects_itself_from_the_scale_in_it_does():
 
 def test_the_scaled_node_label_is_one_a_group_tag_can_give():
     """The README tells operators to tag the groups kube/<label>=true: that tag must make exactly
-    this node label for scale from zero (autoscaler/group_labels.py)."""
-    from autoscaler.group_labels import node_template
+    this node label for scale from zero (autoscaler/model/group_labels.py)."""
+    from autoscaler.model.group_labels import node_template
 
     template = node_template({f"kube/{SCALED_NODE_LABEL}": "true"}, ["m5.large"], "us-west-2")
     assert template.labels.get(SCALED_NODE_LABEL) == "true"

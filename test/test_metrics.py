@@ -8,13 +8,13 @@ import pytest
 import requests
 
 from autoscaler import __version__
-from autoscaler.aws_errors import CloudError
-from autoscaler.call_timing import kube_operation, time_aws_calls, time_kube_calls
+from autoscaler.act.kube_actuator import EvictionRefused
+from autoscaler.clients.aws_errors import CloudError
+from autoscaler.clients.kube_errors import KubeError
 from autoscaler.fakes.kube_objects import make_pod as make_kube_pod
-from autoscaler.kube_actuator import EvictionRefused
-from autoscaler.kube_errors import KubeError
-from autoscaler.metrics import Liveness, Metrics, MetricsServer, health_window
-from autoscaler.model import ScalingActivity
+from autoscaler.model.objects import ScalingActivity
+from autoscaler.run.call_timing import kube_operation, time_aws_calls, time_kube_calls
+from autoscaler.run.metrics import Liveness, Metrics, MetricsServer, health_window
 from builders import NOW, make_group, make_group_nodes, make_pod, make_snapshot
 from daemon_process import free_port, poll
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
@@ -301,7 +301,7 @@ def test_kubernetes_operations_are_named_by_verb_and_resource(method, url, opera
 def test_kubernetes_calls_are_timed_by_operation_failed_ones_too(fake_kube):
     from kubernetes import client as kube_client
 
-    from autoscaler.kube_connect import connect
+    from autoscaler.clients.kube_connect import connect
 
     metrics = Metrics()
     api_client = connect(fake_kube.kubeconfig)

@@ -4,8 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from autoscaler.config import Settings
-from autoscaler.model import (
+from autoscaler.decide.node_state import classify, idle_since, is_busy_pod, is_drainable, utilization, why_undrainable
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import (
     CORDONED_BY_AUTOSCALER_LABEL,
     DETACHED_LABEL,
     DO_NOT_DRAIN_LABEL,
@@ -17,7 +18,6 @@ from autoscaler.model import (
     PodPhase,
     Resources,
 )
-from autoscaler.node_state import classify, idle_since, is_busy_pod, is_drainable, utilization, why_undrainable
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 GIB = (1 << 30) * 1000

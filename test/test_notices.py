@@ -1,6 +1,6 @@
 """Notices about the same pods are sent once while nothing changes (issue 9, point 6)."""
-from autoscaler.notices import RepeatedNotices
-from autoscaler.plan import Notify, SetDesiredCapacity
+from autoscaler.decide.notices import RepeatedNotices
+from autoscaler.model.plan import Notify, SetDesiredCapacity
 from builders import make_group, make_pod, make_snapshot
 from loop_stubs import StubWorld, make_loop
 

@@ -18,17 +18,17 @@ from datetime import datetime, timedelta, timezone
 
 from slack_capture import SlackCapture
 
-from autoscaler.actuator import Actuator
-from autoscaler.aws_actuator import AwsActuator
-from autoscaler.aws_reader import AwsClients
-from autoscaler.config import Settings
+from autoscaler.act.actuator import Actuator
+from autoscaler.act.aws_actuator import AwsActuator
+from autoscaler.read.aws_reader import AwsClients
+from autoscaler.model.config import Settings
 from autoscaler.fakes.kube_objects import make_pod
-from autoscaler.kube_actuator import KubeActuator
-from autoscaler.kube_connect import connect
-from autoscaler.kube_reader import KubeReader
-from autoscaler.loop import Loop
-from autoscaler.notifier import SlackNotifier
-from autoscaler.world import World
+from autoscaler.act.kube_actuator import KubeActuator
+from autoscaler.clients.kube_connect import connect
+from autoscaler.read.kube_reader import KubeReader
+from autoscaler.run.loop import Loop
+from autoscaler.act.notifier import SlackNotifier
+from autoscaler.read.world import World
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER = "overflow"

@@ -12,12 +12,12 @@ import textwrap
 
 import pytest
 
-from autoscaler import prices
-from autoscaler.aws_reader import MIXED_MARKETS, allocation_strategy, root_volume_gib
-from autoscaler.capacity import GIB, ephemeral_storage_allocatable
-from autoscaler.group_labels import HOURLY_PRICE_TAG, parse_hourly_price
-from autoscaler.model import Group, InstanceShape, Resources
-from autoscaler.world import spot_instance_types
+from autoscaler.read import prices
+from autoscaler.read.aws_reader import MIXED_MARKETS, allocation_strategy, root_volume_gib
+from autoscaler.read.capacity import GIB, ephemeral_storage_allocatable
+from autoscaler.model.group_labels import HOURLY_PRICE_TAG, parse_hourly_price
+from autoscaler.model.objects import Group, InstanceShape, Resources
+from autoscaler.read.world import spot_instance_types
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "update_prices.py"
@@ -59,7 +59,7 @@ def test_the_table_says_where_its_figures_come_from():
 
 
 def test_nothing_is_loaded_at_import():
-    code = ("import autoscaler.aws_reader, autoscaler.prices as p; print(p.price_table.cache_info().currsize);"
+    code = ("import autoscaler.read.aws_reader, autoscaler.read.prices as p; print(p.price_table.cache_info().currsize);"
             "p.on_demand_price('us-east-1', 'm5.large'); print(p.price_table.cache_info().currsize)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["0", "1"]
@@ -225,8 +225,8 @@ def test_prices_round_trip_as_floats():
 def test_real_nodes_replace_the_capacity_estimate_but_keep_the_price():
     from builders import make_node
 
-    from autoscaler.group_labels import INSTANCE_TYPE_LABEL
-    from autoscaler.real_capacity import effective_shapes
+    from autoscaler.model.group_labels import INSTANCE_TYPE_LABEL
+    from autoscaler.decide.real_capacity import effective_shapes
 
     estimate = Resources({"cpu": 1930, "memory": 7_000 * (1 << 20) * 1000})
     group = Group("g", "us-east-1", 0, 5, 1, instance_ids=("i-1",), shapes=(

@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 import botocore.utils
 import pytest
 
-from autoscaler.aws_reader import AwsClients, parse_timestamp
-from autoscaler.config import Settings
-from autoscaler.kube_errors import KubeError
-from autoscaler.kube_reader import quantity_milli
-from autoscaler.resources import QuantityError
-from autoscaler.world import World
+from autoscaler.clients.kube_errors import KubeError
+from autoscaler.model.config import Settings
+from autoscaler.read.aws_reader import AwsClients, parse_timestamp
+from autoscaler.read.kube_reader import quantity_milli
+from autoscaler.read.resources import QuantityError
+from autoscaler.read.world import World
 
 
 @pytest.mark.parametrize("text", [

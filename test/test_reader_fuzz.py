@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.aws_reader import LaunchSettings, _activity_from, _each, _spot_price_from, groups_from, instances_from
-from autoscaler.capacity import CapacityCatalog
-from autoscaler.config import Settings
-from autoscaler.decide import decide
+from autoscaler.decide.decision import decide
+from autoscaler.decide.group_health import GroupHealthState
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
-from autoscaler.group_health import GroupHealthState
-from autoscaler.kube_reader import _convert_all, budget_from_api, node_from_api, pod_from_api
-from autoscaler.model import LAST_BUSY_ANNOTATION, SAFE_TO_EVICT_ANNOTATION, Snapshot
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import LAST_BUSY_ANNOTATION, SAFE_TO_EVICT_ANNOTATION, Snapshot
+from autoscaler.read.aws_reader import LaunchSettings, _activity_from, _each, _spot_price_from, groups_from, instances_from
+from autoscaler.read.capacity import CapacityCatalog
+from autoscaler.read.kube_reader import _convert_all, budget_from_api, node_from_api, pod_from_api
 from builders import NOW, make_group
 
 ZONE = "us-west-2a"
@@ -91,7 +91,7 @@ def decide_on(nodes=(), pods=(), budgets=()):
 
 def read(kind, convert, raw, caplog):
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="autoscaler.kube_reader"):
+    with caplog.at_level(logging.WARNING, logger="autoscaler.read.kube_reader"):
         converted = _convert_all([raw], convert, kind)
     if not converted:
         assert f"skipping {kind} " in caplog.text, "a skipped object is named in a warning"

@@ -2,12 +2,12 @@
 the decisions made on the corrected snapshot."""
 import pytest
 
-from autoscaler.config import Settings
-from autoscaler.decide import decide
-from autoscaler.group_health import GroupHealthState
-from autoscaler.model import InstanceShape, Resources
-from autoscaler.plan import SetDesiredCapacity
-from autoscaler.real_capacity import effective_shapes, with_real_capacity
+from autoscaler.decide.decision import decide
+from autoscaler.decide.group_health import GroupHealthState
+from autoscaler.decide.real_capacity import effective_shapes, with_real_capacity
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import InstanceShape, Resources
+from autoscaler.model.plan import SetDesiredCapacity
 from builders import NOW, make_group, make_node, make_pod, make_resources, make_shape, make_snapshot
 
 GIB = (1 << 30) * 1000

@@ -16,8 +16,8 @@ import textwrap
 import pytest
 from slack_capture import SlackCapture
 
-from autoscaler.capacity import allocatable, info_from_table
-from autoscaler.config import Settings
+from autoscaler.read.capacity import allocatable, info_from_table
+from autoscaler.model.config import Settings
 from autoscaler.sandbox import Sandbox, TraceError, cli, load_trace, parse_trace, runner, sandbox_settings
 from autoscaler.sandbox import report as report_module
 from autoscaler.sandbox.report import lower_bound_hours, percentile

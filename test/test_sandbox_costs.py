@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from autoscaler.capacity import allocatable, info_from_table
-from autoscaler.config import Settings
-from autoscaler.prices import on_demand_price
+from autoscaler.model.config import Settings
+from autoscaler.read.capacity import allocatable, info_from_table
+from autoscaler.read.prices import on_demand_price
 from autoscaler.sandbox import Sandbox, TraceError, load_trace, parse_trace, sandbox_settings
 from autoscaler.sandbox.report import lower_bound_dollars, lower_bound_hours, table
 from autoscaler.sandbox.trace import BUNDLED_TRACES, DEFAULT_TRACE

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from autoscaler.config import Settings
-from autoscaler.model import DETACHED_LABEL, LAST_BUSY_ANNOTATION, Instance, NodeState, PodPhase, Snapshot, Taint
-from autoscaler.plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, TerminateInstance, Uncordon
-from autoscaler.scale_down import plan_scale_down, scale_in_limit
-from autoscaler.scale_up import plan_scale_up
+from autoscaler.decide.scale_down import plan_scale_down, scale_in_limit
+from autoscaler.decide.scale_up import plan_scale_up
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import DETACHED_LABEL, LAST_BUSY_ANNOTATION, Instance, NodeState, PodPhase, Snapshot, Taint
+from autoscaler.model.plan import AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, TerminateInstance, Uncordon
 from builders import NOW, make_group, make_node, make_pod
 
 SETTINGS = Settings(cluster_name="test", regions=("us-west-2",), idle_threshold=600, type_idle_threshold=3600, max_scale_in_fraction=1.0)
@@ -341,7 +341,7 @@ def test_decisions_do_not_depend_on_input_order():
 def test_many_pending_pods_and_nodes_stay_cheap():
     """10,000 pending pods of 3 shapes against 1,000 idle nodes: shapes, not pods, are matched."""
     calls = []
-    import autoscaler.scale_down as scale_down
+    import autoscaler.decide.scale_down as scale_down
 
     original = scale_down.placement_matches
 

@@ -14,7 +14,7 @@ import pytest
 from slack_capture import SlackCapture
 
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
-from autoscaler.model import CORDONED_BY_AUTOSCALER_LABEL, LAST_BUSY_ANNOTATION
+from autoscaler.model.objects import CORDONED_BY_AUTOSCALER_LABEL, LAST_BUSY_ANNOTATION
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER = "e2e"

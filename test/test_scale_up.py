@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-import autoscaler.packing as packing
-import autoscaler.pending_shapes as pending_shapes
-from autoscaler.config import Settings
-from autoscaler.model import DETACHED_LABEL, PodPhase, Taint, Toleration
-from autoscaler.plan import Notify, SetDesiredCapacity, Uncordon
-from autoscaler.scale_up import plan_scale_up
+import autoscaler.decide.packing as packing
+import autoscaler.decide.pending_shapes as pending_shapes
+from autoscaler.decide.scale_up import plan_scale_up
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import DETACHED_LABEL, PodPhase, Taint, Toleration
+from autoscaler.model.plan import Notify, SetDesiredCapacity, Uncordon
 from builders import (
     NOW,
     anti_affinity,

@@ -14,14 +14,14 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from autoscaler.choose import choose_and_pack
-from autoscaler.config import Settings
-from autoscaler.model import Snapshot, Toleration
-from autoscaler.offers import make_offers
-from autoscaler.pending_shapes import group_into_shapes, pending_demand
-from autoscaler.plan import SetDesiredCapacity
-from autoscaler.scale_up import plan_scale_up
-from autoscaler.scheduling import placement_matches
+from autoscaler.decide.choose import choose_and_pack
+from autoscaler.decide.offers import make_offers
+from autoscaler.decide.pending_shapes import group_into_shapes, pending_demand
+from autoscaler.decide.scale_up import plan_scale_up
+from autoscaler.decide.scheduling import placement_matches
+from autoscaler.model.config import Settings
+from autoscaler.model.objects import Snapshot, Toleration
+from autoscaler.model.plan import SetDesiredCapacity
 from builders import NOW, make_pod, make_snapshot
 from exact_plan import cheapest_cost
 from random_clusters import TEAM_TAINT, TYPES, priced_group, random_cluster, renamed
@@ -135,8 +135,8 @@ def test_price_stays_near_the_exact_optimum_on_small_clusters():
 PLAN_SCRIPT = """
 import sys
 sys.path[:0] = ["test", "."]
-from autoscaler.config import Settings
-from autoscaler.scale_up import plan_scale_up
+from autoscaler.model.config import Settings
+from autoscaler.decide.scale_up import plan_scale_up
 from builders import NOW
 from random_clusters import random_cluster
 settings = Settings(cluster_name="test", regions=("us-east-1",), over_provision=1)

@@ -7,17 +7,17 @@ from dataclasses import replace
 
 import pytest
 
-from autoscaler.config import Settings
-from autoscaler.demand_classes import classify, instances_for
-from autoscaler.group_plan import GroupPlan
-from autoscaler.improve import improve
-from autoscaler.infeasible import set_apart_infeasible
-from autoscaler.live_fit import build_rooms, fit_on_live_nodes, take_back_cordoned
-from autoscaler.offers import make_offers
-from autoscaler.over_provision import over_provision
-from autoscaler.packing import NodeIndex
-from autoscaler.pending_shapes import group_into_shapes, pending_demand
-from autoscaler.scale_up_actions import hand_out, raises, why_not_taken
+from autoscaler.decide.demand_classes import classify, instances_for
+from autoscaler.decide.group_plan import GroupPlan
+from autoscaler.decide.improve import improve
+from autoscaler.decide.infeasible import set_apart_infeasible
+from autoscaler.decide.live_fit import build_rooms, fit_on_live_nodes, take_back_cordoned
+from autoscaler.decide.offers import make_offers
+from autoscaler.decide.over_provision import over_provision
+from autoscaler.decide.packing import NodeIndex
+from autoscaler.decide.pending_shapes import group_into_shapes, pending_demand
+from autoscaler.decide.scale_up_actions import hand_out, raises, why_not_taken
+from autoscaler.model.config import Settings
 from builders import NOW, make_group, make_group_nodes, make_node, make_pod, make_snapshot
 from random_clusters import priced_group
 

@@ -4,9 +4,8 @@ import random
 
 import pytest
 
-from autoscaler.model import LabelSelector, Taint, Toleration
-from autoscaler.packing import FirstFit
-from autoscaler.scheduling import (
+from autoscaler.decide.packing import FirstFit
+from autoscaler.decide.scheduling import (
     anti_affinity_conflict,
     group_capacity_for,
     placement_matches,
@@ -14,6 +13,7 @@ from autoscaler.scheduling import (
     selector_matches,
     tolerates,
 )
+from autoscaler.model.objects import LabelSelector, Taint, Toleration
 from builders import (
     anti_affinity,
     make_group,

@@ -8,7 +8,7 @@ import pytest
 
 from autoscaler.fakes.kube_api import FakeKubeApi
 from autoscaler.fakes.kube_objects import make_node
-from autoscaler.leader import LEASE_NAME
+from autoscaler.run.leader import LEASE_NAME
 from daemon_process import poll
 
 REGION = "us-west-2"

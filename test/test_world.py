@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from autoscaler.aws_reader import AwsClients
-from autoscaler.config import Settings
-from autoscaler.world import World
+from autoscaler.model.config import Settings
+from autoscaler.read.aws_reader import AwsClients
+from autoscaler.read.world import World
 
 CLUSTER = "world"
 REGION = "us-west-2"

@@ -20,9 +20,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import Settings
-from ..daemon import LOG_FORMAT
-from ..logs import Redactor, secret_values
+from ..model.config import Settings
+from ..run.daemon import LOG_FORMAT
+from ..run.logs import Redactor, secret_values
 from .clock import SimClock
 from .report import Report, clock_text, table
 from .runner import INTERRUPTED, TERMINATED, Sandbox, SandboxSetupError, Terminated, interruption, sandbox_settings
@@ -101,7 +101,7 @@ def _configure_logging(verbosity: Optional[int], clock: SimClock, secrets: tuple
     root.handlers[:] = [handler]
     level = {None: logging.WARNING, 0: logging.WARNING, 1: logging.WARNING, 2: logging.INFO}.get(verbosity, logging.DEBUG)
     root.setLevel(level)
-    logging.getLogger("autoscaler.actuator").setLevel(min(level, logging.INFO))
+    logging.getLogger("autoscaler.act.actuator").setLevel(min(level, logging.INFO))
     for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "werkzeug"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 

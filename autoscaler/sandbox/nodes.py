@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Optional
 
-from ..aws_reader import RegionClients
-from ..capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
 from ..fakes.aws import FakeAws
 from ..fakes.kube_api import FakeKubeApi
 from ..fakes.kube_objects import make_node
-from ..group_labels import node_template
-from ..model import Resources
+from ..model.group_labels import node_template
+from ..model.objects import Resources
+from ..read.aws_reader import RegionClients
+from ..read.capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
 
 HEARTBEAT_SECONDS = 40  # the node controller's grace period; a kubelet's 10 s would only add writes
 MIB_MILLI = (1 << 20) * 1000

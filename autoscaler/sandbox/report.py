@@ -14,7 +14,7 @@ type, the figure counts the jobs whose cheapest cost is on it (the preferred typ
 runs pay more: boot time, idle thresholds, spares, over-provisioning, imperfect packing.
 
 In dollars: the run's cost is each group's instance-seconds times the on-demand $/h of its type in
-its region (the shipped price table, autoscaler/prices.py). The lower bound in $ is the same
+its region (the shipped price table, autoscaler/read/prices.py). The lower bound in $ is the same
 argument with every cost on a type multiplied by that type's $/h (a constant per type, so any
 schedule still pays at least the picked costs of the jobs it runs there): each job counts at the
 type where it is cheapest in dollars, which need not be where it is cheapest in instance-hours.
@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
-from ..group_labels import KUBE_TAG_PREFIX, node_template
-from ..model import Placement, Resources
-from ..prices import on_demand_price
-from ..scheduling import placement_matches
+from ..decide.scheduling import placement_matches
+from ..model.group_labels import KUBE_TAG_PREFIX, node_template
+from ..model.objects import Placement, Resources
+from ..read.prices import on_demand_price
 from .nodes import GroupState
 from .trace import Trace, requested
 from .workload import JobRun

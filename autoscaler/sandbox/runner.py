@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
-from ..config import Settings, validate
-from ..daemon import build_loop
 from ..fakes.aws import FakeAws
 from ..fakes.kube_api import FakeKubeApi
-from ..loop import Loop
+from ..model.config import Settings, validate
+from ..run.daemon import build_loop
+from ..run.loop import Loop
 from .clock import SimClock
 from .nodes import NodeSimulator
 from .report import (

@@ -15,10 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..decide.scheduling import anti_affinity_conflict, pod_matches_node
 from ..fakes.kube_api import FakeKubeApi
-from ..kube_reader import node_from_api, parse_time, pod_from_api
-from ..model import PodPhase, Resources
-from ..scheduling import anti_affinity_conflict, pod_matches_node
+from ..model.objects import PodPhase, Resources
+from ..read.kube_reader import node_from_api, parse_time, pod_from_api
 from .workload import DURATION_ANNOTATION
 
 

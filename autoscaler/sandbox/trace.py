@@ -25,10 +25,10 @@ from typing import Mapping, NoReturn, Optional
 
 import yaml
 
-from .. import regions
-from ..config import REGION_PATTERN
-from ..model import Resources
-from ..resources import QuantityError, parse_resources
+from ..clients import regions
+from ..model.config import REGION_PATTERN
+from ..model.objects import Resources
+from ..read.resources import QuantityError, parse_resources
 
 DEFAULT_TRACE = Path(__file__).with_name("default-trace.yaml")
 # Traces shipped with the sandbox, by the name --sandbox-trace takes (README, "The sandbox").

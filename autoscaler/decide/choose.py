@@ -1,0 +1,163 @@
+"""Stage 4 of scale up: choose groups and pack the waiting pods into their instances.
+
+Pure. Rules (README "How it decides"):
+- One decision over all waiting pods: a new instance of a group takes any pod whose placement the
+  group satisfies and that fits it, whatever constraint set the pod is in.
+- Booting instances cost nothing more: they are filled first, tier by tier, the dearest first.
+- Tiers (priority tag, then region position in --regions) are served in order; a tier's groups
+  take what they can before the next tier sees the rest (region overflow).
+- Inside a tier the expander chooses:
+  ``price``: greedy by cost (greedy.py). Groups without a known price come after the priced ones
+  of their tier, chosen by least waste. Then an improvement pass (improve.py).
+  On small problems, plans that first let one group take all it can are compared with the
+  greedy one (choose_and_pack).
+  ``least-waste``: the same greedy with each instance priced at its size (normalised capacity), so
+  the least capacity is bought: the least unused share.
+  ``priority``: the original's order: single-AZ, spot, name; each group takes all it can.
+- Name, single-AZ and spot only break ties (equal cost).
+- A last sweep offers any pod still waiting to every group in candidate order, so no pod is left
+  out that an instance of the plan, or one more within max size, could take.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..model.config import EXPANDERS
+from .greedy import greedy
+from .group_plan import GroupPlan
+from .improve import improve
+from .offers import Offer, describe_price
+from .pending_shapes import PodShape
+
+PRICE, LEAST_WASTE, PRIORITY = EXPANDERS
+SMALL_SHAPES = 64  # waiting shapes up to which the price expander compares several plans
+SMALL_GROUPS = 8
+
+
+def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
+                    expander: str = PRICE) -> list[GroupPlan]:
+    """Plans of every usable group, in candidate order; the shapes' ``taken`` counts grow by
+    what the plans hold.
+
+    With the price expander on a small problem (every group priced), the greedy plan is compared
+    with plans that first let one group take all it can, and the cheapest is kept (fewest pods
+    left out first): the greedy alone misses consolidations such as one larger instance for pods
+    it spread over several families."""
+    usable = [offer for offer in offers if offer.usable]
+    waiting = [shape for shape in shapes if shape.remaining]
+    if (expander != PRICE or len(waiting) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
+            or any(offer.price is None for offer in usable)):
+        return _choose(shapes, offers, dimensions, expander, None)
+    start = [shape.taken for shape in shapes]
+    tiers = sorted({offer.tier for offer in usable})
+    tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
+    for seed in [None, *(offer.key for offer in usable)]:
+        for shape, taken in zip(shapes, start, strict=True):
+            shape.taken = taken
+        plans = _choose(shapes, offers, dimensions, expander, seed)
+        # Fewest pods left out, then the most served by the first tiers (priority, region), then $/h.
+        by_tier = tuple(-sum(plan.pods_placed() for plan in plans if plan.offer.tier == tier) for tier in tiers)
+        score = (sum(shape.remaining for shape in shapes), by_tier, round(sum(plan.cost() for plan in plans), 9))
+        tried.append((score, seed, plans, [shape.taken for shape in shapes]))
+    tried.sort(key=lambda attempt: attempt[0])  # stable: the greedy plan wins ties
+    (left, _, total), seed, plans, taken_counts = tried[0]
+    for shape, taken in zip(shapes, taken_counts, strict=True):
+        shape.taken = taken
+    if seed is not None:
+        runner_up = tried[1][0]
+        if runner_up[0] > left:
+            why = f"of {len(tried)} plans compared, the one that leaves out the fewest pods"
+        else:
+            why = (f"{describe_price(total)} in all against {describe_price(runner_up[2])} for the next plan "
+                   f"of {len(tried)} compared")
+        for plan in plans:
+            if plan.offer.key == seed and plan.notes:
+                plan.notes[0] = f"{plan.notes[0]}; {why}"
+    return plans
+
+
+def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
+            expander: str, seed: Optional[tuple[str, str]]) -> list[GroupPlan]:
+    plans = [GroupPlan(offer, dimensions) for offer in offers if offer.usable]
+    fill_booting(shapes, plans)
+    tiers: dict[tuple[int, int], list[GroupPlan]] = {}
+    for plan in plans:
+        tiers.setdefault(plan.offer.tier, []).append(plan)
+    for tier in sorted(tiers):
+        members = tiers[tier]
+        if expander == PRIORITY:
+            for plan in members:
+                _take_all(plan, shapes, "the first in priority order (single-AZ, spot, name) that takes them")
+            continue
+        priced = [plan for plan in members if plan.price is not None] if expander == PRICE else []
+        unpriced = [plan for plan in members if plan not in priced]
+        if priced:
+            for plan in priced:
+                if plan.offer.key == seed:
+                    _take_all(plan, shapes, "all it can take")
+            greedy(shapes, priced, PRICE)
+            improve(priced)
+        if unpriced:
+            for plan in unpriced:
+                plan.price = size_price(plan, unpriced)
+            greedy(shapes, unpriced, LEAST_WASTE, no_price=expander == PRICE)
+            improve(unpriced)
+    sweep(shapes, plans)
+    return plans
+
+
+def fill_booting(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
+    """Booting instances cost nothing more: tier by tier, the dearest first (they take the pods
+    that would cost the most to buy for), whatever the groups are called."""
+    for plan in sorted(plans, key=lambda p: (p.offer.tier, -(p.price or 0.0), [-a for a in p.empty], p.offer.tie_break)):
+        if plan.offer.booting:
+            for shape in shapes:
+                if shape.remaining and plan.takes(shape):
+                    plan.place(shape, 0)
+
+
+def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
+    waiting = [shape for shape in shapes if shape.remaining]
+    for plan in sorted(plans, key=lambda p: (p.offer.tier, p.price if p.price is not None else float("inf"),
+                                             p.offer.tie_break)):
+        if not waiting:
+            return
+        before = plan.new
+        placed = 0
+        for shape in plan.decreasing(shape for shape in waiting if plan.takes(shape)):
+            placed += plan.place(shape, plan.room)
+        waiting = [shape for shape in waiting if shape.remaining]
+        if placed and plan.new > before:
+            plan.notes.append(f"for {placed} pods no cheaper choice took")
+
+
+def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: str) -> None:
+    before = plan.new
+    for shape in plan.decreasing(shape for shape in shapes if shape.remaining and plan.takes(shape)):
+        plan.place(shape, plan.room)
+    if plan.new > before:
+        plan.notes.append(why)
+
+
+# Resources every instance has whose unused share is not worth counting unless a pod asks for them.
+COMMON_RESOURCES = frozenset({"cpu", "memory", "pods", "ephemeral-storage"})
+
+
+def size_price(plan: GroupPlan, plans: Sequence[GroupPlan]) -> float:
+    """An instance's size as a price: per resource asked, its capacity over the largest any of
+    these groups offers, averaged (pod slots aside: they cost nothing). Buying the least of it
+    is buying the least unused room. A device no pod asks for (a GPU, an FPGA) counts too, as room
+    left wholly unused: CPU pods are not put on an untainted GPU group because its memory fits."""
+    shares = []
+    for dimension, amount in enumerate(plan.empty):
+        if plan.dimensions[dimension] == "pods":
+            continue
+        top = max(other.empty[dimension] for other in plans)
+        if top > 0:
+            shares.append(amount / top)
+    unasked = {name for other in plans for name in other.capacity.names()
+               if name not in COMMON_RESOURCES and name not in plan.dimensions}
+    for name in sorted(unasked):
+        top = max(other.capacity.get(name) for other in plans)
+        shares.append(plan.capacity.get(name) / top if top > 0 else 0.0)
+    return sum(shares) / len(shares) if shares else 1.0

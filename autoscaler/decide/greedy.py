@@ -1,0 +1,166 @@
+"""The price expander's greedy choice inside one tier (choose.py runs it; least-waste too, with
+each instance priced at its size).
+
+Pure. Each class of similar waiting pods (demand_classes.py) is valued at the least any group
+would charge for it: its share of an instance times the instance's price. Each group is estimated
+at the value of the pods it would take (all it can, or only those it is the cheapest for) over
+the price of the instances they need; the best group's first-fit-decreasing packing is committed
+and the estimate runs again on what is left. Room left in instances already planned is filled
+first: it costs nothing. Estimates cost classes x groups; only the chosen group packs pods.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..model.config import EXPANDERS
+from .demand_classes import DemandClass, classify, instances_for, whole
+from .group_plan import GroupPlan
+from .offers import describe_price
+from .packing import copies_fitting
+from .pending_shapes import PodShape
+
+PRICE, LEAST_WASTE, _ = EXPANDERS
+TOLERANCE = 1e-9
+
+
+class _Candidate:
+    __slots__ = ("plan", "classes", "value", "instances", "efficiency", "partial", "pods")
+
+    def __init__(self, plan: GroupPlan, classes: list[DemandClass], value: float, instances: int,
+                 efficiency: float, partial: bool, pods: int):
+        self.plan, self.classes, self.value = plan, classes, value
+        self.instances, self.efficiency, self.partial = instances, efficiency, partial
+        self.pods = pods  # about how many pods it would take (counted now: committing changes the classes)
+
+    def rank(self) -> tuple[float, int, tuple[int, int, str, str]]:
+        # Rounded so that equal prices tie exactly and the tie-breakers decide.
+        return (-round(self.efficiency, 9), -len(self.classes), self.plan.offer.tie_break)
+
+
+def greedy(shapes: Sequence[PodShape], plans: Sequence[GroupPlan], kind: str, no_price: bool = False) -> None:
+    width = len(plans[0].empty)
+    classes = classify(shapes, width)
+    if not classes:
+        return
+    # Per (class, plan): how many of the class's largest pod fit one instance (0: not at all).
+    fits = {(index, position): (copies_fitting(demand.largest_needs, plan.empty) if plan.matches(demand.shapes[0].placement) else 0)
+            for index, demand in enumerate(classes) for position, plan in enumerate(plans)}
+    for _ in range(4 * (len(plans) + len(classes)) + 8):
+        for plan in plans:
+            if not plan.spare_checked:
+                _fill_spare(plan, classes)
+        live = [index for index, demand in enumerate(classes) if demand.count]
+        if not live:
+            return
+        cost: dict[tuple[int, int], float] = {}
+        value: dict[int, float] = {}
+        for index in live:
+            demand = classes[index]
+            for position, plan in enumerate(plans):
+                per_instance = fits[index, position]
+                if per_instance and plan.room > 0:
+                    cost[index, position] = (plan.price or 0.0) * demand.units(plan.empty, per_instance)
+            options = [cost[index, position] for position in range(len(plans)) if (index, position) in cost]
+            if options:
+                value[index] = min(options)
+        candidates = []
+        for position, plan in enumerate(plans):
+            mine = [index for index in live if (index, position) in cost]
+            if not mine:
+                continue
+            cheapest = [index for index in mine if cost[index, position] <= value[index] * (1 + TOLERANCE) + TOLERANCE]
+            for chosen in ([mine, cheapest] if cheapest and len(cheapest) < len(mine) else [mine]):
+                candidates.append(_estimate(plan, position, [classes[i] for i in chosen], chosen, value, fits))
+        if not candidates:
+            return
+        candidates.sort(key=_Candidate.rank)
+        best = candidates[0]
+        runner_up = next((c for c in candidates[1:] if c.plan is not best.plan), None)
+        placed = _commit(best)
+        for demand in best.classes:
+            demand.refresh()
+        if placed:
+            best.plan.notes.append(_why(best, runner_up, kind, no_price))
+        else:
+            # Nothing fitted after all (anti-affinity): do not offer these classes to it again.
+            position = plans.index(best.plan)
+            for demand in best.classes:
+                fits[classes.index(demand), position] = 0
+
+
+def _estimate(plan: GroupPlan, position: int, chosen: list[DemandClass], indexes: list[int],
+              value: dict[int, float], fits: dict[tuple[int, int], int]) -> _Candidate:
+    instances = instances_for(((demand, fits[index, position]) for demand, index in zip(chosen, indexes, strict=True)), plan.empty)
+    worth = sum(value[index] for index in indexes)
+    pods = sum(demand.count for demand in chosen)
+    needed = whole(instances)
+    partial = needed > plan.room
+    if partial:
+        worth *= plan.room / instances
+        pods = int(pods * plan.room / instances)
+        needed = plan.room
+    price = plan.price or 0.0
+    efficiency = worth / (price * needed) if price > 0 else float("inf")
+    return _Candidate(plan, chosen, worth, needed, efficiency, partial, pods)
+
+
+def _commit(candidate: _Candidate) -> int:
+    plan = candidate.plan
+    members = plan.decreasing(shape for demand in candidate.classes for shape in demand.shapes
+                              if shape.remaining and plan.takes(shape))
+    placed = 0
+    for shape in members:
+        placed += plan.place(shape, plan.room)
+    return placed
+
+
+def _fill_spare(plan: GroupPlan, classes: Sequence[DemandClass]) -> None:
+    """Room left in instances already planned costs nothing: waiting pods that fit go there."""
+    plan.spare_checked = True
+    spare = max_free(plan)
+    if not any(spare):
+        return
+    for demand in classes:
+        # A class whose smallest request, resource by resource, fits no open bin has no member that does.
+        if not demand.count or not plan.matches(demand.shapes[0].placement) or not copies_fitting(demand.smallest_needs, spare):
+            continue
+        placed = 0
+        for shape in demand.shapes:
+            if shape.remaining and copies_fitting(shape.needs, spare) and plan.takes(shape):
+                placed += plan.place(shape, 0)
+        if placed:
+            demand.refresh()
+            spare = max_free(plan)
+    plan.spare_checked = True
+
+
+def max_free(plan: GroupPlan) -> list[int]:
+    """Per dimension, the most room any open bin has: a pod needing more fits none."""
+    best = [0] * len(plan.empty)
+    for entry in plan.bins.entries:
+        if not entry.closed:
+            for dimension, amount in enumerate(entry.free):
+                if amount > best[dimension]:
+                    best[dimension] = amount
+    return best
+
+
+def _why(best: _Candidate, runner_up: Optional[_Candidate], kind: str, no_price: bool) -> str:
+    """Why this group, against the next candidate for the same pods (the raise's reason puts the
+    group's own final $/h in front)."""
+    if kind == LEAST_WASTE:
+        own = "no known price, so chosen by least waste: it leaves the least room unused" if no_price \
+            else "it leaves the least room unused"
+        if runner_up is None:
+            return own + "; the only group of its tier that takes them"
+        return own + f", against {runner_up.instances} {runner_up.plan.offer.instance_name()} of {runner_up.plan.name} (next candidate)"
+    if runner_up is None:
+        return "the only group of its tier that takes them"
+    other = runner_up.plan
+    takes = ""
+    if runner_up.pods < best.pods:
+        takes = f", which would take about {runner_up.pods} of the {best.pods} pods"
+    elif runner_up.pods > best.pods:
+        takes = f", which would take {runner_up.pods} pods"
+    return (f"against {describe_price((other.price or 0.0) * runner_up.instances)} for {runner_up.instances} "
+            f"{other.offer.instance_name()} of {other.name} (next candidate{takes})")

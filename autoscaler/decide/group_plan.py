@@ -1,0 +1,110 @@
+"""The instances planned for one group in one loop: its booting instances and the new ones, as
+bins of the group's planning capacity, filled first fit.
+
+Pure bookkeeping for the choose-and-pack stage (choose.py) and its improvement pass (improve.py):
+which pods a group's bins hold, how many new instances that takes, what that costs. Placement
+compatibility is asked once per distinct (placement, group), never per pod.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ..model.objects import Placement
+from .offers import Offer
+from .packing import Bin, FirstFit, close_bin, copies_fitting, fill_bins, open_bins
+from .pending_shapes import PodShape
+from .scheduling import placement_matches
+
+
+class GroupPlan:
+    __slots__ = ("offer", "dimensions", "capacity", "empty", "bins", "new", "price", "notes", "_matches", "spare_checked")
+
+    def __init__(self, offer: Offer, dimensions: tuple[str, ...]):
+        assert offer.planned is not None
+        capacity = offer.planned.capacity
+        self.offer = offer
+        self.dimensions = dimensions
+        self.capacity = capacity  # of one new instance, every resource (not only those asked for)
+        self.empty = [capacity.get(name) for name in dimensions]
+        self.bins = FirstFit(len(dimensions), [Bin(list(self.empty), booting=True) for _ in range(offer.booting)])
+        self.new = 0  # new instances (open bins that are not booting ones)
+        self.price: Optional[float] = offer.price  # what the expander compares; least-waste sets its own
+        self.notes: list[str] = []  # why this group was chosen, per choice
+        self._matches: dict[Placement, bool] = {}
+        self.spare_checked = True  # no room left unoffered to the waiting pods since the last look
+
+    @property
+    def name(self) -> str:
+        return self.offer.group.name
+
+    @property
+    def room(self) -> int:
+        """New instances it may still get."""
+        return self.offer.room - self.new
+
+    def matches(self, placement: Placement) -> bool:
+        known = self._matches.get(placement)
+        if known is None:
+            group = self.offer.group
+            known = self._matches[placement] = placement_matches(placement, group.labels, group.taints)
+        return known
+
+    def takes(self, shape: PodShape) -> bool:
+        """Its placement matches the group and one pod fits an empty instance."""
+        return self.matches(shape.placement) and copies_fitting(shape.needs, self.empty) > 0
+
+    def share(self, shape: PodShape) -> float:
+        """The largest share of one instance a pod of the shape takes (its busiest resource)."""
+        empty = self.empty
+        return max((amount / empty[dimension] if empty[dimension] else float("inf") for dimension, amount in shape.needs),
+                   default=0.0)
+
+    def decreasing(self, shapes: Iterable[PodShape]) -> list[PodShape]:
+        """First-fit-decreasing order for this group's instances: the largest share of an
+        instance first (a memory-heavy pod is large on a general-purpose type), then the
+        global order."""
+        return sorted(shapes, key=lambda shape: (-self.share(shape), shape.index))
+
+    def place(self, shape: PodShape, new_allowed: int) -> int:
+        """The shape's remaining pods into open bins first fit, then into at most ``new_allowed``
+        new bins; returns how many were placed (they count as taken)."""
+        wanted = shape.remaining
+        placed = sum(copies for _, copies in fill_bins(shape, wanted, self.bins))
+        if placed < wanted and new_allowed > 0:
+            opened = open_bins(shape, wanted - placed, self.empty, new_allowed)
+            if opened:
+                self.bins.extend(opened)
+                self.new += len(opened)
+                placed += sum(opened_bin.contents[shape] for opened_bin in opened)
+        shape.taken += placed
+        if placed:
+            self.spare_checked = False
+        return placed
+
+    def open_bins(self) -> list[Bin]:
+        return [entry for entry in self.bins.entries if not entry.closed]
+
+    def new_bins(self) -> list[Bin]:
+        return [entry for entry in self.bins.entries if not entry.closed and not entry.booting]
+
+    def close(self, target: Bin) -> None:
+        """Give up an emptied new bin."""
+        index = self.bins.entries.index(target)
+        close_bin(self.bins, index)
+        self.new -= 1
+
+    def pods_placed(self, booting: Optional[bool] = None) -> int:
+        return sum(copies for entry in self.bins.entries if not entry.closed
+                   and (booting is None or entry.booting == booting) for copies in entry.contents.values())
+
+    def spare(self) -> list[int]:
+        """Free room summed over its open bins, per dimension."""
+        total = [0] * len(self.empty)
+        for entry in self.bins.entries:
+            if not entry.closed:
+                for dimension, amount in enumerate(entry.free):
+                    total[dimension] += amount
+        return total
+
+    def cost(self) -> float:
+        return (self.price or 0.0) * self.new

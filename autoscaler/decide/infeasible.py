@@ -1,0 +1,64 @@
+"""Stage 3 of scale up: pods nothing could ever run, set apart before choosing groups.
+
+Pure. A pod is infeasible when it fits no instance type (any override of a mixed-instances
+group) of any group its placement allows, whatever their state, and no live node it matches,
+whatever that node's room is now: a pod waiting for a busy node is not infeasible. A candidate
+group whose launch settings could not be read leaves the question open (README "How it decides").
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+from ..model.objects import Group, Placement, Pod, Resources
+from .packing import NodeIndex
+from .pending_shapes import PodShape
+from .scheduling import largest_shape, placement_matches
+
+
+def largest_sizes(capacities: Iterable[Resources]) -> list[Resources]:
+    """The distinct sizes among some capacities, minus those another one covers: requests that
+    fit none of these fit none of the capacities."""
+    sizes = sorted(set(capacities), key=lambda r: (-sum(v for _, v in r.items()), sorted(r.items())))
+    kept: list[Resources] = []
+    for size in sizes:
+        if not any(size.fits_in(larger) for larger in kept):
+            kept.append(size)
+    return kept
+
+
+def set_apart_infeasible(shapes: Sequence[PodShape], groups: Sequence[Group],
+                         live_nodes: NodeIndex) -> list[tuple[Pod, Resources]]:
+    """Takes the infeasible pods out of the shapes (``take``) and returns each with the largest
+    capacity its placement could get (empty when no group matches)."""
+    infeasible: list[tuple[Pod, Resources]] = []
+    by_placement: dict[Placement, list[PodShape]] = {}
+    for shape in shapes:
+        if shape.remaining:
+            by_placement.setdefault(shape.placement, []).append(shape)
+    for placement in sorted(by_placement, key=repr):
+        candidates = [group for group in groups if placement_matches(placement, group.labels, group.taints)]
+        if not all(group.shapes for group in candidates):
+            continue
+        allowed = [option for group in candidates for option in group.shapes]
+        largest = largest_shape(allowed)
+        largest_capacity = largest.capacity if largest else Resources()
+        allowed_sizes = largest_sizes(option.capacity for option in allowed)
+        node_sizes: Optional[list[Resources]] = None
+        for shape in by_placement[placement]:
+            if any(shape.requests.fits_in(size) for size in allowed_sizes):
+                continue
+            if node_sizes is None:
+                node_sizes = largest_sizes(room.node.allocatable for room in live_nodes.matching(placement))
+            if not any(shape.requests.fits_in(size) for size in node_sizes):
+                # A shape of similar requests placed as the largest of them (at scale): only the
+                # pods whose own request fits nowhere are infeasible; they are taken first.
+                sizes = allowed_sizes + node_sizes
+                waiting = shape.pods[shape.taken:]
+                fitting = [pod for pod in waiting if pod.requests != shape.requests
+                           and any(pod.requests.fits_in(size) for size in sizes)]
+                if fitting:
+                    kept = set(map(id, fitting))
+                    shape.pods[shape.taken:] = [pod for pod in waiting if id(pod) not in kept] + fitting
+                infeasible.extend((pod, largest_capacity) for pod in shape.take(shape.remaining - len(fitting)))
+    infeasible.sort(key=lambda item: (item[0].namespace, item[0].name))
+    return infeasible

@@ -1,0 +1,103 @@
+"""Stages 1 and 2 of scale up: pending pods onto live nodes, then onto nodes the autoscaler
+cordoned (taken back before anything is launched).
+
+Pure. Rules (README "How it decides"):
+- A node younger than --instance-init-time offers its room even while it carries the start-up
+  taints (not-ready, network-unavailable, uninitialized): it is already in its group's node count.
+  An older node that is not Ready offers none (node_state.is_broken).
+- Pods that fit no schedulable node go next onto idle nodes the autoscaler cordoned, by the
+  node's own labels, taints and room, and each node that gets one is uncordoned: cheaper than
+  launching. Scale in keeps such a node by the same rule (node_state.can_be_taken_back).
+- Nodes are matched once per distinct (labels asked about, taints) and first fit finds a node
+  with room through a tree of free-room maxima (packing.NodeIndex, packing.FirstFit): the cost
+  grows with pods + nodes, not their product.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from ..model.config import Settings
+from ..model.objects import Node, Pod, Snapshot
+from ..model.plan import Uncordon
+from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
+from .packing import NodeIndex, Room, copies_fitting, fit_on_rooms
+from .pending_shapes import PodShape, smallest_needs
+
+
+@dataclass(frozen=True)
+class LiveRooms:
+    """Live nodes that are not broken: the schedulable ones and the idle ones the autoscaler
+    cordoned (which scale up may take back), each with its free room over the plan's dimensions."""
+
+    schedulable: tuple[Room, ...]
+    cordoned: tuple[Room, ...]
+
+
+def _is_live(node: Node, snapshot: Snapshot) -> bool:
+    if not node.is_managed:
+        return True
+    instance = snapshot.instances.get(node.instance_id or "")
+    return instance is not None and instance.is_running
+
+
+def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple[str, ...]) -> LiveRooms:
+    used: dict[str, dict[str, int]] = {}
+    running: dict[str, list[Pod]] = {}
+    for pod in snapshot.pods:
+        if pod.occupies_node and pod.node_name:
+            running.setdefault(pod.node_name, []).append(pod)
+            totals = used.setdefault(pod.node_name, {})
+            for name, value in pod.requests.items():
+                totals[name] = totals.get(name, 0) + value
+    schedulable: list[Room] = []
+    cordoned: list[Room] = []
+    for order, node in enumerate(sorted(snapshot.nodes, key=lambda n: n.name)):
+        if not _is_live(node, snapshot) or is_broken(node, settings, now):
+            continue
+        on_node = running.get(node.name, [])
+        if node.unschedulable and not can_be_taken_back(node, on_node, settings, now):
+            continue
+        taken = used.get(node.name, {})
+        free = [node.allocatable.get(name) - taken.get(name, 0) for name in dimensions]
+        room = Room(node, order, taints_for_pending_pods(node, settings, now), free, list(on_node))
+        (cordoned if node.unschedulable else schedulable).append(room)
+    return LiveRooms(tuple(schedulable), tuple(cordoned))
+
+
+def fit_on_live_nodes(shapes: Sequence[PodShape], rooms: LiveRooms, width: int) -> int:
+    """Stage 1: each shape's pods onto schedulable matching nodes with room, first fit in
+    node-name order, largest shapes first; room is used up as pods are placed. Returns how many
+    were placed (the shapes' ``taken`` counts say which)."""
+    before = sum(shape.taken for shape in shapes)
+    # A node without room for even the smallest pending request (most of a busy cluster) is
+    # never looked at for placing; it still counts for infeasibility.
+    smallest = smallest_needs(shapes, width)
+    index = NodeIndex([room for room in rooms.schedulable if copies_fitting(smallest, room.free)],
+                      {shape.placement for shape in shapes}, width)
+    for shape in shapes:
+        if shape.remaining:
+            fit_on_rooms(shape, index.first_fit(shape.placement))
+    return sum(shape.taken for shape in shapes) - before
+
+
+def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int) -> tuple[int, tuple[Uncordon, ...]]:
+    """Stage 2: pods left over onto idle nodes the autoscaler cordoned, by the node's own labels,
+    taints and room; each node that gets one is uncordoned (in name order). Returns how many
+    pods were placed and the uncordons."""
+    waiting = [shape for shape in shapes if shape.remaining]
+    if not waiting or not rooms.cordoned:
+        return 0, ()
+    before = sum(shape.taken for shape in waiting)
+    smallest = smallest_needs(waiting, width)
+    index = NodeIndex([room for room in rooms.cordoned if copies_fitting(smallest, room.free)],
+                      {shape.placement for shape in waiting}, width)
+    uncordons: dict[str, Uncordon] = {}
+    for shape in waiting:
+        for room in fit_on_rooms(shape, index.first_fit(shape.placement)):
+            uncordons.setdefault(room.node.name, Uncordon(
+                room.node.name, f"pending pods {shape.placement.describe()} fit on it; the autoscaler cordoned it, "
+                                "so it is taken back before launching"))
+    placed = sum(shape.taken for shape in waiting) - before
+    return placed, tuple(uncordons[name] for name in sorted(uncordons))

@@ -1,0 +1,143 @@
+"""Stage 0 of scale up: pending pods -> shapes of identical pods, placed by count.
+
+Pure. Pods with the same requests, placement and anti-affinity (and, when anti-affinity exists
+in the cluster, the same namespace and the labels its selectors look at) are one shape: packing
+places a shape by count, never pod by pod (README "How it decides", the cost rule). Members are
+handed out in key order, so which pod goes where does not depend on input order.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..model.objects import AntiAffinityTerm, Placement, Pod, Resources, Snapshot
+from .packing import Needs
+from .scheduling import anti_affinity_conflict
+
+
+class PodShape:
+    """Identical pending pods. ``needs``: (dimension, amount) of each resource asked for over the
+    plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
+
+    __slots__ = ("pods", "size", "taken", "requests", "needs", "representative", "placement", "terms", "has_terms",
+                 "self_conflict", "sort_key", "index")
+
+    def __init__(self, pods: list[Pod], dimension_of: dict[str, int], order_text: str, labels_text: str,
+                 requests: Optional[Resources] = None):
+        first = pods[0]
+        self.pods = pods
+        self.size = len(pods)
+        self.taken = 0
+        self.index = 0  # position in first-fit-decreasing order
+        self.requests: Resources = requests if requests is not None else first.requests
+        self.needs: Needs = tuple(sorted((dimension_of[name], value) for name, value in self.requests.items() if value > 0))
+        self.representative = first
+        self.placement: Placement = first.placement
+        self.terms: tuple[AntiAffinityTerm, ...] = first.anti_affinity
+        self.has_terms = bool(first.anti_affinity)
+        self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
+        rest = cpu = memory = 0
+        for name, value in self.requests.items():
+            if name == "cpu":
+                cpu = value
+            elif name == "memory":
+                memory = value
+            elif name != "pods":
+                rest += value
+        # Largest first: other resources (GPUs), then cpu, then memory; then a fixed order.
+        self.sort_key = (-rest, -cpu, -memory, order_text, self.needs, labels_text)
+
+    @property
+    def remaining(self) -> int:
+        return self.size - self.taken
+
+    def take(self, count: int) -> list[Pod]:
+        start = self.taken
+        self.taken += count
+        return self.pods[start:self.taken]
+
+
+def pending_demand(snapshot: Snapshot) -> list[Pod]:
+    """Pending pods without a node, DaemonSet pods excepted (their controller binds them), in key order."""
+    return sorted((pod for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset),
+                  key=lambda p: (p.namespace, p.name))
+
+
+MERGE_ABOVE = 2000  # distinct shapes beyond which similar ones are placed as one
+MERGE_MANTISSA_BITS = 6  # "similar": within 1/64 of each other in every resource
+
+
+def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
+                      merge_above: int = MERGE_ABOVE) -> tuple[list[PodShape], tuple[str, ...]]:
+    """The shapes, largest first (first-fit-decreasing order), and the resource dimensions they ask for.
+
+    At scale (more than ``merge_above`` distinct shapes, no anti-affinity anywhere: labels would
+    matter), pods of one placement whose requests are within 1/64 of each other in every resource
+    are one shape, placed as the largest request among them: no node or instance is ever promised
+    more than it has, and at most 1/64 of its room goes unused for them. Below that, every request
+    is placed as it is."""
+    with_terms = [pod for pod in snapshot.pods if pod.anti_affinity]
+    label_keys = sorted({key for pod in with_terms for term in pod.anti_affinity
+                         for key in [k for k, _ in term.selector.match_labels]
+                         + [r.key for r in term.selector.match_expressions]})
+    members: dict[tuple[object, ...], list[Pod]] = {}
+    for pod in pending:
+        # A namespace and labels only change where a pod fits through anti-affinity terms (they
+        # select pods by both): without any, identical pods of many namespaces are one shape.
+        namespace = pod.namespace if with_terms else ""
+        label_values = tuple(pod.labels.get(key) for key in label_keys) if label_keys else ()
+        exact: tuple[object, ...] = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
+        members.setdefault(exact, []).append(pod)
+    dimensions = tuple(sorted({name for pods in members.values() for name in pods[0].requests.names()}))
+    dimension_of = {name: index for index, name in enumerate(dimensions)}
+    largest: dict[tuple[object, ...], Resources] = {}
+    if len(members) > merge_above and not with_terms:
+        similar: dict[tuple[object, ...], list[Pod]] = {}
+        most: dict[tuple[object, ...], dict[str, int]] = {}
+        shift = MERGE_MANTISSA_BITS
+        for key, pods in members.items():
+            requests, placement = key[0], key[1]
+            assert isinstance(requests, Resources)
+            amounts = requests.items()
+            bucketed: tuple[object, ...] = (placement, frozenset(
+                (name, value.bit_length(), value >> max(0, value.bit_length() - shift)) for name, value in amounts))
+            group = similar.get(bucketed)
+            if group is None:
+                similar[bucketed] = list(pods)
+                most[bucketed] = dict(amounts)
+                continue
+            group.extend(pods)
+            top = most[bucketed]
+            for name, value in amounts:
+                if value > top[name]:
+                    top[name] = value
+        members = similar
+        largest = {key: Resources(amounts) for key, amounts in most.items()}
+    order_texts: dict[tuple[object, ...], str] = {}  # repr is costly; pods share few placements
+    shapes = []
+    for key, pods in members.items():
+        if key in largest:
+            pods.sort(key=lambda p: (p.namespace, p.name))
+            shapes.append(PodShape(pods, dimension_of, repr(key[0]), "", largest[key]))
+            continue
+        order = key[1:4]
+        if order not in order_texts:
+            order_texts[order] = repr(order)
+        shapes.append(PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else ""))
+    shapes.sort(key=lambda shape: shape.sort_key)
+    for index, shape in enumerate(shapes):
+        shape.index = index
+    return shapes, dimensions
+
+
+def smallest_needs(shapes: Sequence[PodShape], width: int) -> Needs:
+    """Per dimension, the least any shape asks (a dimension some shape does not ask for drops
+    out): what a node must at least have free to be worth looking at."""
+    least: list[Optional[int]] = [None] * width
+    asked = [0] * width
+    for shape in shapes:
+        for dimension, amount in shape.needs:
+            asked[dimension] += 1
+            current = least[dimension]
+            least[dimension] = amount if current is None else min(current, amount)
+    return tuple((dimension, amount) for dimension, amount in enumerate(least)
+                 if amount is not None and asked[dimension] == len(shapes))

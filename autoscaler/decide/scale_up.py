@@ -1,0 +1,95 @@
+"""Scale up: pending pods -> live nodes -> cordoned nodes taken back -> infeasible set apart ->
+groups chosen and packed -> over-provision -> actions.
+
+Pure; each stage is a function of its own module with its own tests (README "How it decides"):
+pending_shapes (identical pods placed by count), live_fit (stages 1 and 2), infeasible (3),
+offers, choose, greedy and improve (4: what each group offers and the expander's choice),
+over_provision (5), scale_up_actions (6). This module only runs them in order and sums up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping, Union
+
+from ..model.config import Settings
+from ..model.objects import Pod, Resources, Snapshot
+from ..model.plan import Notify, SetDesiredCapacity, Uncordon
+from .choose import choose_and_pack
+from .infeasible import set_apart_infeasible
+from .live_fit import build_rooms, fit_on_live_nodes, take_back_cordoned
+from .offers import make_offers
+from .over_provision import over_provision
+from .packing import NodeIndex
+from .pending_shapes import group_into_shapes, pending_demand
+from .scale_up_actions import failure_notices, hand_out, infeasible_notice, raises
+
+ScaleUpAction = Union[Uncordon, SetDesiredCapacity, Notify]
+
+
+@dataclass(frozen=True)
+class ScaleUpResult:
+    actions: tuple[ScaleUpAction, ...] = ()  # Uncordon..., SetDesiredCapacity..., Notify...
+    placed_on_nodes: int = 0  # pending pods that fit existing nodes (uncordoned ones included)
+    pods_for_new_instances: int = 0  # pending pods booting or new instances of the plan take
+    unaccounted: tuple[Pod, ...] = ()  # nothing takes them: no live node, booting instance or new one
+    infeasible: tuple[tuple[Pod, Resources], ...] = ()  # with the largest capacity each could get
+    pending: int = 0
+    constraint_sets: int = 0  # distinct placements among the pending pods
+    new_instances: int = 0  # sum of the desired-capacity increases
+    uncordoned: int = 0
+    why_unaccounted: Mapping[str, str] = field(default_factory=dict)  # pod key -> why no group took it
+
+    def summary(self) -> str:
+        return (
+            f"scale up: {self.pending} pending pods in {self.constraint_sets} constraint sets, "
+            f"{self.placed_on_nodes} fit existing nodes ({self.uncordoned} uncordoned), "
+            f"{self.pods_for_new_instances} need new instances (+{self.new_instances} desired), "
+            f"{len(self.unaccounted)} unaccounted, {len(self.infeasible)} infeasible"
+        )
+
+
+def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
+                  timed_out: frozenset[tuple[str, str]] = frozenset()) -> ScaleUpResult:
+    """Decide the scale up of one loop. ``timed_out`` holds the ``Group.key`` of groups that
+    scale up skips (launch failures), so their pods overflow to the next candidate. ``now``
+    tells starting nodes from broken ones."""
+    pending = pending_demand(snapshot)
+    if not pending:
+        return ScaleUpResult()
+    shapes, dimensions = group_into_shapes(pending, snapshot)
+    width = len(dimensions)
+    rooms = build_rooms(snapshot, settings, now, dimensions)
+    placed = fit_on_live_nodes(shapes, rooms, width)
+    taken_back, uncordons = take_back_cordoned(shapes, rooms, width)
+
+    waiting = [shape for shape in shapes if shape.remaining]
+    every_node = NodeIndex(list(rooms.schedulable + rooms.cordoned), {shape.placement for shape in waiting})
+    infeasible = set_apart_infeasible(waiting, snapshot.groups, every_node)
+
+    offers = make_offers(snapshot, settings, timed_out)
+    first_free = {shape: shape.taken for shape in shapes}
+    plans = choose_and_pack(shapes, offers, dimensions, settings.expander)
+    pods_of = hand_out(plans, first_free)
+    left_shapes = [shape for shape in shapes if shape.remaining]
+    first_left = {shape: shape.taken for shape in left_shapes}
+    left_out = sum(shape.remaining for shape in left_shapes)
+    extra = over_provision(plans, settings.over_provision, left_out)
+    raised = raises(plans, pods_of, extra)
+    failures, why = failure_notices(left_shapes, offers, {plan.offer.key: plan for plan in plans}, first_left)
+
+    actions: list[ScaleUpAction] = [*uncordons, *raised, *infeasible_notice(infeasible), *failures]
+    unaccounted = sorted((pod for shape in left_shapes for pod in shape.pods[first_left[shape]:]),
+                         key=lambda pod: (pod.namespace, pod.name))
+    return ScaleUpResult(
+        actions=tuple(actions),
+        placed_on_nodes=placed + taken_back,
+        pods_for_new_instances=sum(len(booting) + len(new) for booting, new in pods_of.values()),
+        unaccounted=tuple(unaccounted),
+        infeasible=tuple(infeasible),
+        pending=len(pending),
+        constraint_sets=len({pod.placement for pod in pending}),
+        new_instances=sum(action.desired - action.previous for action in raised),
+        uncordoned=len(uncordons),
+        why_unaccounted=why,
+    )

@@ -1,0 +1,157 @@
+"""Stage 6 of scale up: the plans as actions, and why each pod left over was not taken.
+
+Pure. One SetDesiredCapacity per group that gets new instances: to ``max(desired, nodes) + new
+instances + over-provision`` (never lower, never above max size), naming the pods, the group and
+why that group; one notice per placement of pods nothing takes, and one for infeasible pods.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence, cast
+
+from ..model.objects import Placement, Pod, Resources
+from ..model.plan import Notify, SetDesiredCapacity
+from .group_plan import GroupPlan
+from .offers import Offer, describe_price
+from .pending_shapes import PodShape
+from .scheduling import placement_matches
+
+MAX_PODS_IN_ACTION = 20  # pod keys an action carries; the count says the rest
+MAX_PODS_NAMED = 5  # pod keys a notification names
+MAX_GROUPS_NAMED = 5
+
+
+def named(pods: Sequence[Pod], limit: int = MAX_PODS_NAMED) -> str:
+    names = ", ".join(pod.key for pod in pods[:limit])
+    return names + (f" and {len(pods) - limit} more" if len(pods) > limit else "")
+
+
+def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> dict[tuple[str, str], tuple[list[Pod], list[Pod]]]:
+    """Group key -> (pods on its booting instances, pods on its new ones), each in key order: a
+    shape's members are handed out in plan order."""
+    cursor = dict(first_free)
+    out: dict[tuple[str, str], tuple[list[Pod], list[Pod]]] = {}
+    for plan in plans:
+        booting: list[Pod] = []
+        new: list[Pod] = []
+        for entry in plan.bins.entries:
+            if entry.closed:
+                continue
+            for packed, copies in entry.contents.items():
+                shape = cast(PodShape, packed)  # bins hold the shapes the planner put there
+                start = cursor[shape]
+                cursor[shape] = start + copies
+                (booting if entry.booting else new).extend(shape.pods[start:start + copies])
+        if booting or new:
+            booting.sort(key=lambda pod: (pod.namespace, pod.name))
+            new.sort(key=lambda pod: (pod.namespace, pod.name))
+            out[plan.offer.key] = (booting, new)
+    return out
+
+
+def _placements(pods: Sequence[Pod]) -> str:
+    described = sorted({pod.placement.describe() for pod in pods})
+    return " ".join(described[:3]) + (f" and {len(described) - 3} more" if len(described) > 3 else "")
+
+
+def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[list[Pod], list[Pod]]],
+           extra: Mapping[tuple[str, str], int]) -> list[SetDesiredCapacity]:
+    actions = []
+    for plan in plans:
+        offer = plan.offer
+        group = offer.group
+        if plan.new <= 0:
+            continue
+        booting, new = pods_of.get(offer.key, ([], []))
+        more = extra.get(offer.key, 0)
+        target = max(group.desired, min(group.max_size, max(group.desired, offer.nodes) + plan.new + more))
+        if target <= group.desired:
+            continue
+        over_note = f" (+{more} over-provision)" if more else ""
+        capped = f", reaching max size {group.max_size}" if plan.room - more <= 0 else ""
+        reason = (f"{len(new)} pending pods {_placements(new)} ({named(new)}) need {plan.new} new "
+                  f"{offer.instance_name()} instances{over_note}{capped}")
+        own = f"{describe_price(offer.price * plan.new)} for {plan.new} {offer.instance_name()}" if offer.price is not None else ""
+        why = "; ".join(dict.fromkeys(plan.notes))
+        if own or why:
+            joint = " " if why.startswith("against") else "; "
+            reason += ": " + joint.join(part for part in (own, why) if part)
+        if booting:
+            reason += f"; {offer.booting} booting instance(s) take {len(booting)} more"
+        actions.append(SetDesiredCapacity(group.name, group.region, target, group.desired, reason,
+                                          tuple(pod.key for pod in new[:MAX_PODS_IN_ACTION]), len(new)))
+    return actions
+
+
+def matching_offers(placement: Placement, offers: Sequence[Offer]) -> list[Offer]:
+    return [offer for offer in offers if placement_matches(placement, offer.group.labels, offer.group.taints)]
+
+
+def why_not_taken(shape: PodShape, candidates: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan]) -> str:
+    """Why none of the groups its placement matches took a pod of this shape (notice and Event)."""
+    if not candidates:
+        return "no managed group's nodes would match its node selector, node affinity and tolerations"
+    reasons = [f"{offer.group.describe()}: {_why_not(shape.requests, offer, plans.get(offer.key))}"
+               for offer in candidates[:MAX_GROUPS_NAMED]]
+    more = len(candidates) - MAX_GROUPS_NAMED
+    return (f"none of the {len(candidates)} matching groups could take it: " + "; ".join(reasons)
+            + (f"; and {more} more" if more > 0 else ""))
+
+
+def _why_not(requests: Resources, offer: Offer, plan: "GroupPlan | None") -> str:
+    group = offer.group
+    if offer.timed_out:
+        return "timed out after a failed launch"
+    if offer.planned is None:
+        return "its launch settings could not be read"
+    if not requests.fits_in(offer.planned.capacity):
+        fitting = [shape.instance_type for shape in group.shapes if requests.fits_in(shape.capacity)]
+        if not fitting:
+            return f"too small (one instance offers {offer.planned.capacity.describe()})"
+        overrides = ", ".join(shape.instance_type for shape in group.shapes)
+        if offer.determined:
+            return (f"fits only {', '.join(fitting)} of its overrides {overrides}, and its allocation strategy "
+                    f"{group.allocation_strategy} launches {offer.planned.instance_type}")
+        return f"fits only {', '.join(fitting)} of its overrides {overrides}, and AWS may launch any of them"
+    if group.desired >= group.max_size and offer.booting == 0:
+        return f"at max size {group.max_size}"
+    if plan is not None and plan.room <= 0:
+        return f"its max size {group.max_size} is taken by this loop's other pending pods"
+    return "anti-affinity leaves no room for it in this loop's new instances"
+
+
+def failure_notices(left: Sequence[PodShape], offers: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan],
+                    first_left: Mapping[PodShape, int]) -> tuple[list[Notify], dict[str, str]]:
+    """One notice per placement of the pods nothing takes, and pod key -> why."""
+    by_placement: dict[Placement, list[tuple[PodShape, list[Pod]]]] = {}
+    for shape in left:
+        pods = shape.pods[first_left[shape]:]
+        if pods:
+            by_placement.setdefault(shape.placement, []).append((shape, pods))
+    notices = []
+    reasons: dict[str, str] = {}
+    for placement in sorted(by_placement, key=repr):
+        group_pods: list[Pod] = []
+        first_why = ""
+        candidates = matching_offers(placement, offers)
+        for shape, pods in by_placement[placement]:
+            why = why_not_taken(shape, candidates, plans)
+            first_why = first_why or why
+            for pod in pods:
+                reasons[pod.key] = why
+            group_pods.extend(pods)
+        group_pods.sort(key=lambda pod: (pod.namespace, pod.name))
+        notices.append(Notify("scale-up-failed", (
+            f"failed to scale up for {len(group_pods)} pending pods {placement.describe()}: {first_why}: "
+            f"{named(group_pods)}"), pods=tuple(pod.key for pod in group_pods)))
+    return notices, reasons
+
+
+def infeasible_notice(infeasible: Sequence[tuple[Pod, Resources]]) -> list[Notify]:
+    if not infeasible:
+        return []
+    pods = [pod for pod, _ in infeasible]
+    detail = "; ".join(f"{pod.key} requests {pod.requests.describe()}, largest {capacity.describe() or 'nothing: no group matches'}"
+                       for pod, capacity in infeasible[:MAX_PODS_NAMED])
+    more = f"; and {len(pods) - MAX_PODS_NAMED} more" if len(pods) > MAX_PODS_NAMED else ""
+    return [Notify("infeasible-pods", f"{len(pods)} pending pods fit no instance type their placement allows and no node "
+                                      f"they match: {detail}{more}", pods=tuple(pod.key for pod in pods))]

@@ -1,0 +1,3 @@
+"""The model: plain data the layers share (cluster objects, the plan's actions, settings, group labels).
+May import: only model/; no I/O library, never the clock.
+"""
