@@ -109,7 +109,7 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
 def fill_booting(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
     """Booting instances cost nothing more: tier by tier, the dearest first (they take the pods
     that would cost the most to buy for), whatever the groups are called."""
-    for plan in sorted(plans, key=lambda p: (p.offer.tier, -(p.price or 0.0), [-a for a in p.empty], p.offer.tie_break)):
+    for plan in sorted(plans, key=lambda p: (p.offer.tier, -(p.price or 0.0), [-a for a in p.empty], p.offer.cost_tie_break)):
         if plan.offer.booting:
             for shape in shapes:
                 if shape.remaining and plan.takes(shape):
@@ -119,7 +119,7 @@ def fill_booting(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None
 def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
     waiting = [shape for shape in shapes if shape.remaining]
     for plan in sorted(plans, key=lambda p: (p.offer.tier, p.price if p.price is not None else float("inf"),
-                                             p.offer.tie_break)):
+                                             p.offer.cost_tie_break)):
         if not waiting:
             return
         before = plan.new

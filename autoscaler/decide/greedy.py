@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from ..model.config import EXPANDERS
 from .demand_classes import DemandClass, classify, instances_for, whole
 from .group_plan import GroupPlan
-from .offers import describe_price
+from .offers import CostTieBreak, describe_price
 from .packing import copies_fitting
 from .pending_shapes import PodShape
 
@@ -32,9 +32,9 @@ class _Candidate:
         self.instances, self.efficiency, self.partial = instances, efficiency, partial
         self.pods = pods  # about how many pods it would take (counted now: committing changes the classes)
 
-    def rank(self) -> tuple[float, int, tuple[int, int, str, str]]:
+    def rank(self) -> tuple[float, int, CostTieBreak]:
         # Rounded so that equal prices tie exactly and the tie-breakers decide.
-        return (-round(self.efficiency, 9), -len(self.classes), self.plan.offer.tie_break)
+        return (-round(self.efficiency, 9), -len(self.classes), self.plan.offer.cost_tie_break)
 
 
 def greedy(shapes: Sequence[PodShape], plans: Sequence[GroupPlan], kind: str, no_price: bool = False) -> None:

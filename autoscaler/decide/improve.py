@@ -45,7 +45,7 @@ def _last_new_bins(plan: GroupPlan) -> list[Bin]:
 
 
 def _one_move(plans: Sequence[GroupPlan]) -> bool:
-    by_price = sorted(plans, key=lambda plan: ((plan.price or 0.0), plan.offer.tie_break))
+    by_price = sorted(plans, key=lambda plan: ((plan.price or 0.0), plan.offer.cost_tie_break))
     for owner in reversed(by_price):
         candidates = _last_new_bins(owner)
         if not candidates or not owner.price:

@@ -30,6 +30,7 @@ LOWEST_PRICE = "lowest-price"
 
 Tier = tuple[int, int]
 TieBreak = tuple[int, int, str, str]
+CostTieBreak = tuple[int, int, str, tuple[tuple[str, int], ...], str, str]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class Offer:
     @property
     def usable(self) -> bool:
         return self.planned is not None and not self.timed_out
+
+    @property
+    def cost_tie_break(self) -> CostTieBreak:
+        """At equal cost: single-AZ, spot, then what the group launches (its type and capacity), and
+        only then its name, so renaming groups never changes a choice between different groups.
+        (The priority expander keeps the original's order, ``tie_break``, names included.)"""
+        planned = self.planned
+        shape = (planned.instance_type, tuple(sorted(planned.capacity.items()))) if planned is not None else ("", ())
+        return (self.tie_break[0], self.tie_break[1], *shape, self.group.name, self.group.region)
 
     @property
     def key(self) -> tuple[str, str]:
