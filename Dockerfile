@@ -26,6 +26,7 @@ COPY pyproject.toml README.md main.py Dockerfile .dockerignore autoscaler-dep.ya
 COPY autoscaler/ autoscaler/
 COPY deploy/ deploy/
 COPY test/ test/
+COPY docs/ docs/
 ENTRYPOINT ["python", "-m", "pytest"]
 CMD ["test/", "-q"]
 

@@ -54,7 +54,7 @@ SELECTOR_SETS = (  # (nodeSelector, tolerations)
     ({"pool": "gpu"}, ({"key": GPU, "operator": "Exists"},)),
 )
 # (pending pods, nodes = instances, groups); the original took 4 s, 58 s and 193 s at the first,
-# second and last size (behaviour.md defect 11). The 1,000-instance row at 50 groups shows how
+# second and last size (the original took minutes there). The 1,000-instance row at 50 groups shows how
 # AWS calls grow with instances alone.
 SIZES = ((1_000, 200, 10), (5_000, 1_000, 30), (10_000, 1_000, 50), (10_000, 2_000, 50))
 ORIGINAL_SECONDS = {(1_000, 200): 4, (5_000, 1_000): 58, (10_000, 2_000): 193}

@@ -1,4 +1,4 @@
-"""How long one scale-up decision takes on a large synthetic cluster (behaviour.md defect 11).
+"""How long one scale-up decision takes on a large synthetic cluster (the original took minutes there).
 
 The original needed 193 s for 10,000 pending pods on 2,000 nodes. This builds 20 pod shapes in
 5 selector sets, 2,000 nodes with running pods, and 50 groups in 3 regions, then times

@@ -58,7 +58,7 @@ def by_name(groups):
 def test_groups_are_filtered_by_cluster_tag_and_role(aws):
     clients = aws(REGION)
     make_launch_configuration(clients)
-    make_group(clients, "minion", role=("Role", "minion"))  # the README's word (behaviour.md §7.7)
+    make_group(clients, "minion", role=("Role", "minion"))  # the README's word (README.md#auto-scaling-groups)
     make_group(clients, "worker", role=("KubernetesRole", "worker"))
     make_group(clients, "kubernetes-minion", role=("Role", "kubernetes-minion"))
     make_group(clients, "master", role=("Role", "master"))

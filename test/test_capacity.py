@@ -75,7 +75,7 @@ def test_table_agrees_with_ec2_for_every_type_moto_knows():
 
 
 @pytest.mark.parametrize("instance_type, vcpus, memory_gib, gpus", [
-    ("m4.xlarge", 4, 16, 0),  # the original's table said 2 (behaviour.md §7.8)
+    ("m4.xlarge", 4, 16, 0),  # the original's table said 2; AWS says 4
     ("p3.2xlarge", 8, 61, 1),
     ("p3.16xlarge", 64, 488, 8),
     ("p2.xlarge", 4, 61, 1),

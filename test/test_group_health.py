@@ -1,4 +1,4 @@
-"""Group health (behaviour.md §4): launch failures, silent failures and spot prices -> timeouts
+"""Group health (docs/decisions.md#launch-failures-and-region-overflow): launch failures, silent failures and spot prices -> timeouts
 and capacity corrections. Every case injects ``now``; messages are the texts AWS writes."""
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ DEPLOYMENT_FILE = ROOT / "autoscaler-dep.yaml"
 SECRET_FILE = ROOT / "autoscaler-secret.yaml"
 OVERLAYS = ("irsa", "static-keys", "ha")
 MONITORING = DEPLOY / "components" / "monitoring"
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"  # the walk-through and its alerts (moved out of the README)
 
 # The oldest Kubernetes minor still in providers' extended support, and the newest the package ships.
 KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
@@ -462,8 +462,8 @@ def test_every_granted_write_is_used_by_the_code():
 # ----------------------------------------------------------------------------- monitoring component
 
 def readme_alerts() -> set[str]:
-    """The alert expressions the README lists (its Metrics section, in backticks after 'Alerts')."""
-    text = README.read_text()
+    """The alert expressions docs/operations.md lists (its Metrics section, in backticks after 'Alerts')."""
+    text = OPERATIONS.read_text()
     section = text[text.index("Alerts worth having"):]
     section = section[:section.index("\n\n")]
     return set(re.findall(r"`([^`]+)`", section))
@@ -523,7 +523,7 @@ def test_rbac_request_names_what_rbac_checks(method, path, query, expected):
 def test_the_readme_overlay_renders_what_it_promises(tmp_path):
     """The walk-through's own kustomization (with a local path for the repository), plus its patch
     that requires a system node group: the operator's cluster, image, role and affinity come out."""
-    text = README.read_text()
+    text = OPERATIONS.read_text()
     overlay = re.search(r"```yaml\n# kustomization.yaml\n(.*?)```", text, re.S).group(1)
     affinity_patch = re.search(r"```yaml\n(  - target: \{kind: Deployment.*?)```", text, re.S).group(1)
     remote = re.search(r"https://github\.com/\S+//deploy/overlays/irsa\S*", overlay).group(0)

@@ -1,4 +1,4 @@
-"""node_state: the state machine of behaviour.md §5, drainability and utilization, by table."""
+"""node_state: the state machine of docs/decisions.md#scale-in, drainability and utilization, by table."""
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 

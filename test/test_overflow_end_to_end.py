@@ -1,4 +1,4 @@
-"""Launch failures and region overflow (behaviour.md §4), end to end: the real CLI as a subprocess
+"""Launch failures and region overflow (docs/decisions.md#launch-failures-and-region-overflow), end to end: the real CLI as a subprocess
 (``--once``, or the daemon for a bounded time) against moto behind FakeAws's shim and the fake
 Kubernetes API, and the loop in-process with an injected clock where time must pass.
 
@@ -137,7 +137,7 @@ def test_failed_launch_overflows_to_the_next_region_and_stays_out_across_restart
 def test_first_region_is_preferred_again_once_the_timeout_expires(fake_aws, fake_kube, tmp_path):
     """The daemon, with --group-timeout shortened to 4 s: loop 2 overflows; once west can launch
     again and its timeout has run out, new pods go to west first. The pods east's booting
-    instances hold stay there (README "How it decides": booting instances are filled before
+    instances hold stay there (docs/decisions.md#scale-up: booting instances are filled before
     anything is bought), and the two pods of room those instances have left take the first of
     the new ones."""
     make_cluster(fake_aws, fake_kube)

@@ -1,5 +1,6 @@
-"""Scale up (behaviour.md §3, defects 2, 3, 5, 6 and 11): each case is a small cluster and what
-one loop must decide for it."""
+"""Scale up (docs/decisions.md#scale-up), including the original's defects (a cluster with no nodes,
+no scaling history, launch templates, mixed instances, minutes per decision): each case is a small
+cluster and what one loop must decide for it."""
 from __future__ import annotations
 
 import random

@@ -1,4 +1,4 @@
-"""Each stage of scale up on its own (README "How it decides"): pods into shapes, live nodes,
+"""Each stage of scale up on its own (docs/decisions.md#scale-up): pods into shapes, live nodes,
 cordoned nodes taken back, infeasible pods, what groups offer, demand classes, the improvement
 pass, over-provision, and the actions. test_scale_up and test_cost_aware run them together."""
 from __future__ import annotations

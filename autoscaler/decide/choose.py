@@ -1,6 +1,6 @@
 """Stage 4 of scale up: choose groups and pack the waiting pods into their instances.
 
-Pure. Rules (README "How it decides"):
+Pure. Rules (docs/decisions.md#scale-up):
 - One decision over all waiting pods: a new instance of a group takes any pod whose placement the
   group satisfies and that fits it, whatever constraint set the pod is in.
 - Booting instances cost nothing more: they are filled first, tier by tier, the dearest first.

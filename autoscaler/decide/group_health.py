@@ -1,6 +1,6 @@
 """PURE: scaling activities, instance counts and spot prices -> group timeouts and capacity corrections.
 
-behaviour.md §4. A group whose latest launch failed is *timed out*: scale up skips it for
+docs/decisions.md#launch-failures-and-region-overflow. A group whose latest launch failed is *timed out*: scale up skips it for
 ``settings.group_timeout`` seconds from the failed activity's start, so its pods overflow to the
 next candidate group. Some failures also set desired capacity back, so AWS stops retrying a
 launch that cannot succeed. The loop carries a ``GroupHealthState`` from one call to the next;
@@ -58,7 +58,7 @@ from ..model.config import Settings
 from ..model.objects import FINISHED_STATUS_CODES, Group, ScalingActivity, Snapshot, SpotPrice
 from ..model.plan import Action, CancelSpotRequest, Notify, SetDesiredCapacity
 
-# Spot rules of behaviour.md §4, named so that tests and the sandbox can shorten them.
+# Spot rules (docs/decisions.md#launch-failures-and-region-overflow), named so that tests and the sandbox can shorten them.
 SPOT_HISTORY_SECONDS = 5 * 3600
 MAX_AVERAGE_OUTBID_SECONDS = 20 * 60
 
@@ -89,7 +89,7 @@ class FailurePattern:
     meaning: str  # what AWS is saying, for logs, action reasons and Slack
 
 
-# The table of behaviour.md §4: one place, matched on the stable words of AWS's text, never on
+# The table of docs/decisions.md#launch-failures-and-region-overflow: one place, matched on the stable words of AWS's text, never on
 # the numbers, instance types, zones or request ids inside it.
 FAILURE_PATTERNS: tuple[FailurePattern, ...] = (
     FailurePattern(

@@ -3,7 +3,7 @@
 Pure. A pod is infeasible when it fits no instance type (any override of a mixed-instances
 group) of any group its placement allows, whatever their state, and no live node it matches,
 whatever that node's room is now: a pod waiting for a busy node is not infeasible. A candidate
-group whose launch settings could not be read leaves the question open (README "How it decides").
+group whose launch settings could not be read leaves the question open (docs/decisions.md#scale-up).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Stages 1 and 2 of scale up: pending pods onto live nodes, then onto nodes the autoscaler
 cordoned (taken back before anything is launched).
 
-Pure. Rules (README "How it decides"):
+Pure. Rules (docs/decisions.md#scale-up):
 - A node younger than --instance-init-time offers its room even while it carries the start-up
   taints (not-ready, network-unavailable, uninitialized): it is already in its group's node count.
   An older node that is not Ready offers none (node_state.is_broken).

@@ -1,4 +1,4 @@
-"""PURE: what scale in makes of one managed node, in the order of behaviour.md §5.
+"""PURE: what scale in makes of one managed node, in the order of docs/decisions.md#scale-in.
 
 ``classify`` looks at one node and what the caller worked out about its surroundings (its pods,
 its instance, its group, whether a pending pod fits it, how many idle nodes of its group are

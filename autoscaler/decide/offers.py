@@ -2,7 +2,7 @@
 $/h), how many more it may launch, the booting instances it already has, and where it stands in
 the candidate order.
 
-Pure. Rules (README "How it decides"):
+Pure. Rules (docs/decisions.md#scale-up):
 - Planning type of a mixed-instances group: the type its allocation strategy launches where that
   is determined (``prioritized``: the first override; ``lowest-price``: the cheapest override);
   otherwise a capacity every override provides (per resource, the least of them), priced at the

@@ -2,7 +2,7 @@
 
 Pure. Extra instances go only to groups this loop raises, only once every pending pod that anything
 could run is served (none left unaccounted), and only into room real demand does not use: the
-plan has already taken what it needs of each group's max size (README "How it decides").
+plan has already taken what it needs of each group's max size (docs/decisions.md#scale-up).
 """
 from __future__ import annotations
 

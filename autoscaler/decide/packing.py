@@ -1,10 +1,11 @@
 """Bin packing for scale up: where pending pods go, by count, on existing nodes' free room and on
 new instances of one capacity.
 
-Pure (behaviour.md §3, defect 11). Rooms and new instances hold a ``free`` list over the resource
-dimensions pending pods ask for; a shape (scale_up's group of identical pending pods) is placed by
-count, never pod by pod, and ``FirstFit`` finds the first node or new instance with room through a
-tree of free-room maxima, so full ones are skipped wholesale. Which pods, nodes and groups take
+Pure (docs/decisions.md#scale-up; kept fast for 10,000 pending pods). Rooms and new instances
+hold a ``free`` list over the resource dimensions pending pods ask for; a shape (scale_up's group
+of identical pending pods) is placed by count, never pod by pod, and ``FirstFit`` finds the first
+node or new instance with room through a tree of free-room maxima, so full ones are skipped
+wholesale. Which pods, nodes and groups take
 part, and what the outcome means as actions, is scale_up's concern.
 """
 from __future__ import annotations

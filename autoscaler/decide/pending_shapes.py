@@ -2,7 +2,7 @@
 
 Pure. Pods with the same requests, placement and anti-affinity (and, when anti-affinity exists
 in the cluster, the same namespace and the labels its selectors look at) are one shape: packing
-places a shape by count, never pod by pod (README "How it decides", the cost rule). Members are
+places a shape by count, never pod by pod (docs/decisions.md#scale-up, the cost rule). Members are
 handed out in key order, so which pod goes where does not depend on input order.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PURE: scale in. Snapshot + settings + now -> one verdict per managed node and the actions.
 
-What each state does (behaviour.md §5):
+What each state does (docs/decisions.md#scale-in):
 - instance-terminated: delete the Node. dead: terminate the instance and delete the Node (only
   the Node when it belongs to no managed group).
 - idle-schedulable: cordon (the actuator labels it as cordoned by the autoscaler).

@@ -1,7 +1,7 @@
 """Scale up: pending pods -> live nodes -> cordoned nodes taken back -> infeasible set apart ->
 groups chosen and packed -> over-provision -> actions.
 
-Pure; each stage is a function of its own module with its own tests (README "How it decides"):
+Pure; each stage is a function of its own module with its own tests (docs/decisions.md#scale-up):
 pending_shapes (identical pods placed by count), live_fit (stages 1 and 2), infeasible (3),
 offers, choose, greedy and improve (4: what each group offers and the expander's choice),
 over_provision (5), scale_up_actions (6). This module only runs them in order and sums up.

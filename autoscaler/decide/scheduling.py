@@ -1,6 +1,6 @@
 """Can this pod run on this node, or on a node this group would launch?
 
-Pure predicates over the model (behaviour.md §2): node selectors, required node affinity, taints
+Pure predicates over the model (docs/decisions.md#which-pods-count): node selectors, required node affinity, taints
 against tolerations, required pod anti-affinity on ``kubernetes.io/hostname``, and which instance
 shape of a group a set of pods fits. Resources and schedulability of a node are the caller's
 concern. These run many times per loop, so they stay allocation-free where they can.

@@ -1,7 +1,7 @@
 """Scaling activities as AWS Auto Scaling reports them, which moto 5.2 never does.
 
 Texts follow what AWS writes, so the product's parsing of causes and status messages is tested
-against the real wording (behaviour.md §4).
+against the real wording (docs/decisions.md#launch-failures-and-region-overflow).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ DEFAULT_DRAIN_UTILIZATION = 0.0
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_LEADER_ELECT_NAMESPACE = "kube-system"
 
-# Fixed rules of behaviour.md, named so that tests and the sandbox can shorten them.
+# Fixed rules (docs/decisions.md), named so that tests and the sandbox can shorten them.
 GROUP_TIMEOUT_SECONDS = 3600
 DEAD_NODE_SECONDS = 3600
 SPOT_WAIT_SECONDS = 300
@@ -66,7 +66,7 @@ class Settings:
     instance_init_time: float = DEFAULT_INSTANCE_INIT_TIME
     sleep: float = DEFAULT_SLEEP
     over_provision: int = DEFAULT_OVER_PROVISION
-    expander: str = DEFAULT_EXPANDER  # how scale up chooses among groups of one tier (README "How it decides")
+    expander: str = DEFAULT_EXPANDER  # how scale up chooses among groups of one tier (docs/decisions.md#how-it-decides)
     max_scale_in_fraction: float = DEFAULT_MAX_SCALE_IN_FRACTION
     drain_utilization: float = DEFAULT_DRAIN_UTILIZATION
     aws_access_key: Optional[str] = field(default=None, repr=False)
@@ -78,12 +78,12 @@ class Settings:
     once: bool = False
     verbosity: int = 0
     group_timeout: float = GROUP_TIMEOUT_SECONDS
-    # Fixed by behaviour.md; settings only so that tests and the sandbox can shorten them.
+    # Fixed by the rules (docs/decisions.md); settings only so that tests and the sandbox can shorten them.
     dead_node_seconds: float = DEAD_NODE_SECONDS
     drain_grace_seconds: float = DRAIN_GRACE_SECONDS
     spot_wait_seconds: float = SPOT_WAIT_SECONDS
     spare_idle_nodes: int = SPARE_IDLE_NODES_PER_GROUP
-    # Operations (README "Running in production"): not read by decisions.
+    # Operations (docs/operations.md#running-in-production): not read by decisions.
     metrics_port: int = DEFAULT_METRICS_PORT  # /metrics and /healthz; 0 turns the server off
     log_format: str = "text"  # or "json"
     leader_elect: Optional[bool] = None  # None: on in-cluster (no --kubeconfig), off otherwise

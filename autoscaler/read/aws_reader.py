@@ -42,7 +42,7 @@ MAX_ATTEMPTS = 3  # in all, the first try included
 
 CLUSTER_TAG = "KubernetesCluster"
 ROLE_TAGS = ("Role", "KubernetesRole")
-# The original's README said Role=minion while its code took only the other two (behaviour.md §7.7).
+# The original's README said Role=minion while its code took only the other two (README.md#auto-scaling-groups lists the roles).
 MANAGED_ROLES = frozenset({"minion", "worker", "kubernetes-minion"})
 GROUP_NAME_TAG = "aws:autoscaling:groupName"
 

@@ -2,7 +2,7 @@
 
 ``data/on_demand_prices.json`` holds AWS's public on-demand Linux prices as aws/karpenter-provider-aws
 generates them from the AWS Pricing API (its source, date and the command that regenerates it are
-in the file and in the README, "Prices"). That source carries us-east-1 only. A region the table
+in the file and in docs/decisions.md#prices). That source carries us-east-1 only. A region the table
 does not have is priced with the us-east-1 figure: AWS prices a region's types in nearly the same
 ratios everywhere (us-west-2 has the same figures for the common families), so choosing the
 cheapest type within one region comes out the same; the absolute figure is an estimate there.

@@ -104,7 +104,7 @@ class Report:
     failed_launches: int
     overflow_raises: list  # raises of a group outside the first region: [minute, region, group, from, to]
     chart: Optional[str] = None
-    # Jobs no group can ever run: [{"job", "count", "reason"}] (README "The sandbox").
+    # Jobs no group can ever run: [{"job", "count", "reason"}] (docs/sandbox.md).
     unrunnable: list = field(default_factory=list)
     timeline: list = field(default_factory=list)  # one sample per simulated minute, and the last
 

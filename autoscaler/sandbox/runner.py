@@ -60,7 +60,7 @@ def interruption(error: KeyboardInterrupt) -> str:
     return TERMINATED if isinstance(error, Terminated) else INTERRUPTED
 
 
-# Every run stops here unless its trace sets `duration` (README "The sandbox"): a job that never
+# Every run stops here unless its trace sets `duration` (docs/sandbox.md): a job that never
 # ends, or one that can never run, must not keep the sandbox going for ever.
 DEFAULT_TIME_LIMIT_SECONDS = 12 * 3600
 STEP_SECONDS = 10  # simulated seconds between two steps of the simulators

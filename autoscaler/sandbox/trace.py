@@ -31,14 +31,14 @@ from ..model.objects import Resources
 from ..read.resources import QuantityError, parse_resources
 
 DEFAULT_TRACE = Path(__file__).with_name("default-trace.yaml")
-# Traces shipped with the sandbox, by the name --sandbox-trace takes (README, "The sandbox").
+# Traces shipped with the sandbox, by the name --sandbox-trace takes (docs/sandbox.md).
 BUNDLED_TRACES = {
     "demo": DEFAULT_TRACE,
     "mixed": Path(__file__).with_name("mixed-trace.yaml"),
 }
 
 # Bounds that keep a trace a simulation that ends: a year of simulated time at most (a run stops
-# at its time limit anyway, README "The sandbox"), and no more pods than a laptop can hold.
+# at its time limit anyway, docs/sandbox.md), and no more pods than a laptop can hold.
 MAX_TRACE_SECONDS = 365 * 24 * 3600
 MAX_COUNT = 100_000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
