@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Optional
 
 from ..model.config import Settings
 from ..model.objects import LAST_BUSY_ANNOTATION, Snapshot
-from ..model.plan import Action, AnnotateNode, Plan
+from ..model.plan import Action, AnnotateNode, Plan, SetDesiredCapacity
 from .group_health import GroupHealthState, GroupKey, assess_groups
 from .node_state import is_busy_pod
 from .real_capacity import with_real_capacity
@@ -70,7 +70,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         counters["pending"] = up.pending  # DaemonSet pods are not demand
         counters["placed_on_nodes"] = up.placed_on_nodes
         counters["pods_for_new_instances"] = up.pods_for_new_instances
-        counters["groups_raised"] = sum(1 for a in up.actions if type(a).__name__ == "SetDesiredCapacity")
+        counters["groups_raised"] = sum(1 for a in up.actions if isinstance(a, SetDesiredCapacity))
         counters["infeasible"] = len(up.infeasible)
         counters["unaccounted"] = len(up.unaccounted)
 

@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
+from ..clients.aws_errors import CloudError
+from ..clients.kube_errors import KubeError
 from ..model import plan as p
 from ..decide.group_health import FailureKind
 from .backoff import backoff_cap, is_throttling
@@ -72,10 +74,15 @@ def _snake(name: str) -> str:
 
 def service_of(error: BaseException) -> str:
     """Which API an exception came from, for ``autoscaler_api_errors_total{service}``."""
+    if isinstance(error, KubeError):
+        return "kubernetes"
+    if isinstance(error, CloudError):
+        return "aws"
+    # What the clients' own wrappers did not translate: by the library that raised it.
     for cls in type(error).__mro__:
-        if cls.__name__ == "KubeError" or cls.__module__.startswith(("kubernetes", "urllib3")):
+        if cls.__module__.startswith(("kubernetes", "urllib3")):
             return "kubernetes"
-        if cls.__name__ == "CloudError" or cls.__module__.startswith(("botocore", "boto3")):
+        if cls.__module__.startswith(("botocore", "boto3")):
             return "aws"
         if cls.__module__.startswith("requests"):
             return "slack"
