@@ -173,7 +173,7 @@ class Loop:
         # Corrections that failed or were never tried are decided again next loop.
         self.health = decision.health.with_unapplied(decision.origins, _unapplied(decision.actions, result))
         throttled = sum(1 for _, error in result.failures if is_throttling(error))
-        counters: dict[str, float] = dict(decision.counters)
+        counters: dict[str, float] = dict(decision.counts.fields())
         counters.update(
             loop=self.loops,
             nodes=len(snapshot.nodes),

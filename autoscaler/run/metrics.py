@@ -181,16 +181,15 @@ class Metrics:
         self.loops.labels("success" if ok else "failure").inc()
         if ok:
             self.last_success.set(time.time())
-        counters = decision.counters
+        up = decision.counts.scale_up
         # Under --no-scale scale up counted nothing: count as it would (DaemonSet pods are no demand).
-        self.pending.set(counters.get("pending", sum(1 for pod in snapshot.pods
-                                                     if pod.is_pending_unassigned and not pod.is_daemonset)))
-        self.infeasible.set(counters.get("infeasible", 0))
-        self.unaccounted.set(counters.get("unaccounted", 0))
+        self.pending.set(up.pending if up is not None else sum(1 for pod in snapshot.pods
+                                                                if pod.is_pending_unassigned and not pod.is_daemonset))
+        self.infeasible.set(up.infeasible if up is not None else 0)
+        self.unaccounted.set(up.unaccounted if up is not None else 0)
         self.nodes.clear()  # a state no node is in any more must not keep its old value
-        for key, count in sorted(counters.items()):
-            if key.startswith("nodes_"):
-                self.nodes.labels(key[len("nodes_"):]).set(count)
+        for state, count in decision.counts.nodes_by_state.items():
+            self.nodes.labels(state.value.replace("-", "_")).set(count)
 
         desired = {group.key: group.desired for group in snapshot.groups}
         for action in result.done:
