@@ -148,6 +148,14 @@ KUBECONFIGS = {
     "token-a-list": ("clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
                      "users: [{name: u, user: {token: [t]}}]\n"
                      "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"),
+    # An EKS kubeconfig on a machine without the authenticator: the loader would log and go on.
+    "exec-plugin-not-installed": ("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+                                  "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, "
+                                  "command: no-such-authenticator-here, args: [token]}}}]\n"
+                                  "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"),
+    "exec-plugin-without-command": ("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+                                    "users: [{name: u, user: {exec: {args: [token]}}}]\n"
+                                    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"),
 }
 
 TRACES = {
@@ -160,7 +168,7 @@ TRACES = {
 }
 
 
-KUBECONFIGS_THROUGH_THE_CLI = ("a-list", "server-not-a-url")  # the others through connect(), below
+KUBECONFIGS_THROUGH_THE_CLI = ("a-list", "server-not-a-url", "exec-plugin-not-installed")  # the others through connect(), below
 
 
 @pytest.mark.parametrize("text", [*KUBECONFIGS.values(), b"\xff\xfe\x00\x01 not text"],
