@@ -339,7 +339,7 @@ def child(kubeconfig: str, trace: bool) -> dict:
     if "read region" not in times:  # one region after the other, after Kubernetes
         times["read region"] = [sum(times["read world"]) - sum(times["read kube"])]
     return {
-        "ok": report.ok, "error": report.error, "counters": report.counters, "times": times, "total": total, "cpu": cpu,
+        "ok": report.ok, "error": report.error, "counters": report.counters.fields(), "times": times, "total": total, "cpu": cpu,
         "build_loop": build_seconds, "rss_before": rss_before, "rss_peak": vm_status("VmHWM"),
         "traced_peak": traced_peak,
     }

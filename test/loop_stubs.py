@@ -6,6 +6,7 @@ from autoscaler.act.actuator import Actuator
 from autoscaler.act.notifier import SlackNotifier
 from autoscaler.model.config import Settings
 from autoscaler.run.loop import Loop
+from autoscaler.run.observer import Observers
 from builders import NOW
 
 
@@ -52,8 +53,13 @@ def make_settings(**overrides) -> Settings:
     return Settings(**options)
 
 
-def make_loop(world, settings=None, aws=None, kube=None, **loop_options) -> Loop:
+def make_loop(world, settings=None, aws=None, kube=None, *, events=None, metrics=None, liveness=None,
+              **loop_options) -> Loop:
+    """The loop over the real Actuator, wired as the daemon wires it: ``events`` posts through the
+    actuator, ``metrics`` and ``liveness`` observe the loop."""
     settings = settings or make_settings()
-    actuator = Actuator(aws or RecordingAdapter(), kube or RecordingAdapter(), SlackNotifier(None), settings.dry_run)
+    actuator = Actuator(aws or RecordingAdapter(), kube or RecordingAdapter(), SlackNotifier(None), settings.dry_run,
+                        events=events)
     loop_options.setdefault("clock", lambda: NOW)
+    loop_options.setdefault("observer", Observers(*(each for each in (metrics, liveness) if each is not None)))
     return Loop(world, actuator, settings, **loop_options)

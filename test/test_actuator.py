@@ -66,7 +66,7 @@ def test_one_failed_action_does_not_stop_the_others(slack, caplog):
     aws, kube = Recorder(fail_on={"set_desired_capacity"}), Recorder()
     result = Actuator(aws, kube, SlackNotifier(slack.url), dry_run=False).apply(PLAN)
     assert ("cordon", "n1") in kube.calls and ("terminate_instance", "i-1", "us-west-2", True) in aws.calls
-    assert result.failed["SetDesiredCapacity"] == 1 and result.cloud_errors == 1
+    assert result.failed[p.SetDesiredCapacity] == 1 and result.cloud_errors == 1
     assert "set_desired_capacity refused" in caplog.text
 
 
@@ -158,11 +158,11 @@ def test_a_plan_stops_after_two_calls_in_a_row_get_no_answer():
     plan = tuple(p.Cordon(f"n{i}", "idle") for i in range(10))
     result = Actuator(Recorder(), kube, SlackNotifier(None), dry_run=False).apply(plan)
     assert kube.calls == [("cordon", "n0"), ("cordon", "n1")]
-    assert result.failed["Cordon"] == 2 and result.not_attempted == 8
+    assert result.failed[p.Cordon] == 2 and result.not_attempted == 8
 
 
 def test_an_answer_between_two_unanswered_calls_lets_the_plan_go_on():
     kube = Unanswering()
     plan = (p.Cordon("n0", "idle"), p.Uncordon("n1", "busy"), p.Cordon("n2", "idle"), p.Uncordon("n3", "busy"))
     result = Actuator(Recorder(), kube, SlackNotifier(None), dry_run=False).apply(plan)
-    assert result.not_attempted == 0 and result.applied["Uncordon"] == 2
+    assert result.not_attempted == 0 and result.applied[p.Uncordon] == 2

@@ -116,6 +116,11 @@ FLAGS = {
     "missing-kubeconfig": flag_case("--kubeconfig", "/nonexistent/kubeconfig", flag="--kubeconfig"),
     "access-key-without-secret": flag_case("--aws-access-key", "AKIA", flag="--aws-secret-key"),
     "slack-hook-not-a-url": flag_case("--slack-hook", "hooks.slack.com/services/T0/B0/secret", flag="--slack-hook"),
+    "pod-namespace-with-a-space": flag_case("--pod-namespace", "BAD NS", flag="--pod-namespace"),
+    "pod-namespace-upper-case": flag_case("--pod-namespace", "Batch", flag="--pod-namespace"),
+    "pod-namespace-too-long": flag_case("--pod-namespace", "a" * 64, flag="--pod-namespace"),
+    "leader-namespace-empty": flag_case("--leader-elect-namespace", "", flag="--leader-elect-namespace"),
+    "leader-namespace-with-slash": flag_case("--leader-elect-namespace", "kube/system", flag="--leader-elect-namespace"),
     "sandbox-flag-without-sandbox": flag_case("--sandbox-speed", "5", flag="--sandbox-speed"),
     "sandbox-with-once": Case(("--sandbox", "--once"), 2, ("--once",), NO_AWS_YET),
     "sandbox-speed-nan": Case(("--sandbox", "--sandbox-speed", "nan"), 2, ("--sandbox-speed",), NO_AWS_YET),
@@ -143,6 +148,14 @@ KUBECONFIGS = {
     "token-a-list": ("clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
                      "users: [{name: u, user: {token: [t]}}]\n"
                      "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"),
+    # An EKS kubeconfig on a machine without the authenticator: the loader would log and go on.
+    "exec-plugin-not-installed": ("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+                                  "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, "
+                                  "command: no-such-authenticator-here, args: [token]}}}]\n"
+                                  "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"),
+    "exec-plugin-without-command": ("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+                                    "users: [{name: u, user: {exec: {args: [token]}}}]\n"
+                                    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"),
 }
 
 TRACES = {
@@ -155,7 +168,7 @@ TRACES = {
 }
 
 
-KUBECONFIGS_THROUGH_THE_CLI = ("a-list", "server-not-a-url")  # the others through connect(), below
+KUBECONFIGS_THROUGH_THE_CLI = ("a-list", "server-not-a-url", "exec-plugin-not-installed")  # the others through connect(), below
 
 
 @pytest.mark.parametrize("text", [*KUBECONFIGS.values(), b"\xff\xfe\x00\x01 not text"],

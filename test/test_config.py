@@ -2,7 +2,7 @@
 import pytest
 
 from autoscaler.clients.regions import known_regions
-from autoscaler.model.config import Settings, SettingsError, parse_regions
+from autoscaler.model.config import Settings, SettingsError, parse_regions, validate
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,16 @@ def test_regions_are_those_botocore_knows_for_ec2_and_auto_scaling(text, known):
     else:
         with pytest.raises(SettingsError, match="botocore"):
             parse_regions(text, known_regions())
+
+
+@pytest.mark.parametrize("namespace, accepted", [
+    (None, True), ("", True), ("batch", True), ("team-a-2", True), ("a" * 63, True),
+    ("Batch", False), ("-batch", False), ("batch-", False), ("a" * 64, False), ("batch jobs", False), ("a.b", False),
+])
+def test_pod_namespace_is_a_namespace_name_or_every_namespace(namespace, accepted):
+    settings = Settings(cluster_name="c", regions=("us-west-2",), pod_namespace=namespace)
+    if accepted:
+        assert validate(settings) is settings
+    else:
+        with pytest.raises(SettingsError, match="--pod-namespace"):
+            validate(settings)

@@ -265,5 +265,17 @@ def test_a_dry_run_posts_no_events():
     recorder = RecordingAdapter()
     snapshot = make_snapshot(pods=[make_pod("job", cpu="3"), make_pod("huge", cpu="64")], groups=[make_group("workers")])
     report = make_loop(StubWorld(snapshot), make_settings(dry_run=True), events=recorder).run_once()
-    assert report.counters["applied_SetDesiredCapacity"] == 1
+    assert report.counters.by_action[p.SetDesiredCapacity] == 1
     assert recorder.calls == []
+    # The summary says what it would have done, and nothing that it did.
+    fields = report.counters.fields()
+    assert fields["would_SetDesiredCapacity"] == 1 and fields["would_post_events"] == 2, fields
+    assert not [name for name in fields if name.startswith("applied_") or name == "events"], fields
+
+
+def test_a_real_run_counts_the_events_it_posted(fake_kube):
+    snapshot = make_snapshot(pods=[make_pod("job", cpu="3"), make_pod("huge", cpu="64")], groups=[make_group("workers")])
+    report = make_loop(StubWorld(snapshot), make_settings(), events=recorder_for(fake_kube)).run_once()
+    fields = report.counters.fields()
+    assert fields["applied_SetDesiredCapacity"] == 1 and fields["events"] == 2, fields
+    assert "would_post_events" not in fields

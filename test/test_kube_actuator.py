@@ -171,7 +171,7 @@ def test_terminations_lower_desired_and_delete_each_node_after_its_instance(aws_
     for i in range(3):
         fake_kube.add(make_node(f"node-{i}", provider_id=f"aws:///{REGION}a/{instance_ids[i]}"))
     result = real_actuator(fake_kube, slack.url).apply(scale_in_plan(instance_ids[:2]))
-    assert result.cloud_errors == 0 and result.applied["TerminateInstance"] == 2
+    assert result.cloud_errors == 0 and result.applied[p.TerminateInstance] == 2
     assert group_instances(aws_env) == (1, instance_ids[2:])
     assert [n["metadata"]["name"] for n in fake_kube.list("Node")] == ["node-2"]
     assert slack.messages == ["terminating 2 instance(s)"]
@@ -186,7 +186,7 @@ def test_a_failed_termination_keeps_its_node_and_does_not_stop_the_next(aws_env,
                           message="Instance is in a transitional state")
     with caplog.at_level(logging.ERROR):
         result = real_actuator(fake_kube).apply(scale_in_plan(instance_ids[:2]))
-    assert result.failed["TerminateInstance"] == 1 and result.applied["TerminateInstance"] == 1
+    assert result.failed[p.TerminateInstance] == 1 and result.applied[p.TerminateInstance] == 1
     assert f"failed to terminate instance {instance_ids[0]}" in caplog.text
     desired, left = group_instances(aws_env)
     assert desired == 2 and left == [instance_ids[0], instance_ids[2]]
@@ -209,7 +209,7 @@ def test_drain_actions_evict_retry_on_refusal_and_tell_slack(fake_kube, slack, c
     with caplog.at_level(logging.INFO):
         result = real_actuator(fake_kube, slack.url).apply(drain)
     # The refusal is not a cloud error: the loop does not back off, it retries next time.
-    assert result.cloud_errors == 0 and result.failed["EvictPod"] == 1 and result.applied["EvictPod"] == 2
+    assert result.cloud_errors == 0 and result.failed[p.EvictPod] == 1 and result.applied[p.EvictPod] == 2
     assert "eviction refused, will retry next loop" in caplog.text
     assert fake_kube.get("Pod", "job-1", "default") is None
     assert fake_kube.get("Pod", "job-2", "default") is not None

@@ -11,14 +11,15 @@ import pytest
 from autoscaler.run import daemon, loop as loop_module
 from autoscaler.clients.aws_errors import CloudError
 from autoscaler.run.backoff import MAX_BACKOFF_SECONDS, is_throttling
-from autoscaler.decide.decision import remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
+from autoscaler.decide.decision import DecisionCounts, ScaleUpCounts, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
 from autoscaler.run.logs import ALWAYS_SHOWN
 from autoscaler.act.kube_actuator import EvictionRefused
 from autoscaler.clients.kube_errors import KubeError
-from autoscaler.run.loop import LoopReport
+from autoscaler.run.loop import LoopCounters, LoopReport
+from autoscaler.run.observer import LoopObserver, Observers
 from autoscaler.run.metrics import Liveness, Metrics, health_window
-from autoscaler.model.objects import LAST_BUSY_ANNOTATION, ScalingActivity
-from autoscaler.model.plan import AnnotateNode
+from autoscaler.model.objects import LAST_BUSY_ANNOTATION, NodeState, ScalingActivity
+from autoscaler.model.plan import AnnotateNode, Cordon, SetDesiredCapacity
 from builders import NOW, make_group, make_group_nodes, make_node, make_pod, make_snapshot
 from loop_stubs import RecordingAdapter, StubWorld, make_loop, make_settings
 
@@ -135,7 +136,7 @@ def broken(*args, **kwargs):
 
 
 class BrokenMetrics(Metrics):
-    record_loop = broken
+    loop_done = broken
 
 
 BUG_PLACES = {
@@ -212,7 +213,7 @@ def test_a_stop_during_the_plan_lets_the_current_action_finish_and_applies_nothi
     holder["loop"] = loop
     report = loop.run_once()
     assert [name for name, _ in aws.calls] == ["set_desired_capacity"]
-    assert report.counters["not_applied"] == 2
+    assert report.counters.not_applied == 2
     assert report.ok
 
 
@@ -301,7 +302,7 @@ def test_a_correction_that_failed_or_was_not_made_is_decided_again(kind, loops, 
 
 def test_a_dry_run_decides_a_correction_once():
     loop = make_loop(StubWorld(failed_launch_snapshot("instance-limit")), make_settings(dry_run=True))
-    applied = [loop.run_once().counters.get("applied_SetDesiredCapacity", 0) for _ in range(3)]
+    applied = [loop.run_once().counters.by_action.get(SetDesiredCapacity, 0) for _ in range(3)]
     assert applied == [1, 0, 0]
 
 
@@ -327,9 +328,9 @@ def test_a_dry_run_measures_idle_time_as_a_real_run_does(dry_run):
     settings = make_settings(dry_run=dry_run, idle_threshold=3600, type_idle_threshold=600)
     times = iter([first, second])
     loop = make_loop(StubWorld(busy, idle), settings, kube=kube, clock=lambda: next(times))
-    assert loop.run_once().counters["nodes_busy"] == 1
+    assert loop.run_once().counters.decision.nodes_by_state[NodeState.BUSY] == 1
     report = loop.run_once()
-    assert report.counters.get("nodes_grace_period") == 1, report.counters
+    assert report.counters.decision.nodes_by_state.get(NodeState.GRACE_PERIOD) == 1, report.counters
     assert "cordon" not in [name for name, _ in kube.calls]
 
 
@@ -386,3 +387,57 @@ def test_the_seen_busy_memory_keeps_nodes_still_there_and_leaves_busy_nodes_thei
     assert with_seen_busy(busy, seen).nodes[0].last_busy == busy.nodes[0].last_busy  # busy: unchanged
     assert with_seen_busy(idle, seen).nodes[0].last_busy == LATER
     assert remember_seen_busy(seen, idle, NOW) == {name: LATER}  # idle now: the last busy loop stays
+
+
+# --- the loop's summary and its observers --------------------------------------------------------
+
+SCALE_UP = DecisionCounts(0, ScaleUpCounts(pending=3, placed_on_nodes=1, pods_for_new_instances=2, groups_raised=1,
+                                           infeasible=0, unaccounted=0),
+                          {NodeState.BUSY: 2, NodeState.BUSY_UNSCHEDULABLE: 1})
+
+
+@pytest.mark.parametrize("counters, expected", [
+    (LoopCounters(1), "groups_timed_out=0 loop=1 nodes=0 pods=0 groups=0 actions=0 failed_actions=0 seconds=0.0"),
+    (LoopCounters(4, SCALE_UP, nodes=3, pods=9, groups=2, actions=2, by_action={SetDesiredCapacity: 1, Cordon: 1},
+                  events=5, seconds=0.12345),
+     "groups_timed_out=0 pending=3 placed_on_nodes=1 pods_for_new_instances=2 groups_raised=1 infeasible=0 "
+     "unaccounted=0 nodes_busy=2 nodes_busy_unschedulable=1 loop=4 nodes=3 pods=9 groups=2 actions=2 "
+     "failed_actions=0 applied_Cordon=1 applied_SetDesiredCapacity=1 events=5 seconds=0.123"),
+    (LoopCounters(2, SCALE_UP, actions=1, by_action={SetDesiredCapacity: 1}, dry_run=True, events=3),
+     "groups_timed_out=0 pending=3 placed_on_nodes=1 pods_for_new_instances=2 groups_raised=1 infeasible=0 "
+     "unaccounted=0 nodes_busy=2 nodes_busy_unschedulable=1 loop=2 nodes=0 pods=0 groups=0 actions=1 "
+     "failed_actions=0 would_SetDesiredCapacity=1 would_post_events=3 seconds=0.0"),
+    (LoopCounters(3, failed_actions=2, throttled=1, not_applied=4, by_action={}),
+     "groups_timed_out=0 loop=3 nodes=0 pods=0 groups=0 actions=0 failed_actions=2 throttled=1 not_applied=4 "
+     "seconds=0.0"),
+], ids=["failed-read", "real-run", "dry-run", "stopped"])
+def test_the_summary_line_names_each_counter(counters, expected):
+    assert " ".join(f"{name}={value}" for name, value in counters.fields().items()) == expected
+
+
+class PhaseRecorder(LoopObserver):
+    def __init__(self):
+        self.seen = []
+
+    def phase_done(self, phase, seconds):
+        self.seen.append(phase)
+
+    def loop_failed(self, seconds, error):
+        self.seen.append(f"failed: {error}")
+
+    def loop_done(self, seconds, snapshot, decision, result):
+        self.seen.append(f"done: {len(result.done)} applied")
+
+
+def test_observers_hear_each_phase_then_how_the_loop_ended():
+    first, second = PhaseRecorder(), PhaseRecorder()
+    loop = make_loop(StubWorld(PENDING, KubeError("list pods: HTTP 500")), observer=Observers(first, second))
+    loop.run_once()
+    loop.run_once()
+    assert first.seen == second.seen == ["read", "decide", "act", "done: 1 applied", "failed: list pods: HTTP 500"]
+
+
+def test_a_loop_without_observers_or_election_acts():
+    aws = RecordingAdapter()
+    loop = make_loop(StubWorld(PENDING), aws=aws, observer=None)
+    assert loop.run_once().ok and [name for name, _ in aws.calls] == ["set_desired_capacity"]

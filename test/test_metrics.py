@@ -13,6 +13,7 @@ from autoscaler.clients.aws_errors import CloudError
 from autoscaler.clients.kube_errors import KubeError
 from autoscaler.fakes.kube_objects import make_pod as make_kube_pod
 from autoscaler.model.objects import ScalingActivity
+from autoscaler.model.plan import SetDesiredCapacity
 from autoscaler.run.call_timing import kube_operation, time_aws_calls, time_kube_calls
 from autoscaler.run.metrics import Liveness, Metrics, MetricsServer, health_window
 from builders import NOW, make_group, make_group_nodes, make_pod, make_snapshot
@@ -40,7 +41,7 @@ def test_one_loop_records_pods_nodes_groups_actions_and_time():
     assert report.ok
     assert sample(metrics, "autoscaler_pending_pods") == 5
     assert sample(metrics, "autoscaler_pending_pods_infeasible") == 1
-    raised = report.counters["applied_SetDesiredCapacity"]
+    raised = report.counters.by_action[SetDesiredCapacity]
     assert raised == 1
     desired = sample(metrics, "autoscaler_group_desired_capacity", group="workers", region="us-west-2")
     assert desired > 2, "desired capacity is the value after this loop's scale up"
@@ -142,7 +143,7 @@ def test_liveness(steps, healthy):
         if step == "success":
             liveness.loop_succeeded()
         elif step == "standby":
-            liveness.standing_by()
+            liveness.standing_by(0)
         elif step == "leader":
             liveness.became_leader()
         else:

@@ -261,7 +261,7 @@ def test_every_candidate_timed_out_reports_the_pods_and_the_loop_goes_on(fake_aw
     caplog.set_level("INFO")
 
     report = loop.run_once()
-    assert report.ok and report.counters["unaccounted"] == 4 and report.counters["groups_timed_out"] == 2
+    assert report.ok and report.counters.decision.scale_up.unaccounted == 4 and report.counters.decision.groups_timed_out == 2
     assert any("failed to scale up for 4 pending pods" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert (desired_of(fake_aws, WEST, "cpu-west"), desired_of(fake_aws, EAST, "cpu-east")) == (0, 0)
 

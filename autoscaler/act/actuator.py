@@ -1,18 +1,21 @@
 """The one place a plan is applied, and the only code that knows about --dry-run.
 
 Each action is applied on its own: a failure is logged and counted, and the rest of the plan still
-runs, so one missing permission or one vanished node cannot hold back every other decision.
+runs, so one missing permission or one vanished node cannot hold back every other decision. The
+loop's Kubernetes Events are posted here too: they are writes, which a dry run only logs.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from datetime import datetime
+from typing import Callable, Optional, Sequence
 
 from ..clients.aws_errors import CloudUnreachable
 from ..clients.kube_errors import KubeUnreachable
 from ..model import plan as p
+from .events import ClusterEvent, EventRecorder
 from .kube_actuator import EvictionRefused
 from .notifier import SlackNotifier, scale_up_message
 
@@ -32,27 +35,47 @@ def _log_notice(notice: p.Notify) -> None:
 
 @dataclass
 class ApplyResult:
-    applied: Counter = field(default_factory=Counter)  # action type name -> count
-    failed: Counter = field(default_factory=Counter)
+    # Action type -> how many were applied (in a dry run: logged, as what would have been done).
+    applied: Counter[type] = field(default_factory=Counter)
+    failed: Counter[type] = field(default_factory=Counter)
     errors: list = field(default_factory=list)
     cloud_errors: int = 0  # failures of AWS or Kubernetes calls, for the loop's backoff
     done: list = field(default_factory=list)  # the actions applied, in order (events, metrics)
     failures: list = field(default_factory=list)  # (action, exception) of each failed action
     not_attempted: int = 0  # actions left unapplied because should_stop said so
     refused: list = field(default_factory=list)  # evictions a PodDisruptionBudget refused (not failures)
+    dry_run: bool = False  # nothing was changed: ``applied`` counts what would have been
+    would_have_done: list = field(default_factory=list)  # a dry run's actions, in order
+
+    @property
+    def outcome(self) -> list:
+        """The actions applied, or in a dry run those that would have been: what Events report."""
+        return self.would_have_done if self.dry_run else self.done
 
 
 class Actuator:
-    def __init__(self, aws, kube, notifier: SlackNotifier, dry_run: bool):
+    def __init__(self, aws, kube, notifier: SlackNotifier, dry_run: bool, events: Optional[EventRecorder] = None):
         self.aws = aws
         self.kube = kube
         self.notifier = notifier
         self.dry_run = dry_run
+        self.events = events  # None: this autoscaler posts no Kubernetes Events
+
+    def post_events(self, events: Sequence[ClusterEvent], now: datetime) -> Optional[int]:
+        """Post the loop's Events; how many were written (in a dry run, how many would have been
+        posted, and none is; None without a recorder). Never raises: an Event is not worth failing
+        a loop for."""
+        if self.dry_run:
+            for event in events:
+                log.debug("[dry-run] would post event %s on %s %s: %s", event.reason, event.kind, event.name,
+                          event.message)
+            return len(events)
+        return self.events.record(events, now) if self.events is not None else None
 
     def apply(self, actions, should_stop: Optional[Callable[[], bool]] = None) -> ApplyResult:
         """``should_stop`` is asked before each action (SIGTERM, a lost lease): the action under
         way always finishes, and nothing more is applied once it says True."""
-        result = ApplyResult()
+        result = ApplyResult(dry_run=self.dry_run)
         actions = list(actions)
         unanswered = 0  # calls in a row that got no answer
         for position, action in enumerate(actions):
@@ -67,36 +90,37 @@ class Actuator:
                 log.warning("stopping this loop's plan: %d calls in a row got no answer; %d action(s) left for the "
                             "next loop", unanswered, result.not_attempted)
                 break
-            name = type(action).__name__
+            kind = type(action)
             if self.dry_run:
                 if isinstance(action, p.Notify):
                     _log_notice(action)  # the operator still sees it; Slack does not
                 log.info("[dry-run] would %s", action.describe())
-                result.applied[name] += 1
+                result.applied[kind] += 1
+                result.would_have_done.append(action)
                 continue
             try:
                 if isinstance(action, p.Notify) and action.about:
                     self._notify_what_was_done(action, result)
-                    result.applied[name] += 1
+                    result.applied[kind] += 1
                     continue
                 self._apply_one(action)
             except EvictionRefused as error:
                 # A disruption budget said not yet: the node stays cordoned and we retry next loop.
                 log.info("eviction refused, will retry next loop: %s", error)
-                result.failed[name] += 1
+                result.failed[kind] += 1
                 result.refused.append(action)
             except Exception as error:  # noqa: BLE001 - one failed call must not stop the plan
                 unanswered = unanswered + 1 if isinstance(error, (KubeUnreachable, CloudUnreachable)) else 0
                 log.error("failed to %s: %s", action.describe(), error)
                 if isinstance(action, NOTIFIED_ON_FAILURE):
                     self.notifier.post(f"Failed to {action.describe()}: {error}")
-                result.failed[name] += 1
+                result.failed[kind] += 1
                 result.errors.append(f"{action.describe()}: {error}")
                 result.failures.append((action, error))
                 result.cloud_errors += 1
             else:
                 unanswered = 0
-                result.applied[name] += 1
+                result.applied[kind] += 1
                 result.done.append(action)
         return result
 

@@ -7,6 +7,7 @@ fails the call in seconds (README "Configuration": timeouts).
 from __future__ import annotations
 
 import logging
+import shutil
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -127,6 +128,17 @@ def check_kubeconfig(path: str) -> None:
         if key in ("token", "tokenFile", "client-certificate", "client-key", "client-certificate-data",
                    "client-key-data", "username", "password") and not isinstance(value, str):
             fail(f"user {context.get('user')!r}: '{key}' must be a string, got {_kind(value)}")
+    plugin = (user or {}).get("exec")
+    if plugin is not None:
+        # The loader logs a missing plugin and goes on without credentials: every call would then
+        # be refused 401, which says nothing about the plugin.
+        command = plugin.get("command") if isinstance(plugin, dict) else None
+        if not isinstance(command, str) or not command:
+            fail(f"user {context.get('user')!r}: 'exec' must be a mapping with a 'command'")
+        if shutil.which(command) is None:
+            raise KubeConfigError(f"{where}: user {context.get('user')!r} gets its credentials from the command "
+                                  f"{command!r}, which is not installed here (not found on PATH); install it, or use "
+                                  "a kubeconfig with a token")
 
 
 def _kind(value: Any) -> str:

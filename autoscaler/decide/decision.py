@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from typing import Iterable, Mapping, Optional
 
 from ..model.config import Settings
-from ..model.objects import LAST_BUSY_ANNOTATION, Snapshot
-from ..model.plan import Action, AnnotateNode, Plan
+from ..model.objects import LAST_BUSY_ANNOTATION, NodeState, Snapshot
+from ..model.plan import Action, AnnotateNode, Plan, SetDesiredCapacity
 from .group_health import GroupHealthState, GroupKey, assess_groups
 from .node_state import is_busy_pod
 from .real_capacity import with_real_capacity
@@ -37,10 +37,38 @@ BANNER = "++++++++++++++ {} ++++++++++++++++"
 
 
 @dataclass(frozen=True)
+class ScaleUpCounts:
+    pending: int  # DaemonSet pods are not demand
+    placed_on_nodes: int
+    pods_for_new_instances: int
+    groups_raised: int
+    infeasible: int
+    unaccounted: int
+
+
+@dataclass(frozen=True)
+class DecisionCounts:
+    """What one decision counted, for the loop's summary line and the metrics."""
+
+    groups_timed_out: int = 0
+    scale_up: Optional[ScaleUpCounts] = None  # None under --no-scale
+    nodes_by_state: Mapping[NodeState, int] = field(default_factory=dict)  # empty under --no-maintenance
+
+    def fields(self) -> dict[str, int]:
+        """As the summary line names them: ``pending=3 ... nodes_busy=2``."""
+        fields = {"groups_timed_out": self.groups_timed_out}
+        if self.scale_up is not None:
+            fields.update(vars(self.scale_up))
+        for state, count in sorted(self.nodes_by_state.items(), key=lambda item: item[0].value):
+            fields[f"nodes_{state.value.replace('-', '_')}"] = count
+        return fields
+
+
+@dataclass(frozen=True)
 class Decision:
     actions: Plan
     health: GroupHealthState
-    counters: dict[str, int] = field(default_factory=dict)
+    counts: DecisionCounts = DecisionCounts()
     # For events and metrics: which pods scale up could not serve and why, which groups are out.
     scale_up: Optional[ScaleUpResult] = None
     timed_out: frozenset[GroupKey] = frozenset()  # Group.key of the groups timed out this loop
@@ -51,15 +79,15 @@ class Decision:
 
 def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
     snapshot = with_real_capacity(snapshot)
-    counters: Counter[str] = Counter()
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)
-    counters["groups_timed_out"] = len(assessment.timed_out)
     # Every loop, not only when a group goes out: an operator reading any loop's log sees why a
     # group is being skipped and until when.
     for line in assessment.describe_timeouts():
         log.info("Timed out: %s", line)
     up = None
+    up_counts = None
+    nodes_by_state: Counter[NodeState] = Counter()
 
     if settings.no_scale:
         log.info("Scale up is off (--no-scale)")
@@ -67,12 +95,10 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info(BANNER.format("Scaling Up Begins"))
         up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out)
         actions.extend(up.actions)
-        counters["pending"] = up.pending  # DaemonSet pods are not demand
-        counters["placed_on_nodes"] = up.placed_on_nodes
-        counters["pods_for_new_instances"] = up.pods_for_new_instances
-        counters["groups_raised"] = sum(1 for a in up.actions if type(a).__name__ == "SetDesiredCapacity")
-        counters["infeasible"] = len(up.infeasible)
-        counters["unaccounted"] = len(up.unaccounted)
+        up_counts = ScaleUpCounts(pending=up.pending, placed_on_nodes=up.placed_on_nodes,
+                                  pods_for_new_instances=up.pods_for_new_instances,
+                                  groups_raised=sum(1 for a in up.actions if isinstance(a, SetDesiredCapacity)),
+                                  infeasible=len(up.infeasible), unaccounted=len(up.unaccounted))
 
     if settings.no_maintenance:
         log.info("Scale in is off (--no-maintenance)")
@@ -82,11 +108,10 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         for verdict in down.verdicts:
             log.debug("node %s: %s (%s)", verdict.node.name, verdict.state.value, verdict.reason)
         actions.extend(down.actions)
-        states = Counter(verdict.state.value for verdict in down.verdicts)
-        counters.update({f"nodes_{state.replace('-', '_')}": count for state, count in sorted(states.items())})
+        nodes_by_state.update(verdict.state for verdict in down.verdicts)
 
-    return Decision(tuple(actions), assessment.state, dict(counters), up, frozenset(assessment.timed_out),
-                    assessment.origins)
+    counts = DecisionCounts(len(assessment.timed_out), up_counts, dict(nodes_by_state))
+    return Decision(tuple(actions), assessment.state, counts, up, frozenset(assessment.timed_out), assessment.origins)
 
 
 def remember_last_busy(remembered: Mapping[str, datetime], snapshot: Snapshot,

@@ -67,8 +67,6 @@ WAITING_FOR_SPOT = "WaitingForSpotInstanceId"
 LIVE_INSTANCE_STATES = frozenset({"pending", "running"})
 
 GroupKey = tuple[str, str]
-# (activity id, action type name, target desired capacity or None) of a correction not made.
-Unapplied = tuple[str, str, Optional[int]]
 
 
 class FailureKind(str, enum.Enum):
@@ -152,6 +150,15 @@ def classify_failure(status_message: str, status_code: str) -> Optional[FailureK
 
 
 @dataclass(frozen=True)
+class UnappliedCorrection:
+    """A correction decided but not made (its call failed, or the plan was stopped first)."""
+
+    activity_id: str  # the scaling activity it answers
+    action: type[SetDesiredCapacity] | type[CancelSpotRequest]
+    target: Optional[int] = None  # the desired capacity a lowering aimed at
+
+
+@dataclass(frozen=True)
 class TimeoutRecord:
     until: datetime
     reason: str
@@ -170,16 +177,18 @@ class GroupHealthState:
     handled_activities: frozenset[str] = frozenset()  # activity ids whose corrections were decided
     timeouts: Mapping[GroupKey, TimeoutRecord] = field(default_factory=dict)
     shortfall_since: Mapping[GroupKey, datetime] = field(default_factory=dict)
-    # (activity id, action type name, target desired capacity or None) of corrections decided but
-    # not made: decided again.
-    unapplied: frozenset[Unapplied] = frozenset()
+    # Corrections decided but not made: decided again.
+    unapplied: frozenset[UnappliedCorrection] = frozenset()
 
     def with_unapplied(self, origins: Mapping[Action, str], actions: Iterable[Action]) -> GroupHealthState:
         """This state, with those of ``actions`` that are corrections (keys of ``origins``) to be
         decided again by the next assessment; a lowering keeps the desired capacity it aimed at."""
-        retry = {(origins[action], type(action).__name__,
-                  action.desired if isinstance(action, SetDesiredCapacity) else None)
-                 for action in actions if action in origins}
+        retry = set()
+        for action in actions:
+            if action in origins and isinstance(action, SetDesiredCapacity):
+                retry.add(UnappliedCorrection(origins[action], SetDesiredCapacity, action.desired))
+            elif action in origins and isinstance(action, CancelSpotRequest):
+                retry.add(UnappliedCorrection(origins[action], CancelSpotRequest))
         return replace(self, unapplied=self.unapplied | retry) if retry else self
 
 
@@ -315,17 +324,18 @@ def _corrections(group: Group, kind: FailureKind, activity: ScalingActivity,
     return actions
 
 
-def _retried_corrections(unapplied: frozenset[Unapplied], group: Group, kind: FailureKind, activity: ScalingActivity,
+def _retried_corrections(unapplied: frozenset[UnappliedCorrection], group: Group, kind: FailureKind, activity: ScalingActivity,
                          node_instance_ids: frozenset[str]) -> list[Action]:
     """The corrections of an activity already handled that were not made: a cancellation decided
     afresh, a lowering to the target first decided (see the module's notes)."""
-    retry = {(name, target) for activity_id, name, target in unapplied if activity_id == activity.activity_id}
+    retry = [correction for correction in unapplied if correction.activity_id == activity.activity_id]
     actions: list[Action] = []
     # Once the request is cancelled (by us or by AWS) there is nothing left to cancel.
-    if (CancelSpotRequest.__name__, None) in retry and kind is not FailureKind.SPOT_CANCELLED:
+    if any(correction.action is CancelSpotRequest for correction in retry) and kind is not FailureKind.SPOT_CANCELLED:
         actions.extend(action for action in _corrections(group, kind, activity, node_instance_ids)
                        if isinstance(action, CancelSpotRequest))
-    targets = [target for name, target in retry if name == SetDesiredCapacity.__name__ and target is not None]
+    targets = [correction.target for correction in retry
+               if correction.action is SetDesiredCapacity and correction.target is not None]
     if targets:
         target = max(group.min_size, min(targets))
         if target < group.desired:

@@ -155,6 +155,10 @@ def _is_web_url(text: str) -> bool:
     return re.match(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", text) is not None
 
 
+# A Kubernetes namespace name is an RFC 1123 label.
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def validate(settings: Settings) -> Settings:
     """Return the settings if every value makes sense; otherwise raise SettingsError naming the flag."""
     if not settings.cluster_name or not settings.cluster_name.strip():
@@ -169,4 +173,11 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")
     if settings.expander not in EXPANDERS:
         raise SettingsError("--expander", f"must be one of {', '.join(EXPANDERS)} (got {settings.expander!r})")
+    # The API server would answer 400 or 404 to every call: a typo, found before any call. An empty
+    # --pod-namespace (an environment variable set to nothing) means every namespace.
+    for flag, namespace in (("--pod-namespace", settings.pod_namespace or None),
+                            ("--leader-elect-namespace", settings.leader_elect_namespace)):
+        if namespace is not None and not NAMESPACE_NAME.fullmatch(namespace):
+            raise SettingsError(flag, f"{namespace!r} is not a namespace name: at most 63 lower-case letters, digits "
+                                      "and '-', starting and ending with a letter or digit")
     return settings

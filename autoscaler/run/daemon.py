@@ -21,8 +21,9 @@ from ..clients.kube_connect import KubeConfigError, connect
 from ..read.kube_reader import KubeReader
 from .leader import LeaderElector
 from .logs import ALWAYS_SHOWN, COUNTERS_ATTRIBUTE, TEXT_FORMAT, configure_logging as configure_log_output, secret_values
-from .loop import Loop, LoopReport, utc_now
+from .loop import Loop, LoopCounters, LoopReport, utc_now
 from .metrics import Liveness, Metrics, MetricsServer, health_window
+from .observer import Observers
 from ..act.notifier import SlackNotifier
 from ..read.world import World
 
@@ -47,11 +48,11 @@ def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, le
         time_aws_calls(session, metrics.observe_call)
     aws = AwsClients(settings, session)
     world = World(KubeReader(api_client, settings.pod_namespace), aws, settings)
-    actuator = Actuator(AwsActuator(aws), KubeActuator(api_client), SlackNotifier(settings.slack_hook), settings.dry_run)
     on_error = metrics.record_api_error if metrics is not None else None
-    events = None if settings.dry_run else EventRecorder(api_client, on_api_error=on_error)
-    return Loop(world, actuator, settings, clock=clock, stop=stop, wait=wait, leader=leader, metrics=metrics,
-                liveness=liveness, events=events)
+    actuator = Actuator(AwsActuator(aws), KubeActuator(api_client), SlackNotifier(settings.slack_hook), settings.dry_run,
+                        events=EventRecorder(api_client, on_api_error=on_error))
+    observer = Observers(*(companion for companion in (metrics, liveness) if companion is not None))
+    return Loop(world, actuator, settings, clock=clock, stop=stop, wait=wait, leader=leader, observer=observer)
 
 
 # After SIGTERM or SIGINT, the action in flight has this long to finish; a call still waiting for a
@@ -109,7 +110,7 @@ def run(settings: Settings) -> int:
             print(f"error: --metrics-port {settings.metrics_port}: cannot serve metrics ({error})", file=sys.stderr)
             return 2
     if leader is None:
-        metrics.leader.set(1)
+        metrics.acting()
     else:
         log.warning("leader election on: lease %s/%s, identity %s", leader.namespace, leader.name, leader.identity)
         leader.start(stop)
@@ -211,22 +212,20 @@ def _run_once(loop: Loop, leader: Optional[LeaderElector], stop: threading.Event
     elif report.failed_actions:
         print(f"error: {report.failed_actions} action(s) failed: {report.error}", file=sys.stderr)
     elif signals:
-        print(f"error: stopped by {_signal_name(signals)}: {report.counters.get('not_applied', 0)} action(s) of the "
+        print(f"error: stopped by {_signal_name(signals)}: {report.counters.not_applied} action(s) of the "
               "loop not applied", file=sys.stderr)
         return 128 + signals[0]
     else:
-        summary = once_summary(report, getattr(getattr(loop, "settings", None), "dry_run", False))
-        log.warning("%s", summary, extra={ALWAYS_SHOWN: True, COUNTERS_ATTRIBUTE: report.counters})
+        log.warning("%s", once_summary(report.counters),
+                    extra={ALWAYS_SHOWN: True, COUNTERS_ATTRIBUTE: report.counters.fields()})
     return 0 if report.ok and not report.failed_actions else 1
 
 
-def once_summary(report, dry_run: bool) -> str:
+def once_summary(counters: LoopCounters) -> str:
     """The line --once ends with when the loop worked, whatever the verbosity."""
-    counters = report.counters
-    done = "decided, nothing changed (dry run)" if dry_run else "applied"
-    return (f"done: read {counters.get('groups', 0)} group(s), {counters.get('nodes', 0)} node(s), "
-            f"{counters.get('pods', 0)} pod(s) ({counters.get('pending', 0)} pending); "
-            f"{counters.get('actions', 0)} action(s) {done}")
+    done = "decided, nothing changed (dry run)" if counters.dry_run else "applied"
+    return (f"done: read {counters.groups} group(s), {counters.nodes} node(s), {counters.pods} pod(s) "
+            f"({counters.pending} pending); {counters.actions} action(s) {done}")
 
 
 def _signal_name(signals: list) -> str:

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from kubernetes import client as kube_client
 
@@ -39,6 +39,32 @@ def default_identity() -> str:
     """hostname + pid, readable in the lease (the pod name is the hostname), and a short random
     suffix as client-go adds: two containers with hostNetwork and PID 1 share the first two."""
     return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+class Leadership(Protocol):
+    """What the loop asks of leader election (``LeaderElector``, or ``NoElection``)."""
+
+    retry_period: float
+    contact_at: Optional[float]
+    startup_error: Optional[KubeConfigurationError]
+
+    def is_leader(self) -> bool: ...
+
+    def wait_for_leadership(self, stop: threading.Event, timeout: float) -> bool: ...
+
+
+class NoElection:
+    """Without leader election this replica always acts."""
+
+    retry_period = 0.0
+    contact_at: Optional[float] = None
+    startup_error: Optional[KubeConfigurationError] = None
+
+    def is_leader(self) -> bool:
+        return True
+
+    def wait_for_leadership(self, stop: threading.Event, timeout: float) -> bool:
+        return True
 
 
 class LeaderElector:

@@ -9,9 +9,10 @@ failed: one node whose deletion is refused every loop (a 403, an admission webho
 scale up for everyone else, nor fail /healthz. Failed actions are logged, counted by type in the
 metrics, decided again next loop, and make ``--once`` exit 1.
 
-Optional companions, each None when not wired (the sandbox and --once go without some):
-``leader`` (only the lease holder acts; a lost lease stops the plan between two actions),
-``metrics`` and ``liveness`` (what /metrics and /healthz serve), ``events`` (Kubernetes Events).
+Companions, each with a do-nothing default (the sandbox, --once and the tests go without some):
+``leader`` (only the lease holder acts; a lost lease stops the plan between two actions; default
+``NoElection``), and ``observer``, told of each phase and loop (the metrics and /healthz; default
+``LoopObserver``). Kubernetes Events go through the actuator, which alone knows about a dry run.
 """
 from __future__ import annotations
 
@@ -20,19 +21,21 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from ..act.actuator import Actuator, ApplyResult
 from ..act.events import events_for_loop
 from ..clients.aws_errors import CloudError
 from ..clients.kube_errors import KubeError
-from ..decide.decision import BANNER, decide, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
+from ..decide.decision import BANNER, DecisionCounts, decide, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
 from ..decide.group_health import GroupHealthState
 from ..decide.notices import RepeatedNotices
 from ..model.config import ConfigurationError, Settings
 from ..read.world import World
 from .backoff import backoff_cap, is_throttling
+from .leader import Leadership, NoElection
 from .logs import ALWAYS_SHOWN, COUNTERS_ATTRIBUTE
+from .observer import LoopObserver
 
 log = logging.getLogger("autoscaler.cluster")
 
@@ -41,10 +44,52 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@dataclass(frozen=True)
+class LoopCounters:
+    """One loop's figures: its summary line (``Loop done: ...``), the fields of that line in JSON
+    logs, and what ``--once`` ends with."""
+
+    loop: int
+    decision: DecisionCounts = DecisionCounts()
+    nodes: int = 0
+    pods: int = 0
+    groups: int = 0
+    actions: int = 0  # applied, or in a dry run logged
+    failed_actions: int = 0
+    throttled: int = 0
+    not_applied: int = 0  # left unapplied: a stop, a lost lease, a server that stopped answering
+    by_action: Mapping[type, int] = field(default_factory=dict)  # ``actions`` by action type
+    dry_run: bool = False  # ``actions``, ``by_action`` and ``events`` are what would have been done
+    events: Optional[int] = None  # Kubernetes Events posted; None when none are posted
+    seconds: float = 0.0
+
+    @property
+    def pending(self) -> int:
+        return self.decision.scale_up.pending if self.decision.scale_up is not None else 0
+
+    def fields(self) -> dict[str, float]:
+        """The summary line's ``name=value`` pairs, in its order; a dry run's per-type counts are
+        ``would_<Action>`` (``applied_<Action>`` otherwise)."""
+        fields: dict[str, float] = dict(self.decision.fields())
+        fields.update(loop=self.loop, nodes=self.nodes, pods=self.pods, groups=self.groups, actions=self.actions,
+                      failed_actions=self.failed_actions)
+        if self.throttled:
+            fields["throttled"] = self.throttled
+        if self.not_applied:
+            fields["not_applied"] = self.not_applied
+        done = "would" if self.dry_run else "applied"
+        for kind, count in sorted(self.by_action.items(), key=lambda item: item[0].__name__):
+            fields[f"{done}_{kind.__name__}"] = count
+        if self.events is not None:
+            fields["would_post_events" if self.dry_run else "events"] = self.events
+        fields["seconds"] = round(self.seconds, 3)
+        return fields
+
+
 @dataclass
 class LoopReport:
     ok: bool  # the world was read and the plan applied; some of its actions may still have failed
-    counters: dict = field(default_factory=dict)
+    counters: LoopCounters = LoopCounters(0)
     error: str = ""
     failed_actions: int = 0  # actions whose API call failed
     throttled: int = 0  # API calls of this loop refused for rate
@@ -67,8 +112,8 @@ def _unapplied(actions: tuple, result: ApplyResult) -> list:
 class Loop:
     def __init__(self, world: World, actuator: Actuator, settings: Settings,
                  clock: Callable[[], datetime] = utc_now, stop: Optional[threading.Event] = None,
-                 wait: Optional[Callable[[float], object]] = None, *, leader=None, metrics=None,
-                 liveness=None, events=None):
+                 wait: Optional[Callable[[float], object]] = None, *, leader: Optional[Leadership] = None,
+                 observer: Optional[LoopObserver] = None):
         self.world = world
         self.actuator = actuator
         self.settings = settings
@@ -76,10 +121,8 @@ class Loop:
         self.stop = stop or threading.Event()
         # How to pause between loops; the sandbox passes one that follows its simulated clock.
         self.wait = wait or self.stop.wait
-        self.leader = leader  # leader.LeaderElector, or None: always act
-        self.metrics = metrics  # metrics.Metrics
-        self.liveness = liveness  # metrics.Liveness
-        self.events = events  # events.EventRecorder; None in a dry run (events are writes)
+        self.leader: Leadership = leader or NoElection()
+        self.observer = observer or LoopObserver()
         self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.health = GroupHealthState()
         # Node name -> the last-busy time this loop's plans last wrote (decide.remember_last_busy).
@@ -94,7 +137,7 @@ class Loop:
 
     def should_stop(self) -> bool:
         """Asked before each action: SIGTERM, or the lease is no longer ours."""
-        return self.stop.is_set() or (self.leader is not None and not self.leader.is_leader())
+        return self.stop.is_set() or not self.leader.is_leader()
 
     def run_once(self) -> LoopReport:
         """Read, decide, act. A failure to read ends the loop with ok=False. Failed actions do not:
@@ -116,7 +159,7 @@ class Loop:
                 # An API's error says enough; anything else is a bug in the reading code: show where.
                 log.error("reading the cluster failed: %s", error, exc_info=not is_api_error)
             self._record_failed_loop(started, error)
-            return LoopReport(False, {"loop": self.loops}, str(error), throttled=int(is_throttling(error)),
+            return LoopReport(False, LoopCounters(self.loops), str(error), throttled=int(is_throttling(error)),
                               configuration_error=configuration)
         self.succeeded += 1
         self._warn_if_no_groups(snapshot)
@@ -126,7 +169,7 @@ class Loop:
         except Exception as error:  # noqa: BLE001 - a bug in decision code must not kill the daemon
             log.exception("the loop failed after reading the cluster (a bug; the next loop starts afresh): %s", error)
             self._record_failed_loop(started)
-            return LoopReport(False, {"loop": self.loops}, f"{type(error).__name__}: {error}")
+            return LoopReport(False, LoopCounters(self.loops), f"{type(error).__name__}: {error}")
 
     def _warn_if_no_groups(self, snapshot) -> None:
         """Once per process: a --cluster-name that matches no group anywhere is a typo more often
@@ -140,18 +183,15 @@ class Loop:
                     ", ".join(self.settings.regions), self.settings.cluster_name, extra={ALWAYS_SHOWN: True})
 
     def _record_failed_loop(self, started: float, api_error: Optional[BaseException] = None) -> None:
-        if self.metrics is None:
-            return
         try:
-            self.metrics.record_failed_loop(time.monotonic() - started, api_error)
-        except Exception:  # noqa: BLE001 - the metrics are what failed; the log line says so
-            log.exception("recording the failed loop in the metrics failed")
+            self.observer.loop_failed(time.monotonic() - started, api_error)
+        except Exception:  # noqa: BLE001 - an observer is what failed; the log line says so
+            log.exception("telling the observers of the failed loop failed")
 
     def _observe_phase(self, phase: str, since: float) -> float:
-        """autoscaler_loop_phase_duration_seconds{phase}; returns the time it ended."""
+        """Tells the observers how long ``phase`` took; returns the time it ended."""
         ended = time.monotonic()
-        if self.metrics is not None:
-            self.metrics.observe_phase(phase, ended - since)
+        self.observer.phase_done(phase, ended - since)
         return ended
 
     def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
@@ -173,35 +213,22 @@ class Loop:
         # Corrections that failed or were never tried are decided again next loop.
         self.health = decision.health.with_unapplied(decision.origins, _unapplied(decision.actions, result))
         throttled = sum(1 for _, error in result.failures if is_throttling(error))
-        counters: dict[str, float] = dict(decision.counters)
-        counters.update(
-            loop=self.loops,
-            nodes=len(snapshot.nodes),
-            pods=len(snapshot.pods),
-            groups=len(snapshot.groups),
-            actions=sum(result.applied.values()),
-            failed_actions=sum(result.failed.values()),
-        )
-        if throttled:
-            counters["throttled"] = throttled
-        if result.not_attempted:
-            counters["not_applied"] = result.not_attempted
-        for name, count in sorted(result.applied.items()):
-            counters[f"applied_{name}"] = count
-        if self.events is not None and not self.settings.dry_run and not self.should_stop():
-            counters["events"] = self.events.record(events_for_loop(snapshot, decision, result.done,
-                                                                 failed=result.failures, refused=result.refused), now)
+        events = None
+        if not self.should_stop():
+            events = self.actuator.post_events(events_for_loop(snapshot, decision, result.outcome, failed=result.failures,
+                                                               refused=result.refused), now)
         seconds = time.monotonic() - started
-        counters["seconds"] = round(seconds, 3)
-        log.info("Loop done: %s", " ".join(f"{k}={v}" for k, v in counters.items()),
-                 extra={COUNTERS_ATTRIBUTE: counters})
+        counters = LoopCounters(
+            loop=self.loops, decision=decision.counts, nodes=len(snapshot.nodes), pods=len(snapshot.pods),
+            groups=len(snapshot.groups), actions=sum(result.applied.values()),
+            failed_actions=sum(result.failed.values()), throttled=throttled, not_applied=result.not_attempted,
+            by_action=dict(result.applied), dry_run=result.dry_run, events=events, seconds=seconds)
+        fields = counters.fields()
+        log.info("Loop done: %s", " ".join(f"{k}={v}" for k, v in fields.items()), extra={COUNTERS_ATTRIBUTE: fields})
         if result.failures:
             log.warning("%d action(s) failed this loop (decided again next loop%s): %s", len(result.failures),
                         "; the API throttled us, backing off" if throttled else "", "; ".join(result.errors))
-        if self.metrics is not None:
-            self.metrics.record_loop(seconds, True, snapshot, decision, result)
-        if self.liveness is not None:
-            self.liveness.loop_succeeded()
+        self.observer.loop_done(seconds, snapshot, decision, result)
         return LoopReport(True, counters, "; ".join(result.errors), failed_actions=len(result.failures),
                           throttled=throttled)
 
@@ -217,7 +244,7 @@ class Loop:
         succeeded (README "Configuration": fail fast)."""
         interval = self.settings.sleep
         while not self.stop.is_set() and self.fatal is None:
-            if self.leader is not None and not self._await_leadership():
+            if not self._await_leadership():
                 continue
             report = self.run_once()
             if report.configuration_error is not None and not self.succeeded:
@@ -234,23 +261,16 @@ class Loop:
     def _await_leadership(self) -> bool:
         """True when this replica leads; otherwise waits up to one --sleep for it (standing by)."""
         if self.leader.is_leader():
-            if self.metrics is not None:
-                self.metrics.leader.set(1)
+            self.observer.acting()
             return True
-        if self.metrics is not None:
-            self.metrics.leader.set(0)
         log.info("standing by: another replica holds the lease")
         while not self.stop.is_set():
             if self.leader.startup_error is not None and not self.succeeded:
                 self.fatal = self.leader.startup_error  # e.g. no permission on Leases: waiting never ends
                 return False
-            if self.liveness is not None and self.leader.contact_at is not None \
-                    and time.monotonic() - self.leader.contact_at < self.liveness.window:
-                self.liveness.standing_by()
+            contact_at = self.leader.contact_at
+            self.observer.standing_by(None if contact_at is None else time.monotonic() - contact_at)
             if self.leader.wait_for_leadership(self.stop, timeout=self.leader.retry_period):
-                if self.liveness is not None:
-                    self.liveness.became_leader()
-                if self.metrics is not None:
-                    self.metrics.leader.set(1)
+                self.observer.became_leader()
                 return True
         return False

@@ -26,9 +26,12 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
+from ..clients.aws_errors import CloudError
+from ..clients.kube_errors import KubeError
 from ..model import plan as p
 from ..decide.group_health import FailureKind
 from .backoff import backoff_cap, is_throttling
+from .observer import LoopObserver
 from ..model.objects import NodeState
 
 # No `_created` series beside every counter and histogram: nobody alerts on them, and they double
@@ -72,17 +75,22 @@ def _snake(name: str) -> str:
 
 def service_of(error: BaseException) -> str:
     """Which API an exception came from, for ``autoscaler_api_errors_total{service}``."""
+    if isinstance(error, KubeError):
+        return "kubernetes"
+    if isinstance(error, CloudError):
+        return "aws"
+    # What the clients' own wrappers did not translate: by the library that raised it.
     for cls in type(error).__mro__:
-        if cls.__name__ == "KubeError" or cls.__module__.startswith(("kubernetes", "urllib3")):
+        if cls.__module__.startswith(("kubernetes", "urllib3")):
             return "kubernetes"
-        if cls.__name__ == "CloudError" or cls.__module__.startswith(("botocore", "boto3")):
+        if cls.__module__.startswith(("botocore", "boto3")):
             return "aws"
         if cls.__module__.startswith("requests"):
             return "slack"
     return "other"
 
 
-class Metrics:
+class Metrics(LoopObserver):
     def __init__(self, registry: Optional[CollectorRegistry] = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -152,7 +160,7 @@ class Metrics:
         """One API call (call_timing calls this for every AWS and Kubernetes request)."""
         self.call_seconds.labels(service, operation).observe(seconds)
 
-    def observe_phase(self, phase: str, seconds: float) -> None:
+    def phase_done(self, phase: str, seconds: float) -> None:
         self.phase_seconds.labels(phase).observe(seconds)
 
     def record_api_error(self, error: BaseException) -> None:
@@ -160,30 +168,28 @@ class Metrics:
         if is_throttling(error):
             self.throttled.labels(service_of(error)).inc()
 
-    def record_failed_loop(self, seconds: float, error: Optional[BaseException] = None) -> None:
+    def loop_failed(self, seconds: float, error: Optional[BaseException] = None) -> None:
         """A loop that could not read the world (``error``), or that failed for a bug (None)."""
         self.loop_seconds.observe(seconds)
         self.loops.labels("failure").inc()
         if error is not None:
             self.record_api_error(error)
 
-    def record_loop(self, seconds: float, ok: bool, snapshot, decision, result) -> None:
+    def loop_done(self, seconds: float, snapshot, decision, result) -> None:
         """One finished loop: the snapshot as read, the decision, and what the actuator did. Failed
         actions are counted by type; they do not make the loop a failure."""
         self.loop_seconds.observe(seconds)
-        self.loops.labels("success" if ok else "failure").inc()
-        if ok:
-            self.last_success.set(time.time())
-        counters = decision.counters
+        self.loops.labels("success").inc()
+        self.last_success.set(time.time())
+        up = decision.counts.scale_up
         # Under --no-scale scale up counted nothing: count as it would (DaemonSet pods are no demand).
-        self.pending.set(counters.get("pending", sum(1 for pod in snapshot.pods
-                                                     if pod.is_pending_unassigned and not pod.is_daemonset)))
-        self.infeasible.set(counters.get("infeasible", 0))
-        self.unaccounted.set(counters.get("unaccounted", 0))
+        self.pending.set(up.pending if up is not None else sum(1 for pod in snapshot.pods
+                                                                if pod.is_pending_unassigned and not pod.is_daemonset))
+        self.infeasible.set(up.infeasible if up is not None else 0)
+        self.unaccounted.set(up.unaccounted if up is not None else 0)
         self.nodes.clear()  # a state no node is in any more must not keep its old value
-        for key, count in sorted(counters.items()):
-            if key.startswith("nodes_"):
-                self.nodes.labels(key[len("nodes_"):]).set(count)
+        for state, count in decision.counts.nodes_by_state.items():
+            self.nodes.labels(state.value.replace("-", "_")).set(count)
 
         desired = {group.key: group.desired for group in snapshot.groups}
         for action in result.done:
@@ -202,10 +208,10 @@ class Metrics:
             self.timed_out.labels(group.name, group.region).set(1 if group.key in decision.timed_out else 0)
         self.timed_out_total.set(len(decision.timed_out))
 
-        for name, count in sorted(result.applied.items()):
-            self.actions.labels(_snake(name)).inc(count)
-        for name, count in sorted(result.failed.items()):
-            self.failed_actions.labels(_snake(name)).inc(count)
+        for kind, count in result.applied.items():
+            self.actions.labels(_snake(kind.__name__)).inc(count)
+        for kind, count in result.failed.items():
+            self.failed_actions.labels(_snake(kind.__name__)).inc(count)
         for _, error in result.failures:
             self.record_api_error(error)
         self._record_scale_up_failures(decision, result)
@@ -232,11 +238,20 @@ class Metrics:
         self.evicted_pods.labels("blocked").inc(len(result.refused))
         self.evicted_pods.labels("failed").inc(sum(1 for action, _ in result.failures if isinstance(action, p.EvictPod)))
 
+    def acting(self) -> None:
+        self.leader.set(1)
+
+    def became_leader(self) -> None:
+        self.leader.set(1)
+
+    def standing_by(self, seconds_since_lease_contact: Optional[float]) -> None:
+        self.leader.set(0)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class Liveness:
+class Liveness(LoopObserver):
     """Healthy while a loop has succeeded within the window; also during a grace period of the
     same length after start (or after becoming leader), so a slow first loop over a big cluster
     does not get the pod restarted; and while it is a standby replica that keeps reaching the
@@ -250,6 +265,9 @@ class Liveness:
         self._last_success: Optional[float] = None
         self._last_standby: Optional[float] = None
 
+    def loop_done(self, seconds: float, snapshot, decision, result) -> None:
+        self.loop_succeeded()
+
     def loop_succeeded(self) -> None:
         with self._lock:
             self._last_success = self.clock()
@@ -259,7 +277,10 @@ class Liveness:
             self._grace_from = self.clock()
             self._last_standby = None
 
-    def standing_by(self) -> None:
+    def standing_by(self, seconds_since_lease_contact: Optional[float] = 0.0) -> None:
+        """A standby replica is healthy while it keeps reaching the lease within the window."""
+        if seconds_since_lease_contact is None or seconds_since_lease_contact >= self.window:
+            return
         with self._lock:
             self._last_standby = self.clock()
 
