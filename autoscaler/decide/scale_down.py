@@ -41,6 +41,7 @@ from ..model.config import Settings
 from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from ..model.plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
+from ..model.text import named_list
 from .scheduling import placement_matches
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
@@ -99,11 +100,6 @@ def _smallest_requests(sizes: set[Resources]) -> tuple[Resources, ...]:
 
 def _utc_text(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _names(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:NOTIFY_NAMES])
-    return shown + (f" and {len(items) - NOTIFY_NAMES} more" if len(items) > NOTIFY_NAMES else "")
 
 
 def _instance_of(node: Node) -> str:
@@ -272,7 +268,7 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
         actions.extend(EvictPod(pod.namespace, pod.name, node.name, reason) for pod in busy_pods)
         if starting:  # later loops only retry refused evictions; one message per drain
             actions.append(Notify("drained", f"draining node {node.name} ({group.name}, {verdict.reason}): evicting "
-                                  + _names([pod.key for pod in busy_pods])))
+                                  + named_list([pod.key for pod in busy_pods], NOTIFY_NAMES)))
     return actions, ""
 
 
