@@ -1,7 +1,9 @@
-"""model/text: the "a, b and N more" lists every layer writes, by table."""
+"""model/text: the "a, b and N more" lists and the UTC timestamps every layer writes, by table."""
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from autoscaler.model.text import named_list
+from autoscaler.model.text import named_list, utc_text
 
 PODS = [f"a/{i}" for i in range(8)]
 
@@ -23,3 +25,14 @@ PODS = [f"a/{i}" for i in range(8)]
 ])
 def test_named_list(names, limit, total, separator, expected):
     assert named_list(names, limit, total, separator) == expected
+
+
+@pytest.mark.parametrize("moment, expected", [
+    pytest.param(datetime(2026, 11, 27, 10, 0, 5, 999_999, tzinfo=timezone.utc), "2026-11-27T10:00:05Z",
+                 id="utc-to-the-second"),
+    pytest.param(datetime(2026, 11, 27, 1, 30, tzinfo=timezone(timedelta(hours=-9))), "2026-11-27T10:30:00Z",
+                 id="another-offset-is-converted"),
+    pytest.param(datetime(2026, 12, 31, 23, 59, 59), "2026-12-31T23:59:59Z", id="naive-is-taken-as-utc-not-local-time"),
+])
+def test_utc_text(moment, expected):
+    assert utc_text(moment) == expected

@@ -25,7 +25,7 @@ from kubernetes import client as kube_client
 
 from ..clients.kube_errors import KubeError, kube_call
 from ..model import plan as p
-from ..model.text import named_list
+from ..model.text import named_list, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,6 @@ def _scale_down_warnings(failed: list, refused: list) -> list[ClusterEvent]:
     return events
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class EventRecorder:
     """Posts ClusterEvents as core/v1 Events; remembers recent ones to count repeats."""
 
@@ -207,7 +203,7 @@ class EventRecorder:
             namespace, name, count, last = seen
             if (now - last).total_seconds() < self.repeat_seconds:
                 return 0
-            patch = {"count": count + 1, "lastTimestamp": _timestamp(now)}
+            patch = {"count": count + 1, "lastTimestamp": utc_text(now)}
             try:
                 kube_call(f"update event {namespace}/{name}", self.core.patch_namespaced_event, name, namespace,
                           patch, _request_timeout=REQUEST_TIMEOUT_SECONDS)
@@ -236,7 +232,7 @@ class EventRecorder:
             involved["namespace"] = event.namespace
         if event.uid:
             involved["uid"] = event.uid
-        stamp = _timestamp(now)
+        stamp = utc_text(now)
         return {
             "apiVersion": "v1",
             "kind": "Event",

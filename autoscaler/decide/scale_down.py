@@ -34,14 +34,14 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Mapping, Optional, Sequence
 
 from ..model.config import Settings
 from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from ..model.plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
-from ..model.text import named_list
+from ..model.text import named_list, utc_text
 from .scheduling import placement_matches
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
@@ -96,10 +96,6 @@ def _smallest_requests(sizes: set[Resources]) -> tuple[Resources, ...]:
         if not any(smaller.fits_in(size) for smaller in kept):
             kept.append(size)
     return tuple(kept)
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _instance_of(node: Node) -> str:
@@ -247,7 +243,7 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
     busy_pods = sorted((pod for pod in pods if is_busy_pod(pod)), key=lambda pod: pod.key)
     stale = node.last_busy is None or (now - node.last_busy).total_seconds() >= LAST_BUSY_REFRESH_SECONDS
     if busy_pods and stale:
-        actions.append(AnnotateNode(node.name, LAST_BUSY_ANNOTATION, _utc_text(now), f"runs {len(busy_pods)} busy pod(s)"))
+        actions.append(AnnotateNode(node.name, LAST_BUSY_ANNOTATION, utc_text(now), f"runs {len(busy_pods)} busy pod(s)"))
 
     if state in GIVE_BACK_STATES and node.unschedulable and node.cordoned_by_autoscaler:
         actions.append(Uncordon(node.name, reason))

@@ -5,6 +5,7 @@ and the sandbox into the objects they serve.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 
@@ -22,3 +23,15 @@ def named_list(names: Sequence[str], limit: int, total: Optional[int] = None, se
     before_and = " " if separator == ", " else separator
     return f"{text}{before_and}and {total - shown} more"
 
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken to be UTC already, as every clock here and the
+    Kubernetes timestamps are (never the host's local time)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def utc_text(moment: datetime) -> str:
+    """``2026-11-27T10:00:00Z``: the second-precision UTC form Kubernetes writes and AWS writes
+    in its activity causes."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
