@@ -8,12 +8,13 @@ from autoscaler.decide.packing import FirstFit
 from autoscaler.decide.scheduling import (
     anti_affinity_conflict,
     group_capacity_for,
+    largest_shape,
     placement_matches,
     pod_matches_node,
     selector_matches,
     tolerates,
 )
-from autoscaler.model.objects import LabelSelector, Taint, Toleration
+from autoscaler.model.objects import LabelSelector, Taint, Toleration, sort_shapes
 from builders import (
     anti_affinity,
     make_group,
@@ -137,6 +138,21 @@ MIXED = make_group(shapes=[
 def test_group_capacity_for_mixed_instances(pods, expected):
     shape = group_capacity_for(MIXED, pods)
     assert (shape.instance_type if shape else None) == expected
+
+
+# Same cpu and memory: told apart by GPUs, then by name; pods and disk do not count.
+TIED = [make_shape("g4dn.xlarge", cpu="4", memory="16Gi", gpu=1, pods=29),
+        make_shape("m5d.xlarge", cpu="4", memory="16Gi", pods=58),
+        make_shape("m5.xlarge", cpu="4", memory="16Gi", pods=110)]
+
+
+def test_one_order_of_shapes_for_the_group_the_smallest_and_the_largest():
+    """The group's shapes, the smallest that fits and the largest a pod could get follow one order."""
+    ordered = [shape.instance_type for shape in sort_shapes(TIED)]
+    assert ordered == ["m5.xlarge", "m5d.xlarge", "g4dn.xlarge"]
+    assert group_capacity_for(make_group(shapes=TIED), [make_pod(cpu="1")]).instance_type == "m5.xlarge"
+    assert largest_shape(TIED).instance_type == "g4dn.xlarge"
+    assert largest_shape(TIED[1:]).instance_type == "m5d.xlarge"
 
 
 class _Entry:

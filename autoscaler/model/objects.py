@@ -277,6 +277,18 @@ class InstanceShape:
     hourly_price: Optional[float] = None
 
 
+def shape_size(shape: InstanceShape) -> tuple[int, int, int, str]:
+    """The one order of instance shapes, smallest first: cpu, memory, GPUs, then the type name so
+    ties are deterministic. A group keeps its shapes in it; the smallest that fits and the largest
+    a pod could get are taken by it."""
+    capacity = shape.capacity
+    return (capacity.get("cpu"), capacity.get("memory"), capacity.get("nvidia.com/gpu"), shape.instance_type)
+
+
+def sort_shapes(shapes: Iterable[InstanceShape]) -> tuple[InstanceShape, ...]:
+    return tuple(sorted(shapes, key=shape_size))
+
+
 @dataclass(frozen=True, eq=False)
 class Group:
     """An Auto Scaling Group the autoscaler manages."""
