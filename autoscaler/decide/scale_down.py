@@ -38,7 +38,7 @@ from datetime import datetime
 from typing import Mapping, Optional, Sequence
 
 from ..model.config import Settings
-from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
+from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint, extreme_sizes
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from ..model.plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
 from ..model.text import named_list, utc_text
@@ -76,7 +76,7 @@ class PendingDemand:
         self._shapes: list[tuple[Pod, tuple[Resources, ...]]] = []
         for placement_pods in by_placement.values():
             representative = min(placement_pods, key=lambda pod: pod.key)
-            self._shapes.append((representative, _smallest_requests({pod.requests for pod in placement_pods})))
+            self._shapes.append((representative, extreme_sizes((pod.requests for pod in placement_pods), largest=False)))
 
     def __bool__(self) -> bool:
         return bool(self._shapes)
@@ -86,16 +86,6 @@ class PendingDemand:
             any(requests.fits_in(free) for requests in sizes) and placement_matches(pod.placement, node.labels, taints)
             for pod, sizes in self._shapes
         )
-
-
-def _smallest_requests(sizes: set[Resources]) -> tuple[Resources, ...]:
-    """Drop every size that another size fits in: if the larger fits a node, so does the smaller."""
-    ordered = sorted(sizes, key=lambda r: (sum(v for _, v in r.items()), sorted(r.items())))
-    kept: list[Resources] = []
-    for size in ordered:
-        if not any(smaller.fits_in(size) for smaller in kept):
-            kept.append(size)
-    return tuple(kept)
 
 
 def _instance_of(node: Node) -> str:
