@@ -44,5 +44,4 @@ class SlackNotifier:
 def scale_up_message(group: str, region: str, previous: int, desired: int, pods, pod_count: int = 0) -> str:
     """``pod_count``: the true number of pods behind the raise (``pods`` names the first few)."""
     text = f"Scaled up {group} ({region}) by {desired - previous}, from {previous} to {desired} instances"
-    count = max(pod_count, len(pods))
-    return f"{text}, for pods: {named_list(pods, MAX_PODS_NAMED, total=count)}" if pods else text
+    return f"{text}, for pods: {named_list(pods, MAX_PODS_NAMED, total=pod_count)}" if pods else text
