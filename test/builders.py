@@ -81,6 +81,11 @@ def make_pod(name: Optional[str] = None, cpu="500m", memory="0", gpu=0, selector
     )
 
 
+def make_pods(count: int, **options) -> list[Pod]:
+    """``count`` pods alike (each its own name); options as make_pod's."""
+    return [make_pod(**options) for _ in range(count)]
+
+
 def make_node(name: Optional[str] = None, cpu="4", memory="16Gi", gpu=0, pods=110, labels=None, taints=(),
               unschedulable=False, cordoned_by_autoscaler=False, instance_id: Optional[str] = None,
               region="us-west-2", zone="us-west-2a", allocatable: Optional[Resources] = None, ready=True,
@@ -111,8 +116,9 @@ def make_shape(instance_type="m5.xlarge", cpu="4", memory="16Gi", gpu=0, pods=11
 def make_group(name="workers", region="us-west-2", instance_type="m5.xlarge", cpu="4", memory="16Gi", gpu=0,
                pods=110, min_size=0, max_size=10, desired=0, labels=None, taints=(), zones=("us-west-2a",),
                spot=False, priority=0, shapes: Optional[Iterable[InstanceShape]] = None,
-               instance_ids: Iterable[str] = ()) -> Group:
-    """A group whose future nodes carry ``aws/type`` and ``aws/region`` plus ``labels``."""
+               instance_ids: Iterable[str] = (), instances: int = 0, spot_price: Optional[str] = None) -> Group:
+    """A group whose future nodes carry ``aws/type`` and ``aws/region`` plus ``labels``; it owns
+    ``instance_ids`` and then ``instances`` more, named ``i-<name>-<n>`` as make_group_nodes names them."""
     if shapes is None:
         shapes = (make_shape(instance_type, cpu=cpu, memory=memory, gpu=gpu, pods=pods),)
     shapes = tuple(shapes)
@@ -122,8 +128,8 @@ def make_group(name="workers", region="us-west-2", instance_type="m5.xlarge", cp
     group_labels.update(labels or {})
     return Group(
         name=name, region=region, min_size=min_size, max_size=max_size, desired=desired,
-        instance_ids=tuple(instance_ids), zones=tuple(zones), labels=group_labels, taints=tuple(taints),
-        shapes=shapes, is_spot=spot, priority=priority,
+        instance_ids=(*instance_ids, *(f"i-{name}-{n}" for n in range(instances))), zones=tuple(zones),
+        labels=group_labels, taints=tuple(taints), shapes=shapes, is_spot=spot, spot_price=spot_price, priority=priority,
     )
 
 

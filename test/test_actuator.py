@@ -7,7 +7,7 @@ from slack_capture import SlackCapture
 from autoscaler.model import plan as p
 from autoscaler.act.actuator import Actuator
 from autoscaler.clients.kube_errors import KubeUnreachable
-from autoscaler.act.notifier import SlackNotifier, name_pods
+from autoscaler.act.notifier import SlackNotifier
 
 
 class Recorder:
@@ -84,23 +84,6 @@ def test_a_failing_slack_hook_is_logged_without_its_url_and_never_fatal(caplog):
 def test_unreachable_slack_hook_is_not_fatal(caplog):
     notifier = SlackNotifier("http://127.0.0.1:9/hook")
     assert notifier.post("hello") is False and notifier.failed == 1
-
-
-@pytest.mark.parametrize(
-    "pods, expected",
-    [
-        pytest.param([], "", id="none"),
-        pytest.param(["a/1", "a/2"], "a/1, a/2", id="few"),
-        pytest.param([f"a/{i}" for i in range(8)], "a/0, a/1, a/2, a/3, a/4 and 3 more", id="many"),
-    ],
-)
-def test_name_pods(pods, expected):
-    assert name_pods(pods) == expected
-
-
-def test_name_pods_counts_every_pod_not_only_those_named():
-    # scale up keeps the first few names of 24 pending pods and their true count.
-    assert name_pods([f"a/{i}" for i in range(20)], total=24) == "a/0, a/1, a/2, a/3, a/4 and 19 more"
 
 
 def test_the_scale_up_message_counts_every_pod_of_the_raise(slack):

@@ -6,21 +6,14 @@ from autoscaler.act.aws_actuator import AwsActuator
 from autoscaler.clients.aws_errors import CloudError
 from autoscaler.model.config import Settings
 from autoscaler.read.aws_reader import AwsClients
+from moto_builders import AMI, create_launch_configuration, create_moto_group
 
 REGION = "us-west-2"
-AMI = "ami-12345678"
 
 
 @pytest.fixture
 def aws(moto_in_process):
     return AwsClients(Settings(cluster_name="batch", regions=(REGION,)))
-
-
-def make_group(aws, name="workers", desired=2, region=REGION):
-    autoscaling = aws(region).autoscaling
-    autoscaling.create_launch_configuration(LaunchConfigurationName="lc", ImageId=AMI, InstanceType="m5.large")
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc", MinSize=0, MaxSize=10,
-                                          DesiredCapacity=desired, AvailabilityZones=[region + "a"])
 
 
 def describe_group(aws, name="workers", region=REGION):
@@ -34,7 +27,8 @@ def instance_state(aws, instance_id, region=REGION):
 
 @pytest.mark.parametrize("region", [REGION, "us-east-1"])
 def test_set_desired_capacity_changes_the_group(aws, region):
-    make_group(aws, desired=1, region=region)
+    create_launch_configuration(aws(region))
+    create_moto_group(aws(region), desired=1, zones=[region + "a"])
     AwsActuator(aws).set_desired_capacity("workers", region, 4)
     group = describe_group(aws, region=region)
     assert group["DesiredCapacity"] == 4
@@ -43,7 +37,8 @@ def test_set_desired_capacity_changes_the_group(aws, region):
 
 @pytest.mark.parametrize("decrement, desired_after", [(True, 1), (False, 2)], ids=["decrement", "keep"])
 def test_terminate_instance_in_group(aws, decrement, desired_after):
-    make_group(aws, desired=2)
+    create_launch_configuration(aws(REGION))
+    create_moto_group(aws(REGION), desired=2, zones=[REGION + "a"])
     instance_id = describe_group(aws)["Instances"][0]["InstanceId"]
     AwsActuator(aws).terminate_instance(instance_id, REGION, decrement)
     assert instance_state(aws, instance_id) in ("shutting-down", "terminated")

@@ -13,10 +13,9 @@ from autoscaler.read.aws_reader import (AwsClients, CloudError, RegionClients, a
 from autoscaler.read.capacity import CapacityCatalog
 from autoscaler.model.config import Settings
 from autoscaler.model.objects import Taint
+from moto_builders import AMI, CLUSTER, create_launch_configuration, create_launch_template, create_moto_group
 
-CLUSTER = "batch"
 REGION = "us-west-2"
-AMI = "ami-12345678"
 SETTINGS = Settings(cluster_name=CLUSTER, regions=(REGION, "us-east-1"))
 
 
@@ -31,24 +30,6 @@ def count_calls(client):
     return calls
 
 
-def make_launch_configuration(clients, name="lc", instance_type="m5.large", **extra):
-    clients.autoscaling.create_launch_configuration(LaunchConfigurationName=name, ImageId=AMI, InstanceType=instance_type, **extra)
-
-
-def make_template(clients, name="tmpl", instance_type="m5.large", **data):
-    clients.ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": AMI, "InstanceType": instance_type, **data})
-
-
-def make_group(clients, name, *, cluster=CLUSTER, role=("Role", "minion"), tags=None, zones=None, desired=0, **launch):
-    all_tags = {"KubernetesCluster": cluster, **({role[0]: role[1]} if role else {}), **(tags or {})}
-    if not launch:
-        launch = {"LaunchConfigurationName": "lc"}
-    clients.autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name, MinSize=0, MaxSize=10, DesiredCapacity=desired,
-        AvailabilityZones=list(zones or [clients.region + "a", clients.region + "b"]),
-        Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in all_tags.items()], **launch)
-
-
 def by_name(groups):
     return {group.name: group for group in groups}
 
@@ -57,21 +38,21 @@ def by_name(groups):
 
 def test_groups_are_filtered_by_cluster_tag_and_role(aws):
     clients = aws(REGION)
-    make_launch_configuration(clients)
-    make_group(clients, "minion", role=("Role", "minion"))  # the README's word (README.md#auto-scaling-groups)
-    make_group(clients, "worker", role=("KubernetesRole", "worker"))
-    make_group(clients, "kubernetes-minion", role=("Role", "kubernetes-minion"))
-    make_group(clients, "master", role=("Role", "master"))
-    make_group(clients, "no-role", role=None)
-    make_group(clients, "other-cluster", cluster="other", role=("Role", "worker"))
+    create_launch_configuration(clients)
+    create_moto_group(clients, "minion", role=("Role", "minion"))  # the README's word (README.md#auto-scaling-groups)
+    create_moto_group(clients, "worker", role=("KubernetesRole", "worker"))
+    create_moto_group(clients, "kubernetes-minion", role=("Role", "kubernetes-minion"))
+    create_moto_group(clients, "master", role=("Role", "master"))
+    create_moto_group(clients, "no-role", role=None)
+    create_moto_group(clients, "other-cluster", cluster="other", role=("Role", "worker"))
     groups = read_groups(aws, SETTINGS, REGION)
     assert [g.name for g in groups] == ["kubernetes-minion", "minion", "worker"]
 
 
 def test_group_from_launch_configuration(aws):
     clients = aws(REGION)
-    make_launch_configuration(clients, instance_type="p3.2xlarge", SpotPrice="1.25")
-    make_group(clients, "gpu", zones=["us-west-2a"], desired=2, tags={
+    create_launch_configuration(clients, instance_type="p3.2xlarge", SpotPrice="1.25")
+    create_moto_group(clients, "gpu", zones=["us-west-2a"], desired=2, tags={
         "kube/team": "ml", "k8s.io/cluster-autoscaler/priority": "7",
         "k8s.io/cluster-autoscaler/node-template/taint/dedicated": "gpu:NoSchedule",
         "k8s.io/cluster-autoscaler/node-template/resources/ephemeral-storage": "100Gi"})
@@ -96,11 +77,11 @@ def test_group_from_launch_configuration(aws):
 ], ids=["no-version", "default", "latest", "explicit-2", "explicit-1"])
 def test_group_from_launch_template_version(aws, version, expected_type):
     clients = aws(REGION)
-    make_template(clients)
+    create_launch_template(clients)
     for instance_type in ("m5.xlarge", "m5.2xlarge"):
         clients.ec2.create_launch_template_version(LaunchTemplateName="tmpl", LaunchTemplateData={"ImageId": AMI, "InstanceType": instance_type})
     spec = {"LaunchTemplateName": "tmpl", **({"Version": version} if version else {})}
-    make_group(clients, "g", LaunchTemplate=spec)
+    create_moto_group(clients, "g", LaunchTemplate=spec)
     (group,) = read_groups(aws, SETTINGS, REGION)
     assert [s.instance_type for s in group.shapes] == [expected_type]
     assert group.labels["node.kubernetes.io/instance-type"] == expected_type
@@ -109,8 +90,8 @@ def test_group_from_launch_template_version(aws, version, expected_type):
 
 def test_launch_template_spot_market(aws):
     clients = aws(REGION)
-    make_template(clients, InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"MaxPrice": "0.4"}})
-    make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": "$Latest"})
+    create_launch_template(clients, InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"MaxPrice": "0.4"}})
+    create_moto_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": "$Latest"})
     (group,) = read_groups(aws, SETTINGS, REGION)
     assert (group.is_spot, group.spot_price) == (True, "0.4")
 
@@ -123,8 +104,8 @@ def test_launch_template_spot_market(aws):
 ], ids=["all-spot-bid", "all-spot-on-demand-cap", "half-spot", "default-on-demand"])
 def test_mixed_instances_policy(aws, distribution, is_spot, spot_price):
     clients = aws(REGION)
-    make_template(clients)
-    make_group(clients, "mixed", MixedInstancesPolicy={
+    create_launch_template(clients)
+    create_moto_group(clients, "mixed", MixedInstancesPolicy={
         "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateName": "tmpl", "Version": "$Default"},
                            "Overrides": [{"InstanceType": "m5.2xlarge"}, {"InstanceType": "c5.large"}, {"InstanceType": "m5.large"}]},
         "InstancesDistribution": distribution})
@@ -139,8 +120,8 @@ def test_mixed_instances_policy(aws, distribution, is_spot, spot_price):
 def test_two_regions(aws):
     for region, instance_type in ((REGION, "m5.large"), ("us-east-1", "c5.xlarge")):
         clients = aws(region)
-        make_launch_configuration(clients, instance_type=instance_type)
-        make_group(clients, f"workers-{region}")
+        create_launch_configuration(clients, instance_type=instance_type)
+        create_moto_group(clients, f"workers-{region}")
     catalog = CapacityCatalog(aws)
     west, east = (read_groups(aws, SETTINGS, region, catalog) for region in SETTINGS.regions)
     assert [(g.name, g.region, g.instance_type) for g in west + east] == [
@@ -164,15 +145,15 @@ def delete_launch_configuration(clients):
 ], ids=["missing-version", "deleted-template", "deleted-launch-configuration", "unknown-instance-type"])
 def test_unreadable_launch_settings_give_empty_shapes_and_a_warning(aws, caplog, launch, break_it, reason):
     clients = aws(REGION)
-    make_template(clients)
-    make_template(clients, name="other")
-    make_launch_configuration(clients)
-    make_launch_configuration(clients, name="lc-fine")
-    make_launch_configuration(clients, name="lc-unknown-type", instance_type="zz9.huge")
-    make_group(clients, "broken", **launch)
+    create_launch_template(clients)
+    create_launch_template(clients, name="other")
+    create_launch_configuration(clients)
+    create_launch_configuration(clients, name="lc-fine")
+    create_launch_configuration(clients, name="lc-unknown-type", instance_type="zz9.huge")
+    create_moto_group(clients, "broken", **launch)
     # Neighbours on the same template (another version) and on a launch configuration still work.
-    make_group(clients, "fine-template", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": "$Default"})
-    make_group(clients, "fine", LaunchConfigurationName="lc-fine")
+    create_moto_group(clients, "fine-template", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": "$Default"})
+    create_moto_group(clients, "fine", LaunchConfigurationName="lc-fine")
     if break_it:
         break_it(clients)
     with caplog.at_level(logging.WARNING):
@@ -186,11 +167,11 @@ def test_unreadable_launch_settings_give_empty_shapes_and_a_warning(aws, caplog,
 def test_read_groups_batches_launch_settings(aws):
     clients = aws(REGION)
     for index in range(3):
-        make_launch_configuration(clients, name=f"lc{index}")
-        make_group(clients, f"lc-group{index}", LaunchConfigurationName=f"lc{index}")
-    make_template(clients)
+        create_launch_configuration(clients, name=f"lc{index}")
+        create_moto_group(clients, f"lc-group{index}", LaunchConfigurationName=f"lc{index}")
+    create_launch_template(clients)
     for index in range(3):
-        make_group(clients, f"lt-group{index}", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": ["$Default", "$Latest", "1"][index]})
+        create_moto_group(clients, f"lt-group{index}", LaunchTemplate={"LaunchTemplateName": "tmpl", "Version": ["$Default", "$Latest", "1"][index]})
     asg_calls, ec2_calls = count_calls(clients.autoscaling), count_calls(clients.ec2)
     catalog = CapacityCatalog(aws)
     assert len(read_groups(aws, SETTINGS, REGION, catalog)) == 6
@@ -204,8 +185,8 @@ def test_read_groups_batches_launch_settings(aws):
 
 def test_read_instances_of_a_group(aws):
     clients = aws(REGION)
-    make_launch_configuration(clients)
-    make_group(clients, "workers", desired=3)
+    create_launch_configuration(clients)
+    create_moto_group(clients, "workers", desired=3)
     (group,) = read_groups(aws, SETTINGS, REGION)
     instances = read_instances(aws, REGION, group.instance_ids + ("i-0000000000000dead",))
     assert sorted(instances) == sorted(group.instance_ids)
@@ -363,8 +344,8 @@ MIXED_TYPES = ["m5.2xlarge", "c5.large", "m5.large"]
 
 
 def make_mixed_group(clients, distribution, name="mixed", desired=0, **template_data):
-    make_template(clients, name=f"{name}-tmpl", **template_data)
-    make_group(clients, name, desired=desired, MixedInstancesPolicy={
+    create_launch_template(clients, name=f"{name}-tmpl", **template_data)
+    create_moto_group(clients, name, desired=desired, MixedInstancesPolicy={
         "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateName": f"{name}-tmpl", "Version": "$Default"},
                            "Overrides": [{"InstanceType": t} for t in MIXED_TYPES]},
         "InstancesDistribution": distribution})
@@ -392,14 +373,14 @@ def test_mixed_policy_override_order_and_allocation_strategy(aws, distribution, 
 def test_single_type_groups_have_no_override_order_or_strategy(aws, launch):
     clients = aws(REGION)
     if launch == "configuration":
-        make_launch_configuration(clients, instance_type="r5.xlarge")
-        make_group(clients, "g")
+        create_launch_configuration(clients, instance_type="r5.xlarge")
+        create_moto_group(clients, "g")
     elif launch == "template":
-        make_template(clients, instance_type="r5.xlarge")
-        make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
+        create_launch_template(clients, instance_type="r5.xlarge")
+        create_moto_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
     else:
-        make_template(clients, instance_type="m5.large")
-        make_group(clients, "g", MixedInstancesPolicy={
+        create_launch_template(clients, instance_type="m5.large")
+        create_moto_group(clients, "g", MixedInstancesPolicy={
             "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateName": "tmpl"},
                                "Overrides": [{"InstanceType": "r5.xlarge"}]}})
     (group,) = read_groups(aws, SETTINGS, REGION)
@@ -411,8 +392,8 @@ def test_single_type_groups_have_no_override_order_or_strategy(aws, launch):
     (None, None, False), ("0.5", 0.5, False), ("cheap", None, True), ("-2", None, True)])
 def test_hourly_price_tag_of_a_group(aws, caplog, tag, expected, warns):
     clients = aws(REGION)
-    make_launch_configuration(clients)
-    make_group(clients, "priced", tags={"openai/hourly-price": tag} if tag is not None else {})
+    create_launch_configuration(clients)
+    create_moto_group(clients, "priced", tags={"openai/hourly-price": tag} if tag is not None else {})
     with caplog.at_level(logging.WARNING, logger="autoscaler"):
         (group,) = read_groups(aws, SETTINGS, REGION)
     assert group.hourly_price_override == expected
@@ -431,11 +412,11 @@ def test_ephemeral_storage_from_the_root_volume(aws, mappings, expected_gib, lau
     clients = aws(REGION)
     extra = {"BlockDeviceMappings": mappings} if mappings else {}
     if launch == "configuration":
-        make_launch_configuration(clients, **extra)
-        make_group(clients, "g")
+        create_launch_configuration(clients, **extra)
+        create_moto_group(clients, "g")
     elif launch == "template":
-        make_template(clients, **extra)
-        make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
+        create_launch_template(clients, **extra)
+        create_moto_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
     else:
         make_mixed_group(clients, {}, name="g", **extra)
     (group,) = read_groups(aws, SETTINGS, REGION)
@@ -445,8 +426,8 @@ def test_ephemeral_storage_from_the_root_volume(aws, mappings, expected_gib, lau
 
 def test_a_node_template_tag_wins_over_the_root_volume_estimate(aws):
     clients = aws(REGION)
-    make_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])
-    make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"},
+    create_launch_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])
+    create_moto_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"},
                tags={"k8s.io/cluster-autoscaler/node-template/resources/ephemeral-storage": "300Gi"})
     (group,) = read_groups(aws, SETTINGS, REGION)
     assert group.shapes[0].capacity.get("ephemeral-storage") == 300 * GIB_MILLI
@@ -463,8 +444,8 @@ def test_a_pod_asking_for_ephemeral_storage_scales_a_group_with_no_nodes(aws):
     from autoscaler.model.plan import SetDesiredCapacity
 
     clients = aws(REGION)
-    make_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])
-    make_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
+    create_launch_template(clients, BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 100}}])
+    create_moto_group(clients, "g", LaunchTemplate={"LaunchTemplateName": "tmpl"})
     groups = read_groups(aws, SETTINGS, REGION)
     pod = make_pod("scratch", cpu="500m", memory="1Gi", **{"ephemeral-storage": "50Gi"})
     decision = decide(Snapshot(groups=groups, pods=(pod,)), SETTINGS, NOW, GroupHealthState())

@@ -13,7 +13,7 @@ from autoscaler.decide.scale_up import ScaleUpResult, plan_scale_up
 from autoscaler.model.config import Settings
 from autoscaler.model.objects import Group, InstanceShape, Snapshot, SpotPrice, Toleration
 from autoscaler.model.plan import Notify, SetDesiredCapacity
-from builders import NOW, make_group, make_group_nodes, make_pod, make_resources, make_snapshot
+from builders import NOW, make_group, make_group_nodes, make_pod, make_pods, make_resources, make_snapshot
 from random_clusters import TYPES, priced_group, priced_shape, renamed
 
 REGION = "us-east-1"
@@ -37,9 +37,6 @@ def hourly(snapshot: Snapshot, result: ScaleUpResult) -> float:
     return sum(TYPES[kind][3] * count for kind, count in bought(snapshot, result).items() if kind in TYPES)
 
 
-def pods(count: int, **options: object) -> list:
-    return [make_pod(**options) for _ in range(count)]
-
 
 @dataclass
 class Case:
@@ -54,16 +51,16 @@ class Case:
 
 def _issue_cases():
     yield "small-pods-four-m5-large-not-one-4xlarge", Case(
-        make_snapshot(pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("a", "m5.large"), priced_group("b", "m5.4xlarge")]),
+        make_snapshot(make_pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("a", "m5.large"), priced_group("b", "m5.4xlarge")]),
         {"m5.large": 4})
     yield "big-memory-pod-on-r5-xlarge", Case(
-        make_snapshot(pods(1, memory="28Gi"), groups=[priced_group("a", "m5.2xlarge"), priced_group("b", "r5.xlarge")]),
+        make_snapshot(make_pods(1, memory="28Gi"), groups=[priced_group("a", "m5.2xlarge"), priced_group("b", "r5.xlarge")]),
         {"r5.xlarge": 1})
     yield "untainted-gpu-group-not-used-for-cpu-pods", Case(
-        make_snapshot(pods(20, cpu="1", memory="2Gi"), groups=[priced_group("a", "p3.2xlarge"), priced_group("b", "m5.xlarge")]),
+        make_snapshot(make_pods(20, cpu="1", memory="2Gi"), groups=[priced_group("a", "p3.2xlarge"), priced_group("b", "m5.xlarge")]),
         {"m5.xlarge": 7})
     yield "two-4xlarge-not-twelve-r5-large", Case(
-        make_snapshot(pods(12, cpu="1", memory="128Mi") + pods(3, cpu="500m", memory="24Gi"),
+        make_snapshot(make_pods(12, cpu="1", memory="128Mi") + make_pods(3, cpu="500m", memory="24Gi"),
                       groups=[priced_group("a", "r5.large", max_size=12), priced_group("b", "m5.4xlarge")]),
         {"m5.4xlarge": 2})
     tolerating = [Toleration("other", "Exists")]
@@ -74,39 +71,39 @@ def _issue_cases():
         make_snapshot([make_pod(cpu="3"), make_pod(cpu="3", tolerations=tolerating)],
                       groups=[priced_group("a", "m5.xlarge", max_size=6)]), {"m5.xlarge": 6}, over_provision=5)
     yield "over-provision-only-when-every-pod-is-served", Case(
-        make_snapshot(pods(3, cpu="3"), groups=[priced_group("a", "m5.xlarge", max_size=2)]), {"m5.xlarge": 2},
+        make_snapshot(make_pods(3, cpu="3"), groups=[priced_group("a", "m5.xlarge", max_size=2)]), {"m5.xlarge": 2},
         unaccounted=1, over_provision=5, notices=["scale-up-failed"])
 
 
 def _choice_cases():
     yield "cheaper-family-for-memory", Case(
-        make_snapshot(pods(8, cpu="250m", memory="6Gi"), groups=[priced_group("a", "m5.xlarge"), priced_group("b", "r5.xlarge")]),
+        make_snapshot(make_pods(8, cpu="250m", memory="6Gi"), groups=[priced_group("a", "m5.xlarge"), priced_group("b", "r5.xlarge")]),
         {"r5.xlarge": 2})
     yield "cheaper-family-for-cpu", Case(
-        make_snapshot(pods(8, cpu="1900m", memory="1Gi"), groups=[priced_group("a", "m5.2xlarge"), priced_group("b", "c5.2xlarge")]),
+        make_snapshot(make_pods(8, cpu="1900m", memory="1Gi"), groups=[priced_group("a", "m5.2xlarge"), priced_group("b", "c5.2xlarge")]),
         {"c5.2xlarge": 2})
     yield "max-size-overflows-to-the-next-cheapest", Case(
-        make_snapshot(pods(6, cpu="1900m", memory="1Gi"), groups=[priced_group("a", "m5.large", max_size=2),
+        make_snapshot(make_pods(6, cpu="1900m", memory="1Gi"), groups=[priced_group("a", "m5.large", max_size=2),
                                                                   priced_group("b", "m5.2xlarge")]),
         {"m5.large": 2, "m5.2xlarge": 1})
     yield "priority-tag-beats-price", Case(
-        make_snapshot(pods(4, cpu="500m"), groups=[priced_group("a", "m5.large"), priced_group("b", "m5.4xlarge", priority=5)]),
+        make_snapshot(make_pods(4, cpu="500m"), groups=[priced_group("a", "m5.large"), priced_group("b", "m5.4xlarge", priority=5)]),
         {"m5.4xlarge": 1})
     yield "least-waste-expander", Case(
-        make_snapshot(pods(2, cpu="3500m", memory="1Gi"), groups=[priced_group("a", "c5.xlarge"), priced_group("b", "m5.4xlarge")]),
+        make_snapshot(make_pods(2, cpu="3500m", memory="1Gi"), groups=[priced_group("a", "c5.xlarge"), priced_group("b", "m5.4xlarge")]),
         {"c5.xlarge": 2}, expander="least-waste")
     yield "least-waste-counts-a-gpu-nobody-asked-for", Case(
-        make_snapshot(pods(2, cpu="1", memory="24Gi"), groups=[priced_group("a", "p3.2xlarge"), priced_group("b", "r5.xlarge")]),
+        make_snapshot(make_pods(2, cpu="1", memory="24Gi"), groups=[priced_group("a", "p3.2xlarge"), priced_group("b", "r5.xlarge")]),
         {"r5.xlarge": 2}, expander="least-waste")
     unpriced = replace(priced_group("a", "m5.large"), shapes=(replace(priced_shape("m5.large"), hourly_price=None),))
     yield "unknown-price-falls-back-to-least-waste", Case(
-        make_snapshot(pods(3, cpu="500m"), groups=[unpriced, replace(priced_group("b", "m5.4xlarge"),
+        make_snapshot(make_pods(3, cpu="500m"), groups=[unpriced, replace(priced_group("b", "m5.4xlarge"),
                                                                      shapes=(replace(priced_shape("m5.4xlarge"), hourly_price=None),))]),
         {"m5.large": 1})
     # The greedy alone spreads these over three families ($0.57/h); one m5.2xlarge, or two
     # m5.xlarge, run them all for $0.38/h (the plans compared on a small problem find it).
-    consolidate = (pods(3, cpu="1500m", memory="128Mi") + pods(1, cpu="300m", memory="5376Mi")
-                   + pods(1, cpu="2700m", memory="16Gi"))
+    consolidate = (make_pods(3, cpu="1500m", memory="128Mi") + make_pods(1, cpu="300m", memory="5376Mi")
+                   + make_pods(1, cpu="2700m", memory="16Gi"))
     yield "one-larger-instance-over-three-families", Case(
         make_snapshot(consolidate, groups=[priced_group("a", "m5.xlarge"), priced_group("b", "m5.2xlarge"),
                                            priced_group("c", "r5.xlarge"), priced_group("d", "r5.large")]),
@@ -148,7 +145,7 @@ def test_a_raise_says_why_that_group_against_the_next_candidate():
 
 
 def test_pod_count_is_the_true_count_beyond_the_named_pods():
-    snapshot = make_snapshot(pods(50, cpu="1"), groups=[priced_group("a", "m5.xlarge", max_size=100)])
+    snapshot = make_snapshot(make_pods(50, cpu="1"), groups=[priced_group("a", "m5.xlarge", max_size=100)])
     [action] = plan_scale_up(snapshot, settings(), NOW).actions
     assert isinstance(action, SetDesiredCapacity)
     assert action.pod_count == 50 and len(action.pods) == 20
@@ -158,14 +155,14 @@ def test_pod_count_is_the_true_count_beyond_the_named_pods():
 
 def test_booting_instances_are_filled_before_anything_is_bought():
     group = replace(priced_group("a", "m5.xlarge"), desired=2)  # two instances booting, no node yet
-    snapshot = make_snapshot(pods(6, cpu="1"), groups=[group, priced_group("b", "m5.large")])
+    snapshot = make_snapshot(make_pods(6, cpu="1"), groups=[group, priced_group("b", "m5.large")])
     result = plan_scale_up(snapshot, settings(over_provision=3), NOW)
     assert result.actions == () and result.pods_for_new_instances == 6 and not result.unaccounted
 
 
 def test_booting_instances_of_a_timed_out_group_take_nothing():
     group = replace(priced_group("a", "m5.xlarge"), desired=2)
-    snapshot = make_snapshot(pods(2, cpu="1"), groups=[group, priced_group("b", "m5.xlarge")])
+    snapshot = make_snapshot(make_pods(2, cpu="1"), groups=[group, priced_group("b", "m5.xlarge")])
     result = plan_scale_up(snapshot, settings(), NOW, timed_out=frozenset({group.key}))
     assert bought(snapshot, result) == {"m5.xlarge": 1}
     assert [a.group for a in result.actions if isinstance(a, SetDesiredCapacity)] == ["b"]
@@ -175,7 +172,7 @@ def test_a_pod_booting_instances_take_is_not_failed_and_the_rest_raise_beyond_th
     group, nodes = make_group_nodes(priced_group("a", "m5.xlarge", max_size=5), 1)
     group = replace(group, desired=2)  # one node, one booting
     running = [make_pod(cpu="3900m", node=nodes[0].name)]
-    snapshot = make_snapshot(running + pods(5, cpu="1"), nodes, [group])
+    snapshot = make_snapshot(running + make_pods(5, cpu="1"), nodes, [group])
     [action] = plan_scale_up(snapshot, settings(), NOW).actions
     assert isinstance(action, SetDesiredCapacity)
     assert (action.previous, action.desired) == (2, 3)  # 3 pods on the booting instance, 2 on a new one
@@ -254,19 +251,19 @@ def test_spot_group_without_spot_prices_pays_on_demand_and_the_tag_wins_over_all
 
 def test_an_operator_price_changes_the_choice():
     cheap_big = replace(priced_group("b", "m5.4xlarge"), hourly_price_override=0.05)
-    snapshot = make_snapshot(pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("a", "m5.large"), cheap_big])
+    snapshot = make_snapshot(make_pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("a", "m5.large"), cheap_big])
     assert bought(snapshot, plan_scale_up(snapshot, settings(), NOW)) == {"m5.4xlarge": 1}
 
 
 def test_equal_price_single_az_then_spot_then_name():
     one_zone = priced_group("z", "m5.xlarge")
     two_zones = replace(priced_group("a", "m5.xlarge"), zones=(f"{REGION}a", f"{REGION}b"))
-    snapshot = make_snapshot(pods(1, cpu="1"), groups=[two_zones, one_zone])
+    snapshot = make_snapshot(make_pods(1, cpu="1"), groups=[two_zones, one_zone])
     [action] = plan_scale_up(snapshot, settings(), NOW).actions
     assert isinstance(action, SetDesiredCapacity) and action.group == "z"
 
 
 def test_priority_expander_keeps_the_original_order_names_included():
-    snapshot = make_snapshot(pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("b", "m5.large"), priced_group("a", "m5.4xlarge")])
+    snapshot = make_snapshot(make_pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("b", "m5.large"), priced_group("a", "m5.4xlarge")])
     [action] = plan_scale_up(snapshot, settings(expander="priority"), NOW).actions
     assert isinstance(action, SetDesiredCapacity) and action.group == "a" and action.desired == 1

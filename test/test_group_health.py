@@ -15,8 +15,9 @@ from autoscaler.decide.group_health import (
 )
 from autoscaler.model import config
 from autoscaler.model.config import Settings
-from autoscaler.model.objects import Group, Instance, InstanceShape, Node, Resources, ScalingActivity, Snapshot, SpotPrice
+from autoscaler.model.objects import Group, Instance, Node, Resources, ScalingActivity, Snapshot, SpotPrice
 from autoscaler.model.plan import CancelSpotRequest, Notify, SetDesiredCapacity
+from builders import make_group, make_shape
 
 REGION = "us-east-1"
 START = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
@@ -47,14 +48,9 @@ LAUNCH_CAUSE = (
 REBALANCE_CAUSE = "An instance was launched to aid in balancing the group's zones."
 
 
-def make_group(name="workers", desired=5, min_size=0, max_size=10, instances=0, zones=("us-east-1a",),
-               is_spot=False, spot_price=None, types=("p3.2xlarge",)):
-    return Group(
-        name=name, region=REGION, min_size=min_size, max_size=max_size, desired=desired,
-        instance_ids=tuple(f"i-{name}-{n}" for n in range(instances)), zones=zones,
-        shapes=tuple(InstanceShape(t, Resources({"cpu": 8000})) for t in types),
-        is_spot=is_spot, spot_price=spot_price,
-    )
+def east_group(name="workers", desired=5, zones=("us-east-1a",), types=("p3.2xlarge",), **options) -> Group:
+    """A group of the region under test, launching ``types``; see builders.make_group."""
+    return make_group(name, region=REGION, desired=desired, zones=zones, shapes=[make_shape(t) for t in types], **options)
 
 
 def make_activity(message="", code="Failed", cause=LAUNCH_CAUSE, start=START, activity_id="a-1",
@@ -67,7 +63,7 @@ def make_activity(message="", code="Failed", cause=LAUNCH_CAUSE, start=START, ac
     )
 
 
-def make_snapshot(groups, activities=(), node_instances=None, instance_state="running", spot_prices=()):
+def group_snapshot(groups, activities=(), node_instances=None, instance_state="running", spot_prices=()):
     """Every instance of every group exists in ``instance_state``; ``node_instances`` of them have
     become nodes (all of them when None)."""
     instances = {}
@@ -124,22 +120,22 @@ def test_classify_failure(message, code, expected):
 
 @pytest.mark.parametrize("message, code, group, nodes, expected_desired", [
     # cause: from 3 to 5, so requested 5 -> 4
-    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", make_group(desired=5), None, 4, id="instance-limit"),
-    pytest.param(VOLUME_LIMIT_TEXT, "Cancelled", make_group(desired=5), None, None, id="volume-limit-timeout-only"),
-    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", make_group(desired=5), None, 3, id="insufficient-capacity"),
-    pytest.param(AZ_CAPACITY_TEXT, "Failed", make_group(desired=5), None, 3, id="az-capacity-single-az"),
-    pytest.param(SPOT_COUNT_TEXT, "Failed", make_group(desired=5, instances=3, is_spot=True), 2, 2,
+    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", east_group(desired=5), None, 4, id="instance-limit"),
+    pytest.param(VOLUME_LIMIT_TEXT, "Cancelled", east_group(desired=5), None, None, id="volume-limit-timeout-only"),
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", east_group(desired=5), None, 3, id="insufficient-capacity"),
+    pytest.param(AZ_CAPACITY_TEXT, "Failed", east_group(desired=5), None, 3, id="az-capacity-single-az"),
+    pytest.param(SPOT_COUNT_TEXT, "Failed", east_group(desired=5, instances=3, spot=True), 2, 2,
                  id="spot-count-to-node-count"),
-    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", make_group(desired=5, min_size=4), None, 4,
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", east_group(desired=5, min_size=4), None, 4,
                  id="never-below-min-size"),
-    pytest.param(SPOT_COUNT_TEXT, "Failed", make_group(desired=5, min_size=3, is_spot=True), 0, 3,
+    pytest.param(SPOT_COUNT_TEXT, "Failed", east_group(desired=5, min_size=3, spot=True), 0, 3,
                  id="spot-count-never-below-min-size"),
-    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", make_group(desired=3), None, None,
+    pytest.param(INSUFFICIENT_CAPACITY_TEXT, "Failed", east_group(desired=3), None, None,
                  id="already-at-corrected-value"),
-    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", make_group(desired=2), None, None, id="never-raises-desired"),
+    pytest.param(INSTANCE_LIMIT_TEXT, "Failed", east_group(desired=2), None, None, id="never-raises-desired"),
 ])
 def test_failure_corrects_capacity_and_times_out(message, code, group, nodes, expected_desired):
-    snapshot = make_snapshot([group], [make_activity(message, code)], node_instances=nodes)
+    snapshot = group_snapshot([group], [make_activity(message, code)], node_instances=nodes)
     result = assess(snapshot, START + timedelta(minutes=2))
 
     corrections = of_type(result.actions, SetDesiredCapacity)
@@ -158,14 +154,14 @@ def test_failure_corrects_capacity_and_times_out(message, code, group, nodes, ex
 
 
 def test_instance_limit_without_cause_uses_current_desired():
-    group = make_group(desired=6)
-    result = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT, cause="")]), START)
+    group = east_group(desired=6)
+    result = assess(group_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT, cause="")]), START)
     assert [c.desired for c in of_type(result.actions, SetDesiredCapacity)] == [5]
 
 
 def test_az_capacity_in_multi_az_group_is_left_to_aws():
-    group = make_group(desired=5, zones=("us-east-1a", "us-east-1b"))
-    result = assess(make_snapshot([group], [make_activity(AZ_CAPACITY_TEXT)]), START + timedelta(minutes=1))
+    group = east_group(desired=5, zones=("us-east-1a", "us-east-1b"))
+    result = assess(group_snapshot([group], [make_activity(AZ_CAPACITY_TEXT)]), START + timedelta(minutes=1))
     assert result.actions == () and result.timed_out == frozenset()
 
 
@@ -174,8 +170,8 @@ def test_az_capacity_in_multi_az_group_is_left_to_aws():
     pytest.param(61, False, id="expired-at-61-min"),
 ])
 def test_timeout_runs_one_hour_from_the_failed_activity(minutes_after_start, timed_out):
-    group = make_group(desired=5, instances=5)  # no shortfall, so the silent-failure rule stays out
-    snapshot = make_snapshot([group], [make_activity(VOLUME_LIMIT_TEXT, "Cancelled")])
+    group = east_group(desired=5, instances=5)  # no shortfall, so the silent-failure rule stays out
+    snapshot = group_snapshot([group], [make_activity(VOLUME_LIMIT_TEXT, "Cancelled")])
     first = assess(snapshot, START + timedelta(minutes=1))
     later = assess(snapshot, START + timedelta(minutes=minutes_after_start), state=first.state)
     assert (group.key in later.timed_out) is timed_out
@@ -183,14 +179,14 @@ def test_timeout_runs_one_hour_from_the_failed_activity(minutes_after_start, tim
 
 
 def test_failure_seen_first_after_its_hour_is_history():
-    group = make_group(desired=5)
-    result = assess(make_snapshot([group], [make_activity(INSUFFICIENT_CAPACITY_TEXT)]), START + timedelta(minutes=61))
+    group = east_group(desired=5)
+    result = assess(group_snapshot([group], [make_activity(INSUFFICIENT_CAPACITY_TEXT)]), START + timedelta(minutes=61))
     assert result.actions == () and result.timed_out == frozenset()
 
 
 def test_correction_is_applied_once_per_activity():
-    group = make_group(desired=5)
-    snapshot = make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)])
+    group = east_group(desired=5)
+    snapshot = group_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)])
     first = assess(snapshot, START + timedelta(minutes=1))
     second = assess(snapshot, START + timedelta(minutes=2), state=first.state)
     assert len(of_type(first.actions, SetDesiredCapacity)) == 1
@@ -198,46 +194,46 @@ def test_correction_is_applied_once_per_activity():
     assert group.key in second.timed_out
 
     another = make_activity(INSTANCE_LIMIT_TEXT, activity_id="a-2", start=START + timedelta(minutes=3))
-    third = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT), another]),
+    third = assess(group_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT), another]),
                    START + timedelta(minutes=4), state=second.state)
     assert len(of_type(third.actions, SetDesiredCapacity)) == 1
     assert third.state.timeouts[group.key].until == START + timedelta(minutes=63)
 
 
 def test_only_the_latest_launch_counts():
-    group = make_group(desired=5, instances=5)
+    group = east_group(desired=5, instances=5)
     failure = make_activity(INSUFFICIENT_CAPACITY_TEXT, activity_id="a-1")
     success = make_activity("", "Successful", activity_id="a-2", start=START + timedelta(minutes=5))
     termination = make_activity("", "Successful", activity_id="a-3", start=START + timedelta(minutes=6),
                                 description="Terminating EC2 instance: i-0123", cause="")
 
     # failure then success, seen together: the group is not failing
-    fresh = assess(make_snapshot([group], [failure, success, termination]), START + timedelta(minutes=7))
+    fresh = assess(group_snapshot([group], [failure, success, termination]), START + timedelta(minutes=7))
     assert fresh.actions == () and fresh.timed_out == frozenset()
 
     # failure seen and acted on, then a success: the recorded timeout still runs its hour
-    first = assess(make_snapshot([group], [failure]), START + timedelta(minutes=1))
-    later = assess(make_snapshot([group], [failure, success]), START + timedelta(minutes=30), state=first.state)
+    first = assess(group_snapshot([group], [failure]), START + timedelta(minutes=1))
+    later = assess(group_snapshot([group], [failure, success]), START + timedelta(minutes=30), state=first.state)
     assert later.actions == ()
     assert group.key in later.timed_out
-    assert group.key not in assess(make_snapshot([group], [failure, success]), START + timedelta(minutes=61),
+    assert group.key not in assess(group_snapshot([group], [failure, success]), START + timedelta(minutes=61),
                                    state=later.state).timed_out
 
 
 def test_termination_after_failure_does_not_hide_it():
-    group = make_group(desired=5)
+    group = east_group(desired=5)
     failure = make_activity(INSUFFICIENT_CAPACITY_TEXT)
     termination = make_activity("", "Successful", activity_id="a-2", start=START + timedelta(minutes=1),
                                 description="Terminating EC2 instance: i-0123", cause="")
-    result = assess(make_snapshot([group], [failure, termination]), START + timedelta(minutes=2))
+    result = assess(group_snapshot([group], [failure, termination]), START + timedelta(minutes=2))
     assert [c.desired for c in of_type(result.actions, SetDesiredCapacity)] == [3]
 
 
 def test_groups_are_assessed_apart_and_in_a_stable_order():
-    alpha, beta = make_group("alpha", desired=5), make_group("beta", desired=5)
+    alpha, beta = east_group("alpha", desired=5), east_group("beta", desired=5)
     activities = [make_activity(INSUFFICIENT_CAPACITY_TEXT, group="beta", activity_id="b"),
                   make_activity(INSTANCE_LIMIT_TEXT, group="alpha", activity_id="a")]
-    result = assess(make_snapshot([beta, alpha], activities), START + timedelta(minutes=1))
+    result = assess(group_snapshot([beta, alpha], activities), START + timedelta(minutes=1))
     assert [(c.group, c.desired) for c in of_type(result.actions, SetDesiredCapacity)] == [("alpha", 4), ("beta", 3)]
     assert result.timed_out == {alpha.key, beta.key}
     assert len(result.describe_timeouts()) == 2 and result.describe_timeouts()[0].startswith("alpha (us-east-1)")
@@ -252,9 +248,9 @@ def test_groups_are_assessed_apart_and_in_a_stable_order():
     pytest.param(timedelta(minutes=6), REBALANCE_CAUSE, False, id="az-rebalance-launch"),
 ])
 def test_spot_request_stuck_past_five_minutes(waited, cause, expect_cancel):
-    group = make_group(desired=5, is_spot=True, instances=4)
+    group = east_group(desired=5, spot=True, instances=4)
     waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId", cause=cause)
-    result = assess(make_snapshot([group], [waiting]), START + waited)
+    result = assess(group_snapshot([group], [waiting]), START + waited)
     if expect_cancel:
         assert of_type(result.actions, CancelSpotRequest) == [
             CancelSpotRequest("sir-abc123", REGION, "workers", reason=of_type(result.actions, CancelSpotRequest)[0].reason)]
@@ -266,29 +262,29 @@ def test_spot_request_stuck_past_five_minutes(waited, cause, expect_cancel):
 
 
 def test_cancelled_spot_request_is_not_cancelled_again():
-    group = make_group(desired=4, is_spot=True, instances=4)
+    group = east_group(desired=4, spot=True, instances=4)
     waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
-    first = assess(make_snapshot([group], [waiting]), START + timedelta(minutes=6))
+    first = assess(group_snapshot([group], [waiting]), START + timedelta(minutes=6))
     cancelled = make_activity(SPOT_CANCELLED_TEXT, "Cancelled")  # the same activity, updated by AWS
-    second = assess(make_snapshot([group], [cancelled]), START + timedelta(minutes=7), state=first.state)
+    second = assess(group_snapshot([group], [cancelled]), START + timedelta(minutes=7), state=first.state)
     assert second.actions == () and group.key in second.timed_out
 
 
 def test_cancelled_spot_request_keeps_the_group_out_after_a_restart():
     """A restarted autoscaler has no state, only the last hour's activities: the cancelled launch
     times the group out until an hour after it started, and nothing is corrected again."""
-    group = make_group(desired=4, is_spot=True, instances=4)
+    group = east_group(desired=4, spot=True, instances=4)
     cancelled = make_activity(SPOT_CANCELLED_TEXT, "Cancelled")
-    restarted = assess(make_snapshot([group], [cancelled]), START + timedelta(minutes=20))
+    restarted = assess(group_snapshot([group], [cancelled]), START + timedelta(minutes=20))
     assert of_type(restarted.actions, (SetDesiredCapacity, CancelSpotRequest)) == []
     assert restarted.timeouts[group.key].until == START + timedelta(hours=1)
     assert "cancelled" in restarted.timeouts[group.key].reason
 
 
 def test_spot_cancel_keeps_min_size():
-    group = make_group(desired=2, min_size=2, is_spot=True, instances=2)
+    group = east_group(desired=2, min_size=2, spot=True, instances=2)
     waiting = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
-    result = assess(make_snapshot([group], [waiting]), START + timedelta(minutes=6))
+    result = assess(group_snapshot([group], [waiting]), START + timedelta(minutes=6))
     assert len(of_type(result.actions, CancelSpotRequest)) == 1
     assert of_type(result.actions, SetDesiredCapacity) == []
 
@@ -297,8 +293,8 @@ def test_spot_cancel_keeps_min_size():
 
 def test_silent_failure_times_out_after_instance_init_time():
     settings = Settings(cluster_name="test", regions=(REGION,), instance_init_time=600)
-    group = make_group(desired=5, instances=3)
-    snapshot = make_snapshot([group])
+    group = east_group(desired=5, instances=3)
+    snapshot = group_snapshot([group])
 
     first = assess(snapshot, START, settings=settings)
     assert first.timed_out == frozenset() and first.state.shortfall_since == {group.key: START}
@@ -321,8 +317,8 @@ def test_silent_failure_times_out_after_instance_init_time():
 ])
 def test_shortfall_explained_by_an_activity_is_not_silent(activity):
     settings = Settings(cluster_name="test", regions=(REGION,), instance_init_time=600)
-    group = make_group(desired=5, instances=3)
-    snapshot = make_snapshot([group], [activity])
+    group = east_group(desired=5, instances=3)
+    snapshot = group_snapshot([group], [activity])
     state = GroupHealthState(shortfall_since={group.key: START})
     result = assess(snapshot, START + timedelta(minutes=11), state=state, settings=settings)
     assert result.timed_out == frozenset()
@@ -336,10 +332,10 @@ def first_timed_out_minute(zones, message, failing_minutes, total_minutes=120):
     state = GroupHealthState()
     for minute in range(1, total_minutes, 5):
         failing = minute < failing_minutes
-        group = make_group(desired=5, instances=3 if failing else 5, zones=zones)
+        group = east_group(desired=5, instances=3 if failing else 5, zones=zones)
         launches = [make_activity(message, activity_id=f"a-{start}", start=START + timedelta(minutes=start))
                     for start in range(max(0, minute - 59), min(minute, failing_minutes), 5)]
-        result = assess(make_snapshot([group], launches), START + timedelta(minutes=minute), state=state)
+        result = assess(group_snapshot([group], launches), START + timedelta(minutes=minute), state=state)
         if group.key in result.timed_out:
             return minute
         state = result.state
@@ -367,9 +363,9 @@ def test_repeated_launch_failures_time_the_group_out(zones, message, failing_min
     pytest.param(3, "terminated", True, id="terminated-instances-do-not-count"),
 ])
 def test_shortfall_tracking(desired, instance_state, short):
-    group = make_group(desired=desired, instances=3)
+    group = east_group(desired=desired, instances=3)
     state = GroupHealthState(shortfall_since={group.key: START - timedelta(hours=1)})
-    result = assess(make_snapshot([group], instance_state=instance_state), START, state=state)
+    result = assess(group_snapshot([group], instance_state=instance_state), START, state=state)
     assert (group.key in result.state.shortfall_since) is short
     assert (group.key in result.timed_out) is short
 
@@ -406,9 +402,9 @@ def test_outbid_seconds(points, bid, start_minutes, expected_minutes):
 ])
 def test_spot_group_outbid_on_average(zone_points, timed_out):
     now = START
-    group = make_group(desired=2, is_spot=True, spot_price="1.0", zones=("us-east-1a", "us-east-1b"))
+    group = east_group(desired=2, spot=True, spot_price="1.0", zones=("us-east-1a", "us-east-1b"))
     prices = [price(zone, m, value, now) for zone, points in zone_points.items() for m, value in points]
-    result = assess(make_snapshot([group], spot_prices=prices), now)
+    result = assess(group_snapshot([group], spot_prices=prices), now)
     assert (group.key in result.timed_out) is timed_out
     if timed_out:
         assert result.timeouts[group.key].reason.startswith("outbid")
@@ -417,15 +413,15 @@ def test_spot_group_outbid_on_average(zone_points, timed_out):
 
 def test_on_demand_group_ignores_spot_prices():
     now = START
-    group = make_group(desired=2, spot_price=None, zones=("us-east-1a",))
-    result = assess(make_snapshot([group], spot_prices=[price("us-east-1a", 300, 9.0, now)]), now)
+    group = east_group(desired=2, spot_price=None, zones=("us-east-1a",))
+    result = assess(group_snapshot([group], spot_prices=[price("us-east-1a", 300, 9.0, now)]), now)
     assert result.timed_out == frozenset()
 
 
 def test_outbid_group_is_notified_once_and_stays_out_while_outbid():
     now = START
-    group = make_group(desired=2, is_spot=True, spot_price="1.0", zones=("us-east-1a",))
-    snapshot = make_snapshot([group], spot_prices=[price("us-east-1a", 60, 2.0, now)])
+    group = east_group(desired=2, spot=True, spot_price="1.0", zones=("us-east-1a",))
+    snapshot = group_snapshot([group], spot_prices=[price("us-east-1a", 60, 2.0, now)])
     first = assess(snapshot, now)
     second = assess(snapshot, now + timedelta(minutes=1), state=first.state)
     assert [a.kind for a in first.actions] == ["group-timed-out"] and second.actions == ()
@@ -434,16 +430,16 @@ def test_outbid_group_is_notified_once_and_stays_out_while_outbid():
 
 def test_group_with_several_types_is_outbid_only_if_its_least_outbid_type_is():
     now = START
-    group = make_group(desired=2, is_spot=True, spot_price="1.0", types=("p3.2xlarge", "p3.8xlarge"))
+    group = east_group(desired=2, spot=True, spot_price="1.0", types=("p3.2xlarge", "p3.8xlarge"))
     prices = [price("us-east-1a", 60, 2.0, now),
               SpotPrice(REGION, "us-east-1a", "p3.8xlarge", now - timedelta(minutes=60), 0.5)]
-    assert assess(make_snapshot([group], spot_prices=prices), now).timed_out == frozenset()
+    assert assess(group_snapshot([group], spot_prices=prices), now).timed_out == frozenset()
 
 
 def test_handled_activities_keep_only_ids_still_in_the_snapshot():
-    group = make_group(desired=5, instances=5)
+    group = east_group(desired=5, instances=5)
     state = GroupHealthState(handled_activities=frozenset({"gone", "a-1"}))
-    result = assess(make_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)]), START, state=state)
+    result = assess(group_snapshot([group], [make_activity(INSTANCE_LIMIT_TEXT)]), START, state=state)
     assert result.state.handled_activities == {"a-1"}
     assert of_type(result.actions, SetDesiredCapacity) == []
 
@@ -454,30 +450,30 @@ SUCCESS_LATER = make_activity("", "Successful", activity_id="a-2", start=START +
 
 
 @pytest.mark.parametrize("first, then, group, not_made, expected", [
-    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT)], make_group(desired=5),
+    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT)], east_group(desired=5),
                  [SetDesiredCapacity], [("SetDesiredCapacity", 4)], id="correction-failed"),
-    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT)], make_group(desired=5),
+    pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT)], east_group(desired=5),
                  [], [], id="correction-made"),
     pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId"),
-                 [make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")], make_group(desired=5, is_spot=True),
+                 [make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")], east_group(desired=5, spot=True),
                  [CancelSpotRequest], [("CancelSpotRequest", "sir-abc123")], id="cancel-failed-lowering-made"),
     pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId"),
-                 [make_activity(SPOT_CANCELLED_TEXT, "Cancelled")], make_group(desired=5, is_spot=True),
+                 [make_activity(SPOT_CANCELLED_TEXT, "Cancelled")], east_group(desired=5, spot=True),
                  [SetDesiredCapacity], [("SetDesiredCapacity", 4)], id="lowering-failed-request-since-cancelled"),
     pytest.param(make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId"),
-                 [make_activity(SPOT_CANCELLED_TEXT, "Cancelled")], make_group(desired=5, is_spot=True),
+                 [make_activity(SPOT_CANCELLED_TEXT, "Cancelled")], east_group(desired=5, spot=True),
                  [CancelSpotRequest], [], id="cancel-failed-request-since-cancelled"),
     pytest.param(make_activity(INSTANCE_LIMIT_TEXT), [make_activity(INSTANCE_LIMIT_TEXT), SUCCESS_LATER],
-                 make_group(desired=5), [SetDesiredCapacity], [], id="a-later-launch-succeeded"),
+                 east_group(desired=5), [SetDesiredCapacity], [], id="a-later-launch-succeeded"),
 ])
 def test_corrections_not_made_are_decided_again(first, then, group, not_made, expected):
-    decided = assess(make_snapshot([group], [first]), START + timedelta(minutes=6))
+    decided = assess(group_snapshot([group], [first]), START + timedelta(minutes=6))
     assert set(decided.origins) == set(of_type(decided.actions, (SetDesiredCapacity, CancelSpotRequest)))
     assert set(decided.origins.values()) == {"a-1"}
     unapplied = [action for action in decided.actions if type(action) in not_made]
     state = decided.state.with_unapplied(decided.origins, unapplied + of_type(decided.actions, Notify))
 
-    again = assess(make_snapshot([group], then), START + timedelta(minutes=8), state=state)
+    again = assess(group_snapshot([group], then), START + timedelta(minutes=8), state=state)
     redone = of_type(again.actions, (SetDesiredCapacity, CancelSpotRequest))
     assert [(type(a).__name__, a.desired if isinstance(a, SetDesiredCapacity) else a.request_id)
             for a in redone] == expected
@@ -491,25 +487,25 @@ def test_corrections_not_made_are_decided_again(first, then, group, not_made, ex
 # again. name -> (failed launch, the group at the retry, the desired capacity retried, if any)
 SPOT_WAITING = make_activity(SPOT_WAITING_TEXT, "WaitingForSpotInstanceId")
 RETRIED_TARGET_CASES = {
-    "spot-not-landed": (SPOT_WAITING, make_group(desired=5, is_spot=True), 4),
-    "spot-landed-reply-lost": (SPOT_WAITING, make_group(desired=4, is_spot=True), None),
-    "spot-lowered-further-meanwhile": (SPOT_WAITING, make_group(desired=3, is_spot=True), None),
-    "spot-min-raised-meanwhile": (SPOT_WAITING, make_group(desired=5, min_size=5, is_spot=True), None),
-    "spot-min-raised-partly": (SPOT_WAITING, make_group(desired=6, min_size=5, is_spot=True), 5),
-    "limit-not-landed": (make_activity(INSTANCE_LIMIT_TEXT), make_group(desired=5), 4),
-    "limit-landed-reply-lost": (make_activity(INSTANCE_LIMIT_TEXT), make_group(desired=4), None),
-    "limit-raised-again-meanwhile": (make_activity(INSTANCE_LIMIT_TEXT), make_group(desired=7), 4),
+    "spot-not-landed": (SPOT_WAITING, east_group(desired=5, spot=True), 4),
+    "spot-landed-reply-lost": (SPOT_WAITING, east_group(desired=4, spot=True), None),
+    "spot-lowered-further-meanwhile": (SPOT_WAITING, east_group(desired=3, spot=True), None),
+    "spot-min-raised-meanwhile": (SPOT_WAITING, east_group(desired=5, min_size=5, spot=True), None),
+    "spot-min-raised-partly": (SPOT_WAITING, east_group(desired=6, min_size=5, spot=True), 5),
+    "limit-not-landed": (make_activity(INSTANCE_LIMIT_TEXT), east_group(desired=5), 4),
+    "limit-landed-reply-lost": (make_activity(INSTANCE_LIMIT_TEXT), east_group(desired=4), None),
+    "limit-raised-again-meanwhile": (make_activity(INSTANCE_LIMIT_TEXT), east_group(desired=7), 4),
 }
 
 
 @pytest.mark.parametrize("launch, group_now, expected", RETRIED_TARGET_CASES.values(), ids=RETRIED_TARGET_CASES.keys())
 def test_a_failed_lowering_is_retried_to_its_first_target(launch, group_now, expected):
-    decided = assess(make_snapshot([make_group(desired=5, is_spot=group_now.is_spot)], [launch]),
+    decided = assess(group_snapshot([east_group(desired=5, spot=group_now.is_spot)], [launch]),
                      START + timedelta(minutes=6))
     [lowering] = of_type(decided.actions, SetDesiredCapacity)
     assert lowering.desired == 4
     state = decided.state.with_unapplied(decided.origins, [lowering])
-    again = assess(make_snapshot([group_now], [launch]), START + timedelta(minutes=8), state=state)
+    again = assess(group_snapshot([group_now], [launch]), START + timedelta(minutes=8), state=state)
     retried = [(a.desired, a.previous) for a in of_type(again.actions, SetDesiredCapacity)]
     assert retried == ([] if expected is None else [(expected, group_now.desired)])
     assert of_type(again.actions, CancelSpotRequest) == []  # only what failed is done again

@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
-from autoscaler.model.group_labels import kube_architecture, node_template, parse_priority, parse_taint, sort_shapes
-from autoscaler.model.objects import InstanceShape, Resources, Taint
+from autoscaler.model.group_labels import kube_architecture, node_template, parse_priority, parse_taint
+from autoscaler.model.objects import InstanceShape, Resources, Taint, sort_shapes
 
 GIB = (1 << 30) * 1000
 

@@ -22,6 +22,7 @@ from builders import (
     make_group_nodes,
     make_node,
     make_pod,
+    make_pods,
     make_resources,
     make_shape,
     make_snapshot,
@@ -34,9 +35,6 @@ REGIONS = ("us-west-2", "us-east-1")
 def settings(over_provision=0) -> Settings:
     return Settings(cluster_name="test", regions=REGIONS, over_provision=over_provision)
 
-
-def pods(count, **options):
-    return [make_pod(**options) for _ in range(count)]
 
 
 def raised(result) -> dict:
@@ -71,68 +69,68 @@ def _one_group_with_nodes(count, group=None, **node_options):
 def _existing_node_cases():
     group, nodes = _one_group_with_nodes(1)
     busy = make_pod(cpu="1", node=nodes[0].name)
-    yield "fits-existing-node", Case(make_snapshot([busy] + pods(3, cpu="1"), nodes, [group]), {}, placed=3)
-    yield "room-consumed-rest-launches", Case(make_snapshot(pods(6, cpu="1"), nodes, [group]), {"workers": 2}, placed=4)
-    yield "room-not-double-counted", Case(make_snapshot(pods(2, cpu="3"), nodes, [group]), {"workers": 2}, placed=1)
-    yield "room-not-double-counted-across-shapes", Case(make_snapshot(pods(1, cpu="3") + pods(1, cpu="2", memory="1Gi"), nodes, [group]), {"workers": 2}, placed=1)
+    yield "fits-existing-node", Case(make_snapshot([busy] + make_pods(3, cpu="1"), nodes, [group]), {}, placed=3)
+    yield "room-consumed-rest-launches", Case(make_snapshot(make_pods(6, cpu="1"), nodes, [group]), {"workers": 2}, placed=4)
+    yield "room-not-double-counted", Case(make_snapshot(make_pods(2, cpu="3"), nodes, [group]), {"workers": 2}, placed=1)
+    yield "room-not-double-counted-across-shapes", Case(make_snapshot(make_pods(1, cpu="3") + make_pods(1, cpu="2", memory="1Gi"), nodes, [group]), {"workers": 2}, placed=1)
     done = make_pod(cpu="4", node=nodes[0].name, phase=PodPhase.SUCCEEDED)
-    yield "finished-pods-occupy-nothing", Case(make_snapshot([done] + pods(4, cpu="1"), nodes, [group]), {}, placed=4)
-    yield "stopped-instance-not-live", Case(make_snapshot(pods(1, cpu="1"), nodes, [group], not_running=[nodes[0].instance_id]), {"workers": 2})
+    yield "finished-pods-occupy-nothing", Case(make_snapshot([done] + make_pods(4, cpu="1"), nodes, [group]), {}, placed=4)
+    yield "stopped-instance-not-live", Case(make_snapshot(make_pods(1, cpu="1"), nodes, [group], not_running=[nodes[0].instance_id]), {"workers": 2})
     person_cordoned = replace(nodes[0], unschedulable=True)
-    yield "person-cordoned-never-uncordoned", Case(make_snapshot(pods(1, cpu="1"), [person_cordoned], [group]), {"workers": 2})
+    yield "person-cordoned-never-uncordoned", Case(make_snapshot(make_pods(1, cpu="1"), [person_cordoned], [group]), {"workers": 2})
     full = replace(group, max_size=1)
     cordoned = make_node(nodes[0].name, labels=dict(nodes[0].labels), instance_id=nodes[0].instance_id, cordoned_by_autoscaler=True)
-    yield "autoscaler-cordoned-uncordoned-at-max", Case(make_snapshot(pods(2, cpu="1"), [cordoned], [full]), {}, placed=2, uncordoned=[cordoned.name])
-    yield "autoscaler-cordoned-used-before-launch", Case(make_snapshot(pods(6, cpu="1"), [cordoned], [group]), {"workers": 2}, placed=4, uncordoned=[cordoned.name])
+    yield "autoscaler-cordoned-uncordoned-at-max", Case(make_snapshot(make_pods(2, cpu="1"), [cordoned], [full]), {}, placed=2, uncordoned=[cordoned.name])
+    yield "autoscaler-cordoned-used-before-launch", Case(make_snapshot(make_pods(6, cpu="1"), [cordoned], [group]), {"workers": 2}, placed=4, uncordoned=[cordoned.name])
     unmanaged = make_node("laptop", cpu="8")
-    yield "unmanaged-node-used", Case(make_snapshot(pods(8, cpu="1"), [unmanaged], [make_group()]), {}, placed=8)
+    yield "unmanaged-node-used", Case(make_snapshot(make_pods(8, cpu="1"), [unmanaged], [make_group()]), {}, placed=8)
     db = make_pod(labels={"app": "db"}, node=nodes[0].name)
     spread = dict(labels={"app": "db"}, anti=[anti_affinity({"app": "db"})])
-    yield "anti-affinity-with-running-pod", Case(make_snapshot([db] + pods(1, **spread), nodes, [group]), {"workers": 2})
-    yield "anti-affinity-among-placed", Case(make_snapshot(pods(2, **spread), nodes, [group]), {"workers": 2}, placed=1)
+    yield "anti-affinity-with-running-pod", Case(make_snapshot([db] + make_pods(1, **spread), nodes, [group]), {"workers": 2})
+    yield "anti-affinity-among-placed", Case(make_snapshot(make_pods(2, **spread), nodes, [group]), {"workers": 2}, placed=1)
 
 
 def _packing_cases():
     group = make_group()  # 4 cpu, 16Gi, 110 pods
-    yield "cpu-bound", Case(make_snapshot(pods(10, cpu="1"), groups=[group]), {"workers": 3})
-    yield "memory-bound", Case(make_snapshot(pods(5, cpu="100m", memory="6Gi"), groups=[group]), {"workers": 3})
-    yield "pod-count-bound", Case(make_snapshot(pods(9, cpu="10m"), groups=[make_group(pods=4)]), {"workers": 3})
+    yield "cpu-bound", Case(make_snapshot(make_pods(10, cpu="1"), groups=[group]), {"workers": 3})
+    yield "memory-bound", Case(make_snapshot(make_pods(5, cpu="100m", memory="6Gi"), groups=[group]), {"workers": 3})
+    yield "pod-count-bound", Case(make_snapshot(make_pods(9, cpu="10m"), groups=[make_group(pods=4)]), {"workers": 3})
     gpu_group = make_group("gpu", instance_type="p3.2xlarge", cpu="8", memory="61Gi", gpu=1)
-    yield "gpu-bound", Case(make_snapshot(pods(3, cpu="1", gpu=1), groups=[gpu_group]), {"gpu": 3})
+    yield "gpu-bound", Case(make_snapshot(make_pods(3, cpu="1", gpu=1), groups=[gpu_group]), {"gpu": 3})
     init_sized = make_resources(cpu="3", pods=1)  # largest init container beats the containers' sum
     yield "init-container-sized", Case(make_snapshot([make_pod(requests=init_sized) for _ in range(2)], groups=[group]), {"workers": 2})
-    mixed_sizes = pods(2, cpu="3") + pods(2, cpu="1")  # first fit decreasing: 3+1, 3+1
+    mixed_sizes = make_pods(2, cpu="3") + make_pods(2, cpu="1")  # first fit decreasing: 3+1, 3+1
     yield "first-fit-decreasing", Case(make_snapshot(mixed_sizes, groups=[group]), {"workers": 2})
     # 4 bins of 3 cpu leave 1 cpu each; the five 1-cpu pods fill them and open a fifth.
-    split_bins = pods(4, cpu="3") + pods(2, cpu="1") + pods(3, cpu="1", memory="1Gi")
+    split_bins = make_pods(4, cpu="3") + make_pods(2, cpu="1") + make_pods(3, cpu="1", memory="1Gi")
     yield "first-fit-fills-earlier-bins", Case(make_snapshot(split_bins, groups=[group]), {"workers": 5})
     # 4 bins of 5 cpu leave 3 cpu each: two 1.5-cpu pods fill the first, one goes to the second.
     big = make_group("big", cpu="8", memory="32Gi")
-    yield "first-fit-part-fills-a-bin", Case(make_snapshot(pods(4, cpu="5") + pods(3, cpu="1500m"), groups=[big]), {"big": 4})
-    yield "anti-affinity-one-per-bin", Case(make_snapshot(pods(3, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})]), groups=[group]), {"workers": 3})
+    yield "first-fit-part-fills-a-bin", Case(make_snapshot(make_pods(4, cpu="5") + make_pods(3, cpu="1500m"), groups=[big]), {"big": 4})
+    yield "anti-affinity-one-per-bin", Case(make_snapshot(make_pods(3, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})]), groups=[group]), {"workers": 3})
     mixed = make_group(shapes=[make_shape("m5.4xlarge", cpu="16", memory="64Gi"), make_shape("m5.large", cpu="2", memory="8Gi")])
-    yield "mixed-instances-smallest-fitting", Case(make_snapshot(pods(4, cpu="1"), groups=[mixed]), {"workers": 2})
-    yield "scale-from-zero-nodes", Case(make_snapshot(pods(1), groups=[group]), {"workers": 1})
+    yield "mixed-instances-smallest-fitting", Case(make_snapshot(make_pods(4, cpu="1"), groups=[mixed]), {"workers": 2})
+    yield "scale-from-zero-nodes", Case(make_snapshot(make_pods(1), groups=[group]), {"workers": 1})
 
 
 def _limit_cases():
     group = make_group(max_size=5)
-    yield "capped-at-max-size", Case(make_snapshot(pods(30, cpu="1"), groups=[group]), {"workers": 5}, unaccounted=10)
-    yield "over-provision-added", Case(make_snapshot(pods(5, cpu="1"), groups=[make_group()]), {"workers": 4}, over_provision=2)
-    yield "over-provision-capped", Case(make_snapshot(pods(5, cpu="1"), groups=[group]), {"workers": 5}, over_provision=9)
+    yield "capped-at-max-size", Case(make_snapshot(make_pods(30, cpu="1"), groups=[group]), {"workers": 5}, unaccounted=10)
+    yield "over-provision-added", Case(make_snapshot(make_pods(5, cpu="1"), groups=[make_group()]), {"workers": 4}, over_provision=2)
+    yield "over-provision-capped", Case(make_snapshot(make_pods(5, cpu="1"), groups=[group]), {"workers": 5}, over_provision=9)
     with_node, nodes = _one_group_with_nodes(1)
-    yield "no-over-provision-without-bins", Case(make_snapshot(pods(2, cpu="1"), nodes, [with_node]), {}, placed=2, over_provision=2)
+    yield "no-over-provision-without-bins", Case(make_snapshot(make_pods(2, cpu="1"), nodes, [with_node]), {}, placed=2, over_provision=2)
     booting = replace(with_node, desired=3)  # one node, two instances still booting
-    yield "booting-instances-count-as-spare", Case(make_snapshot(pods(12, cpu="1"), nodes, [booting]), {}, placed=4)
-    yield "booting-instances-plus-more", Case(make_snapshot(pods(16, cpu="1"), nodes, [booting]), {"workers": 4}, placed=4)
+    yield "booting-instances-count-as-spare", Case(make_snapshot(make_pods(12, cpu="1"), nodes, [booting]), {}, placed=4)
+    yield "booting-instances-plus-more", Case(make_snapshot(make_pods(16, cpu="1"), nodes, [booting]), {"workers": 4}, placed=4)
     above = make_group(desired=7, max_size=10)
-    yield "never-lowers-desired", Case(make_snapshot(pods(1), groups=[above]), {})
-    yield "at-max-unaccounted", Case(make_snapshot(pods(1), groups=[make_group(max_size=0)]), {}, unaccounted=1)
+    yield "never-lowers-desired", Case(make_snapshot(make_pods(1), groups=[above]), {})
+    yield "at-max-unaccounted", Case(make_snapshot(make_pods(1), groups=[make_group(max_size=0)]), {}, unaccounted=1)
 
 
 def _candidate_cases():
     def pair(first, second, count=1):
-        return make_snapshot(pods(count, cpu="1"), groups=[first, second])
+        return make_snapshot(make_pods(count, cpu="1"), groups=[first, second])
     west, east = make_group("b-west", region="us-west-2"), make_group("a-east", region="us-east-1")
     yield "region-order-beats-name", Case(pair(east, west), {"b-west": 1})
     yield "priority-tag-beats-region", Case(pair(west, replace(east, priority=10)), {"a-east": 1})
@@ -153,14 +151,14 @@ def _placement_cases():
                      taints=[Taint("nvidia.com/gpu", "true", "NoSchedule")])
     cpu = make_group("cpu")
     tolerate = [Toleration("nvidia.com/gpu", "Exists")]
-    yield "selector-picks-group", Case(make_snapshot(pods(2, gpu=1, tolerations=tolerate, selector={"aws/type": "p3.2xlarge"}), groups=[cpu, gpu]), {"gpu": 2})
-    yield "tainted-group-needs-toleration", Case(make_snapshot(pods(1, selector={"aws/type": "p3.2xlarge"}), groups=[cpu, gpu]), {}, infeasible=1)
-    yield "too-big-for-any-shape", Case(make_snapshot(pods(2, cpu="64"), groups=[cpu]), {}, infeasible=2)
-    yield "no-group-matches", Case(make_snapshot(pods(1, selector={"team": "none"}), groups=[cpu]), {}, infeasible=1)
-    mixed_load = pods(1, cpu="64") + pods(3, cpu="1")
+    yield "selector-picks-group", Case(make_snapshot(make_pods(2, gpu=1, tolerations=tolerate, selector={"aws/type": "p3.2xlarge"}), groups=[cpu, gpu]), {"gpu": 2})
+    yield "tainted-group-needs-toleration", Case(make_snapshot(make_pods(1, selector={"aws/type": "p3.2xlarge"}), groups=[cpu, gpu]), {}, infeasible=1)
+    yield "too-big-for-any-shape", Case(make_snapshot(make_pods(2, cpu="64"), groups=[cpu]), {}, infeasible=2)
+    yield "no-group-matches", Case(make_snapshot(make_pods(1, selector={"team": "none"}), groups=[cpu]), {}, infeasible=1)
+    mixed_load = make_pods(1, cpu="64") + make_pods(3, cpu="1")
     yield "infeasible-pod-does-not-block-others", Case(make_snapshot(mixed_load, groups=[cpu]), {"cpu": 1}, infeasible=1)
     shared = make_group("shared", labels={"team": "ml"}, max_size=20)
-    two_sets = pods(8, cpu="1", selector={"team": "ml"}) + pods(12, cpu="1", selector={"aws/type": "m5.xlarge"})
+    two_sets = make_pods(8, cpu="1", selector={"team": "ml"}) + make_pods(12, cpu="1", selector={"aws/type": "m5.xlarge"})
     yield "two-sets-sharing-a-group-add-up", Case(make_snapshot(two_sets, groups=[shared]), {"shared": 5})
     yield "two-sets-add-up-capped", Case(make_snapshot(two_sets, groups=[replace(shared, max_size=4)]), {"shared": 4}, unaccounted=4)
 
@@ -175,16 +173,16 @@ def _starting_node_cases():
     they are already in the group's node count, so their room must count too."""
     group, nodes = _one_group_with_nodes(2)
     starting = [replace(node, taints=(NOT_READY,), ready=False) for node in nodes]
-    yield "starting-nodes-room-counts", Case(make_snapshot(pods(2, cpu="1"), starting, [group]), {}, placed=2)
+    yield "starting-nodes-room-counts", Case(make_snapshot(make_pods(2, cpu="1"), starting, [group]), {}, placed=2)
     initializing = [replace(node, taints=(NETWORK_UNAVAILABLE, UNINITIALIZED)) for node in nodes]
-    yield "initializing-nodes-room-counts", Case(make_snapshot(pods(2, cpu="1"), initializing, [group]), {}, placed=2)
+    yield "initializing-nodes-room-counts", Case(make_snapshot(make_pods(2, cpu="1"), initializing, [group]), {}, placed=2)
     dedicated = [replace(node, taints=(NOT_READY, Taint("dedicated", "db")), ready=False) for node in nodes]
-    yield "starting-node-keeps-its-other-taints", Case(make_snapshot(pods(1, cpu="1"), dedicated, [group]), {"workers": 3})
+    yield "starting-node-keeps-its-other-taints", Case(make_snapshot(make_pods(1, cpu="1"), dedicated, [group]), {"workers": 3})
     old = NOW - timedelta(hours=2)
     broken = [replace(node, created=old, ready=False) for node in nodes]
-    yield "broken-node-offers-no-room", Case(make_snapshot(pods(1, cpu="1"), broken, [group]), {"workers": 3})
+    yield "broken-node-offers-no-room", Case(make_snapshot(make_pods(1, cpu="1"), broken, [group]), {"workers": 3})
     lagging = [replace(node, created=old, taints=(NOT_READY,)) for node in nodes]
-    yield "old-ready-node-keeps-start-up-taint", Case(make_snapshot(pods(1, cpu="1"), lagging, [group]), {"workers": 3})
+    yield "old-ready-node-keeps-start-up-taint", Case(make_snapshot(make_pods(1, cpu="1"), lagging, [group]), {"workers": 3})
 
 
 def _take_back_cases():
@@ -193,32 +191,32 @@ def _take_back_cases():
     kubelet_labelled = make_node("w-0", labels={**group.labels, "team": "a"}, instance_id="i-w-0", cordoned_by_autoscaler=True)
     owned = replace(group, instance_ids=("i-w-0",), desired=1)
     team_a = dict(cpu="1", selector={"team": "a"})
-    yield "kubelet-labelled-cordoned-node-taken-back", Case(make_snapshot(pods(1, **team_a), [kubelet_labelled], [owned]), {},
+    yield "kubelet-labelled-cordoned-node-taken-back", Case(make_snapshot(make_pods(1, **team_a), [kubelet_labelled], [owned]), {},
                                                            placed=1, uncordoned=["w-0"])
     unmanaged = make_node("laptop", labels={"team": "a"}, cordoned_by_autoscaler=True)
-    yield "cordoned-node-outside-groups-taken-back", Case(make_snapshot(pods(1, **team_a), [unmanaged], [group]), {},
+    yield "cordoned-node-outside-groups-taken-back", Case(make_snapshot(make_pods(1, **team_a), [unmanaged], [group]), {},
                                                          placed=1, uncordoned=["laptop"])
     draining = make_pod(cpu="1", node="w-0")
-    yield "draining-node-not-taken-back", Case(make_snapshot([draining] + pods(1, cpu="1"), [kubelet_labelled], [owned]),
+    yield "draining-node-not-taken-back", Case(make_snapshot([draining] + make_pods(1, cpu="1"), [kubelet_labelled], [owned]),
                                                {"workers": 2})
     detached = replace(kubelet_labelled, labels={**kubelet_labelled.labels, DETACHED_LABEL: "true"})
-    yield "detached-node-not-taken-back", Case(make_snapshot(pods(1, cpu="1"), [detached], [owned]), {"workers": 2})
-    two_sets = pods(1, **team_a) + pods(1, cpu="1", selector={"aws/type": "m5.xlarge"})
+    yield "detached-node-not-taken-back", Case(make_snapshot(make_pods(1, cpu="1"), [detached], [owned]), {"workers": 2})
+    two_sets = make_pods(1, **team_a) + make_pods(1, cpu="1", selector={"aws/type": "m5.xlarge"})
     yield "taken-back-once-for-two-sets", Case(make_snapshot(two_sets, [kubelet_labelled], [owned]), {},
                                                placed=2, uncordoned=["w-0"])
     full = make_node("w-0", labels={**group.labels, "team": "a"}, instance_id="i-w-0")
     busy = make_pod(cpu="4", node="w-0")
-    yield "pod-waiting-for-a-busy-node-is-not-infeasible", Case(make_snapshot([busy] + pods(1, **team_a), [full], [owned]),
+    yield "pod-waiting-for-a-busy-node-is-not-infeasible", Case(make_snapshot([busy] + make_pods(1, **team_a), [full], [owned]),
                                                                 {}, unaccounted=1)
     yield "pod-too-big-for-nodes-and-groups-is-infeasible", Case(
-        make_snapshot([busy] + pods(1, cpu="8", selector={"team": "a"}), [full], [owned]), {}, infeasible=1)
+        make_snapshot([busy] + make_pods(1, cpu="8", selector={"team": "a"}), [full], [owned]), {}, infeasible=1)
 
 
 def _demand_cases():
     group = make_group()
     pinned = [[requirement("kubernetes.io/hostname", "In", "gone")]]
     daemon = make_pod(cpu="1", affinity=pinned, owner_kinds=("DaemonSet",))
-    yield "pending-daemonset-pod-is-not-demand", Case(make_snapshot([daemon] + pods(1, cpu="1"), groups=[group]), {"workers": 1})
+    yield "pending-daemonset-pod-is-not-demand", Case(make_snapshot([daemon] + make_pods(1, cpu="1"), groups=[group]), {"workers": 1})
     # A running db in namespace "a" keeps db pods of "a" off its node, not those of "b": pods
     # identical but for their namespace are different shapes once anti-affinity exists.
     group, nodes = make_group_nodes(group, 1)
@@ -276,7 +274,7 @@ def test_action_says_why_and_names_pods():
 
 def test_shared_group_one_action_with_both_reasons():
     shared = make_group("shared", labels={"team": "ml"}, max_size=20)
-    snapshot = make_snapshot(pods(8, cpu="1", selector={"team": "ml"}) + pods(4, cpu="1", selector={"aws/type": "m5.xlarge"}),
+    snapshot = make_snapshot(make_pods(8, cpu="1", selector={"team": "ml"}) + make_pods(4, cpu="1", selector={"aws/type": "m5.xlarge"}),
                              groups=[shared])
     [action] = plan_scale_up(snapshot, settings(over_provision=1), NOW).actions
     assert action.desired == 2 + 1 + 1  # over-provision once per group, not once per set
@@ -290,8 +288,8 @@ def _contested_snapshot():
     shared = make_group("shared", labels={"team": "ml"}, max_size=3)
     overflow = make_group("overflow", region="us-east-1", labels={"team": "ml"})
     shared, nodes = make_group_nodes(shared, 1)
-    pending = (pods(6, cpu="1", selector={"team": "ml"}) + pods(6, cpu="2", selector={"aws/type": "m5.xlarge"})
-               + pods(5, cpu="1", memory="3Gi", selector={"aws/region": "us-west-2"}))
+    pending = (make_pods(6, cpu="1", selector={"team": "ml"}) + make_pods(6, cpu="2", selector={"aws/type": "m5.xlarge"})
+               + make_pods(5, cpu="1", memory="3Gi", selector={"aws/region": "us-west-2"}))
     return pending, nodes, [shared, overflow]
 
 
@@ -322,7 +320,7 @@ def test_empty_cluster():
 def test_hostname_label_is_the_anti_affinity_topology():
     # Two placed replicas of a spread pod never share a node, even when that node has room.
     group, nodes = make_group_nodes(make_group(), 2)
-    spread = pods(2, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})])
+    spread = make_pods(2, cpu="100m", labels={"app": "db"}, anti=[anti_affinity({"app": "db"})])
     result = plan_scale_up(make_snapshot(spread, nodes, [group]), settings(), NOW)
     assert result.placed_on_nodes == 2 and not result.actions
 

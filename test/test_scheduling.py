@@ -8,18 +8,20 @@ from autoscaler.decide.packing import FirstFit
 from autoscaler.decide.scheduling import (
     anti_affinity_conflict,
     group_capacity_for,
+    largest_shape,
     placement_matches,
     pod_matches_node,
     selector_matches,
     tolerates,
 )
-from autoscaler.model.objects import LabelSelector, Taint, Toleration
+from autoscaler.model.objects import LabelSelector, Taint, Toleration, extreme_sizes, sort_shapes
 from builders import (
     anti_affinity,
     make_group,
     make_node,
     make_placement,
     make_pod,
+    make_resources,
     make_shape,
     requirement,
 )
@@ -137,6 +139,40 @@ MIXED = make_group(shapes=[
 def test_group_capacity_for_mixed_instances(pods, expected):
     shape = group_capacity_for(MIXED, pods)
     assert (shape.instance_type if shape else None) == expected
+
+
+# Same cpu and memory: told apart by GPUs, then by name; pods and disk do not count.
+TIED = [make_shape("g4dn.xlarge", cpu="4", memory="16Gi", gpu=1, pods=29),
+        make_shape("m5d.xlarge", cpu="4", memory="16Gi", pods=58),
+        make_shape("m5.xlarge", cpu="4", memory="16Gi", pods=110)]
+
+
+def test_one_order_of_shapes_for_the_group_the_smallest_and_the_largest():
+    """The group's shapes, the smallest that fits and the largest a pod could get follow one order."""
+    ordered = [shape.instance_type for shape in sort_shapes(TIED)]
+    assert ordered == ["m5.xlarge", "m5d.xlarge", "g4dn.xlarge"]
+    assert group_capacity_for(make_group(shapes=TIED), [make_pod(cpu="1")]).instance_type == "m5.xlarge"
+    assert largest_shape(TIED).instance_type == "g4dn.xlarge"
+    assert largest_shape(TIED[1:]).instance_type == "m5d.xlarge"
+
+
+SMALL, WIDE, TALL, BIG = (make_resources(cpu="1", memory="1Gi"), make_resources(cpu="4", memory="1Gi"),
+                          make_resources(cpu="1", memory="8Gi"), make_resources(cpu="4", memory="8Gi"))
+
+
+@pytest.mark.parametrize("sizes, largest, expected", [
+    pytest.param([], True, (), id="none"),
+    pytest.param([SMALL, SMALL], True, (SMALL,), id="duplicates-once"),
+    pytest.param([SMALL, WIDE, TALL, BIG], True, (BIG,), id="largest-covers-all"),
+    pytest.param([SMALL, WIDE, TALL, BIG], False, (SMALL,), id="smallest-covers-all"),
+    # Neither fits in the other: both stay, the larger total first (or last).
+    pytest.param([SMALL, WIDE, TALL], True, (TALL, WIDE), id="largest-keeps-incomparable"),
+    pytest.param([BIG, WIDE, TALL], False, (WIDE, TALL), id="smallest-keeps-incomparable"),
+    pytest.param([SMALL, make_resources(cpu="1", memory="1Gi", gpu=1)], True,
+                 (make_resources(cpu="1", memory="1Gi", gpu=1),), id="another-resource-makes-it-larger"),
+])
+def test_extreme_sizes(sizes, largest, expected):
+    assert extreme_sizes(sizes, largest=largest) == expected
 
 
 class _Entry:

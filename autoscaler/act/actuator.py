@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from ..clients.aws_errors import CloudUnreachable
 from ..clients.kube_errors import KubeUnreachable
 from ..model import plan as p
+from ..model.text import named_list
 from .events import ClusterEvent, EventRecorder
 from .kube_actuator import EvictionRefused
 from .notifier import SlackNotifier, scale_up_message
@@ -137,9 +138,9 @@ class Actuator:
             _log_notice(p.Notify(notice.kind, message, notice.error))
             self.notifier.post(message)
         if failed:
-            shown = "; ".join(f"{action.describe()}: {error}" for action, error in failed[:3])
-            more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-            message = f"{len(failed)} of {len(notice.about)} action(s) failed ({notice.kind}): {shown}{more}"
+            shown = named_list([f"{action.describe()}: {error}" for action, error in failed[:3]], 3, total=len(failed),
+                               separator="; ")
+            message = f"{len(failed)} of {len(notice.about)} action(s) failed ({notice.kind}): {shown}"
             log.error("%s", message)
             self.notifier.post(message)
 

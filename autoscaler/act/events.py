@@ -25,6 +25,7 @@ from kubernetes import client as kube_client
 
 from ..clients.kube_errors import KubeError, kube_call
 from ..model import plan as p
+from ..model.text import named_list, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +132,9 @@ def _node_events(applied) -> list[ClusterEvent]:
                                        f"node object deleted by the autoscaler: {action.reason}"))
     for node in sorted(evicted):
         evictions = evicted[node]
-        names = ", ".join(f"{a.namespace}/{a.name}" for a in evictions[:5])
-        more = f" and {len(evictions) - 5} more" if len(evictions) > 5 else ""
+        names = named_list([f"{a.namespace}/{a.name}" for a in evictions[:5]], 5, total=len(evictions))
         events.append(ClusterEvent("Node", "", node, "DrainedByAutoscaler",
-                                   f"drained by the autoscaler, evicted {len(evictions)} pod(s) ({names}{more}): "
+                                   f"drained by the autoscaler, evicted {len(evictions)} pod(s) ({names}): "
                                    f"{evictions[0].reason}", "Normal"))
     return events
 
@@ -147,11 +147,10 @@ def _scale_down_warnings(failed: list, refused: list) -> list[ClusterEvent]:
         if isinstance(action, p.EvictPod):
             blocked.setdefault(action.node, []).append(action)
     for node in sorted(blocked):
-        names = ", ".join(f"{a.namespace}/{a.name}" for a in blocked[node][:5])
-        more = f" and {len(blocked[node]) - 5} more" if len(blocked[node]) > 5 else ""
+        names = named_list([f"{a.namespace}/{a.name}" for a in blocked[node][:5]], 5, total=len(blocked[node]))
         events.append(ClusterEvent("Node", "", node, "DrainBlocked",
                                    f"drain blocked: a PodDisruptionBudget refused the eviction of {len(blocked[node])} "
-                                   f"pod(s) ({names}{more}); the node stays cordoned and they are retried every loop",
+                                   f"pod(s) ({names}); the node stays cordoned and they are retried every loop",
                                    "Warning"))
     for action, error in failed:
         if isinstance(action, p.TerminateInstance) and action.node:
@@ -163,10 +162,6 @@ def _scale_down_warnings(failed: list, refused: list) -> list[ClusterEvent]:
         events.append(ClusterEvent("Node", "", action.node, "ScaleDownFailed",
                                    f"scale down failed: {what} failed, retried next loop: {error}", "Warning"))
     return events
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:
@@ -208,7 +203,7 @@ class EventRecorder:
             namespace, name, count, last = seen
             if (now - last).total_seconds() < self.repeat_seconds:
                 return 0
-            patch = {"count": count + 1, "lastTimestamp": _timestamp(now)}
+            patch = {"count": count + 1, "lastTimestamp": utc_text(now)}
             try:
                 kube_call(f"update event {namespace}/{name}", self.core.patch_namespaced_event, name, namespace,
                           patch, _request_timeout=REQUEST_TIMEOUT_SECONDS)
@@ -237,7 +232,7 @@ class EventRecorder:
             involved["namespace"] = event.namespace
         if event.uid:
             involved["uid"] = event.uid
-        stamp = _timestamp(now)
+        stamp = utc_text(now)
         return {
             "apiVersion": "v1",
             "kind": "Event",

@@ -6,6 +6,8 @@ from typing import Optional
 
 import requests
 
+from ..model.text import named_list
+
 log = logging.getLogger(__name__)
 
 POST_TIMEOUT_SECONDS = 5
@@ -39,18 +41,7 @@ class SlackNotifier:
         return True
 
 
-def name_pods(pods, limit: int = MAX_PODS_NAMED, total: int = 0) -> str:
-    """``a/b, a/c and 3 more`` — enough to find the jobs, short enough for a chat line. ``total``:
-    how many pods there are in all when ``pods`` names only some of them."""
-    pods = list(pods)
-    total = max(total, len(pods))
-    named = ", ".join(pods[:limit])
-    shown = min(limit, len(pods))
-    return f"{named} and {total - shown} more" if total > shown else named
-
-
 def scale_up_message(group: str, region: str, previous: int, desired: int, pods, pod_count: int = 0) -> str:
     """``pod_count``: the true number of pods behind the raise (``pods`` names the first few)."""
     text = f"Scaled up {group} ({region}) by {desired - previous}, from {previous} to {desired} instances"
-    count = max(pod_count, len(pods))
-    return f"{text}, for pods: {name_pods(pods, total=count)}" if pods else text
+    return f"{text}, for pods: {named_list(pods, MAX_PODS_NAMED, total=pod_count)}" if pods else text

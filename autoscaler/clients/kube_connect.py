@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 from urllib.parse import urlsplit
 
 import urllib3
@@ -80,7 +80,7 @@ def check_kubeconfig(path: str) -> None:
         problem = getattr(error, "problem", None) or _one_line(error)
         raise KubeConfigError(f"{where}: not valid YAML{line} ({problem})") from None
 
-    def fail(message: str):
+    def fail(message: str) -> NoReturn:
         raise KubeConfigError(f"{where}: not a kubeconfig: {message}")
 
     if not isinstance(data, dict):

@@ -7,23 +7,12 @@ group whose launch settings could not be read leaves the question open (docs/dec
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
-from ..model.objects import Group, Placement, Pod, Resources
+from ..model.objects import Group, Placement, Pod, Resources, extreme_sizes
 from .packing import NodeIndex
 from .pending_shapes import PodShape
 from .scheduling import largest_shape, placement_matches
-
-
-def largest_sizes(capacities: Iterable[Resources]) -> list[Resources]:
-    """The distinct sizes among some capacities, minus those another one covers: requests that
-    fit none of these fit none of the capacities."""
-    sizes = sorted(set(capacities), key=lambda r: (-sum(v for _, v in r.items()), sorted(r.items())))
-    kept: list[Resources] = []
-    for size in sizes:
-        if not any(size.fits_in(larger) for larger in kept):
-            kept.append(size)
-    return kept
 
 
 def set_apart_infeasible(shapes: Sequence[PodShape], groups: Sequence[Group],
@@ -42,13 +31,13 @@ def set_apart_infeasible(shapes: Sequence[PodShape], groups: Sequence[Group],
         allowed = [option for group in candidates for option in group.shapes]
         largest = largest_shape(allowed)
         largest_capacity = largest.capacity if largest else Resources()
-        allowed_sizes = largest_sizes(option.capacity for option in allowed)
-        node_sizes: Optional[list[Resources]] = None
+        allowed_sizes = extreme_sizes((option.capacity for option in allowed), largest=True)
+        node_sizes: Optional[tuple[Resources, ...]] = None
         for shape in by_placement[placement]:
             if any(shape.requests.fits_in(size) for size in allowed_sizes):
                 continue
             if node_sizes is None:
-                node_sizes = largest_sizes(room.node.allocatable for room in live_nodes.matching(placement))
+                node_sizes = extreme_sizes((room.node.allocatable for room in live_nodes.matching(placement)), largest=True)
             if not any(shape.requests.fits_in(size) for size in node_sizes):
                 # A shape of similar requests placed as the largest of them (at scale): only the
                 # pods whose own request fits nowhere are infeasible; they are taken first.

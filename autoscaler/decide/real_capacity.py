@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable
 
-from ..model.group_labels import node_instance_type, sort_shapes
-from ..model.objects import Group, InstanceShape, Node, Resources, Snapshot
+from ..model.group_labels import node_instance_type
+from ..model.objects import Group, InstanceShape, Node, Resources, Snapshot, sort_shapes
 
 
 def with_real_capacity(snapshot: Snapshot) -> Snapshot:

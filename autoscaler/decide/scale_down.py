@@ -34,13 +34,14 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Mapping, Optional, Sequence
 
 from ..model.config import Settings
-from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint
+from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint, extreme_sizes
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from ..model.plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
+from ..model.text import named_list, utc_text
 from .scheduling import placement_matches
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
@@ -75,7 +76,7 @@ class PendingDemand:
         self._shapes: list[tuple[Pod, tuple[Resources, ...]]] = []
         for placement_pods in by_placement.values():
             representative = min(placement_pods, key=lambda pod: pod.key)
-            self._shapes.append((representative, _smallest_requests({pod.requests for pod in placement_pods})))
+            self._shapes.append((representative, extreme_sizes((pod.requests for pod in placement_pods), largest=False)))
 
     def __bool__(self) -> bool:
         return bool(self._shapes)
@@ -85,25 +86,6 @@ class PendingDemand:
             any(requests.fits_in(free) for requests in sizes) and placement_matches(pod.placement, node.labels, taints)
             for pod, sizes in self._shapes
         )
-
-
-def _smallest_requests(sizes: set[Resources]) -> tuple[Resources, ...]:
-    """Drop every size that another size fits in: if the larger fits a node, so does the smaller."""
-    ordered = sorted(sizes, key=lambda r: (sum(v for _, v in r.items()), sorted(r.items())))
-    kept: list[Resources] = []
-    for size in ordered:
-        if not any(smaller.fits_in(size) for smaller in kept):
-            kept.append(size)
-    return tuple(kept)
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _names(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:NOTIFY_NAMES])
-    return shown + (f" and {len(items) - NOTIFY_NAMES} more" if len(items) > NOTIFY_NAMES else "")
 
 
 def _instance_of(node: Node) -> str:
@@ -251,7 +233,7 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
     busy_pods = sorted((pod for pod in pods if is_busy_pod(pod)), key=lambda pod: pod.key)
     stale = node.last_busy is None or (now - node.last_busy).total_seconds() >= LAST_BUSY_REFRESH_SECONDS
     if busy_pods and stale:
-        actions.append(AnnotateNode(node.name, LAST_BUSY_ANNOTATION, _utc_text(now), f"runs {len(busy_pods)} busy pod(s)"))
+        actions.append(AnnotateNode(node.name, LAST_BUSY_ANNOTATION, utc_text(now), f"runs {len(busy_pods)} busy pod(s)"))
 
     if state in GIVE_BACK_STATES and node.unschedulable and node.cordoned_by_autoscaler:
         actions.append(Uncordon(node.name, reason))
@@ -272,7 +254,7 @@ def _node_actions(verdict: NodeVerdict, group: Optional[Group], pods: Sequence[P
         actions.extend(EvictPod(pod.namespace, pod.name, node.name, reason) for pod in busy_pods)
         if starting:  # later loops only retry refused evictions; one message per drain
             actions.append(Notify("drained", f"draining node {node.name} ({group.name}, {verdict.reason}): evicting "
-                                  + _names([pod.key for pod in busy_pods])))
+                                  + named_list([pod.key for pod in busy_pods], NOTIFY_NAMES)))
     return actions, ""
 
 

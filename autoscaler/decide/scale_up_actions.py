@@ -10,6 +10,7 @@ from typing import Mapping, Sequence, cast
 
 from ..model.objects import Placement, Pod, Resources
 from ..model.plan import Notify, SetDesiredCapacity
+from ..model.text import named_list
 from .group_plan import GroupPlan
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
@@ -20,9 +21,8 @@ MAX_PODS_NAMED = 5  # pod keys a notification names
 MAX_GROUPS_NAMED = 5
 
 
-def named(pods: Sequence[Pod], limit: int = MAX_PODS_NAMED) -> str:
-    names = ", ".join(pod.key for pod in pods[:limit])
-    return names + (f" and {len(pods) - limit} more" if len(pods) > limit else "")
+def named(pods: Sequence[Pod]) -> str:
+    return named_list([pod.key for pod in pods[:MAX_PODS_NAMED]], MAX_PODS_NAMED, total=len(pods))
 
 
 def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> dict[tuple[str, str], tuple[list[Pod], list[Pod]]]:
@@ -50,7 +50,7 @@ def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> 
 
 def _placements(pods: Sequence[Pod]) -> str:
     described = sorted({pod.placement.describe() for pod in pods})
-    return " ".join(described[:3]) + (f" and {len(described) - 3} more" if len(described) > 3 else "")
+    return named_list(described, 3, separator=" ")
 
 
 def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[list[Pod], list[Pod]]],
@@ -92,9 +92,8 @@ def why_not_taken(shape: PodShape, candidates: Sequence[Offer], plans: Mapping[t
         return "no managed group's nodes would match its node selector, node affinity and tolerations"
     reasons = [f"{offer.group.describe()}: {_why_not(shape.requests, offer, plans.get(offer.key))}"
                for offer in candidates[:MAX_GROUPS_NAMED]]
-    more = len(candidates) - MAX_GROUPS_NAMED
-    return (f"none of the {len(candidates)} matching groups could take it: " + "; ".join(reasons)
-            + (f"; and {more} more" if more > 0 else ""))
+    return (f"none of the {len(candidates)} matching groups could take it: "
+            + named_list(reasons, MAX_GROUPS_NAMED, total=len(candidates), separator="; "))
 
 
 def _why_not(requests: Resources, offer: Offer, plan: "GroupPlan | None") -> str:
@@ -150,8 +149,7 @@ def infeasible_notice(infeasible: Sequence[tuple[Pod, Resources]]) -> list[Notif
     if not infeasible:
         return []
     pods = [pod for pod, _ in infeasible]
-    detail = "; ".join(f"{pod.key} requests {pod.requests.describe()}, largest {capacity.describe() or 'nothing: no group matches'}"
-                       for pod, capacity in infeasible[:MAX_PODS_NAMED])
-    more = f"; and {len(pods) - MAX_PODS_NAMED} more" if len(pods) > MAX_PODS_NAMED else ""
+    detail = named_list([f"{pod.key} requests {pod.requests.describe()}, largest {capacity.describe() or 'nothing: no group matches'}"
+                         for pod, capacity in infeasible[:MAX_PODS_NAMED]], MAX_PODS_NAMED, total=len(pods), separator="; ")
     return [Notify("infeasible-pods", f"{len(pods)} pending pods fit no instance type their placement allows and no node "
-                                      f"they match: {detail}{more}", pods=tuple(pod.key for pod in pods))]
+                                      f"they match: {detail}", pods=tuple(pod.key for pod in pods))]

@@ -18,6 +18,8 @@ from ..model.objects import (
     Placement,
     Pod,
     Requirement,
+    shape_size,
+    sort_shapes,
     Taint,
     Toleration,
 )
@@ -123,27 +125,16 @@ def anti_affinity_conflict(pod: Pod, other_pods_on_node: Iterable[Pod]) -> bool:
     return False
 
 
-def _shape_size(shape: InstanceShape) -> tuple[int, int, int, str]:
-    capacity = shape.capacity
-    rest = sum(value for name, value in capacity.items() if name not in ("cpu", "memory"))
-    return (capacity.get("cpu"), capacity.get("memory"), rest, shape.instance_type)
-
-
-def shapes_smallest_first(group: Group) -> list[InstanceShape]:
-    """The group's shapes ordered by size, not by the order of its launch settings' overrides."""
-    return sorted(group.shapes, key=_shape_size)
-
-
 def group_capacity_for(group: Group, pods: Iterable[Pod]) -> Optional[InstanceShape]:
     """The smallest shape of the group that every given pod fits on its own; None if none does."""
     requests = {pod.requests for pod in pods}
-    for shape in shapes_smallest_first(group):
+    for shape in sort_shapes(group.shapes):  # by size, not by the order of the launch settings' overrides
         if all(request.fits_in(shape.capacity) for request in requests):
             return shape
     return None
 
 
 def largest_shape(shapes: Iterable[InstanceShape]) -> Optional[InstanceShape]:
-    """The biggest of some shapes (cpu, then memory, then the rest), for telling an operator
-    what the most a pod could get was."""
-    return max(shapes, key=_shape_size, default=None)
+    """The biggest of some shapes (cpu, then memory, then GPUs), for telling an operator what the
+    most a pod could get was."""
+    return max(shapes, key=shape_size, default=None)

@@ -51,6 +51,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from ..model.text import as_utc
 from . import aws_builders, aws_tags
 from .net import send_small_replies_at_once
 from .aws_activities import (
@@ -259,9 +260,9 @@ class FakeAws:
         progress: int = 100,
     ) -> ScalingActivity:
         """Log an activity; times default to the clock, naive times are taken as UTC."""
-        start = _as_utc(start_time) if start_time else self.now()
+        start = as_utc(start_time) if start_time else self.now()
         if end_time is not None:
-            end: datetime | None = _as_utc(end_time)
+            end: datetime | None = as_utc(end_time)
         else:
             end = start if status_code in FINISHED_STATUS_CODES else None
         if description is None:
@@ -287,7 +288,7 @@ class FakeAws:
     def set_clock(self, clock: Callable[[], datetime] | datetime | None) -> None:
         """Make instance LaunchTime and activity times follow `clock` (None: the real clock)."""
         if isinstance(clock, datetime):
-            fixed = _as_utc(clock)
+            fixed = as_utc(clock)
             clock = lambda: fixed  # noqa: E731
         self._clock = clock
         if clock is None:
@@ -297,7 +298,7 @@ class FakeAws:
             moto_ec2_instances.utcnow = lambda: self.now().replace(tzinfo=None)
 
     def now(self) -> datetime:
-        return _as_utc(self._clock()) if self._clock else datetime.now(timezone.utc)
+        return as_utc(self._clock()) if self._clock else datetime.now(timezone.utc)
 
     def mutating_calls(self) -> list[ApiCall]:
         with self._lock:
@@ -474,10 +475,6 @@ def _size_limit_violation(action: str | None, desired: int, min_size: int, max_s
         f"Desired capacity:{desired} must be between the specified min size:{min_size} "
         f"and max size:{max_size}"
     )
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def _moto_group(region: str, name: str) -> FakeAutoScalingGroup | None:

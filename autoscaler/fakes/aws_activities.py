@@ -10,8 +10,9 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 
+from ..model.text import as_utc, utc_text
 from .aws_protocol import AUTOSCALING_XMLNS, xml_element
 
 MAX_RECORDS_LIMIT = 100  # AWS caps MaxRecords of DescribeScalingActivities at 100
@@ -32,20 +33,15 @@ class ScalingActivity:
     activity_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-def aws_timestamp(moment: datetime) -> str:
-    """2026-11-27T10:00:00Z, as in the causes AWS writes."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def launch_cause(now: datetime, actual_before: int, target: int, user_request: str | None) -> str:
     """The cause AWS gives an instance launch, after the user request that led to it, if any."""
     launch = (
-        f"At {aws_timestamp(now)} an instance was started in response to a difference between "
+        f"At {utc_text(now)} an instance was started in response to a difference between "
         f"desired and actual capacity, increasing the capacity from {actual_before} to {target}."
     )
     if user_request is None:
         return launch
-    return f"At {aws_timestamp(now)} {user_request}.  {launch}"
+    return f"At {utc_text(now)} {user_request}.  {launch}"
 
 
 def user_request_text(action: str, old: int, new: int, min_size: int, max_size: int) -> str:
@@ -158,4 +154,5 @@ def _member_xml(activity: ScalingActivity) -> str:
 
 
 def _xml_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """AWS's own XML form, to the millisecond: 2026-11-27T10:00:00.000Z."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -25,6 +25,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
+from ..model.text import utc_text
 from .kube_objects import make_namespace
 from .kube_patch import PatchError, apply_patch
 from .kube_resources import (
@@ -45,10 +46,6 @@ def clone(obj):
 def json_clone(obj):
     """A deep copy of a caller's document that also proves it is JSON (TypeError otherwise)."""
     return json.loads(json.dumps(obj))
-
-
-def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Table:
@@ -167,7 +164,7 @@ class KubeStore:
             if key in table.objects:
                 raise already_exists(resource_type, metadata["name"])
             metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("creationTimestamp", format_timestamp(self._clock()))
+            metadata.setdefault("creationTimestamp", utc_text(self._clock()))
             metadata.setdefault("generation", 1)
             metadata["resourceVersion"] = self._next_resource_version()
             if resource_type.kind == "Pod":

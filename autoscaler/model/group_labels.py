@@ -10,9 +10,9 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
-from .objects import InstanceShape, Node, Taint
+from .objects import Node, Taint
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +145,6 @@ def parse_hourly_price(tags: Mapping[str, str], group_name: str) -> Optional[flo
                     group_name, HOURLY_PRICE_TAG, text)
         return None
     return price
-
-
-def shape_size(shape: InstanceShape) -> tuple:
-    """Sort key, smallest first: cpu, memory, GPUs, then the type name so ties are deterministic."""
-    capacity = shape.capacity
-    return (capacity.get("cpu"), capacity.get("memory"), capacity.get("nvidia.com/gpu"), shape.instance_type)
-
-
-def sort_shapes(shapes: Iterable[InstanceShape]) -> tuple[InstanceShape, ...]:
-    return tuple(sorted(shapes, key=shape_size))
 
 
 def node_instance_type(node: Node) -> Optional[str]:

@@ -101,6 +101,21 @@ class Resources:
         return " ".join(f"{name}={format_amount(name, value)}" for name, value in sorted(self._amounts.items()))
 
 
+def extreme_sizes(sizes: Iterable[Resources], *, largest: bool) -> tuple[Resources, ...]:
+    """The distinct sizes that no other covers, largest (or smallest) total first.
+
+    ``largest``: those that fit in no other; a request that fits none of them fits none of the
+    sizes (capacities: could any instance or node take it?). Otherwise those that no other fits
+    in; if none of them fits a node, none of the sizes does (pending requests: could any of
+    them run here?)."""
+    sign = -1 if largest else 1
+    kept: list[Resources] = []
+    for size in sorted(set(sizes), key=lambda r: (sign * sum(v for _, v in r.items()), sorted(r.items()))):
+        if not any(size.fits_in(other) if largest else other.fits_in(size) for other in kept):
+            kept.append(size)
+    return tuple(kept)
+
+
 def format_amount(name: str, milli: int) -> str:
     if name == "cpu":
         return f"{milli // 1000}" if milli % 1000 == 0 else f"{milli}m"
@@ -275,6 +290,18 @@ class InstanceShape:
     # On-demand $/h of one instance of this type in the group's region (the shipped price table;
     # a region the table lacks takes its us-east-1 figure, see prices.py); None for a type it lacks.
     hourly_price: Optional[float] = None
+
+
+def shape_size(shape: InstanceShape) -> tuple[int, int, int, str]:
+    """The one order of instance shapes, smallest first: cpu, memory, GPUs, then the type name so
+    ties are deterministic. A group keeps its shapes in it; the smallest that fits and the largest
+    a pod could get are taken by it."""
+    capacity = shape.capacity
+    return (capacity.get("cpu"), capacity.get("memory"), capacity.get("nvidia.com/gpu"), shape.instance_type)
+
+
+def sort_shapes(shapes: Iterable[InstanceShape]) -> tuple[InstanceShape, ...]:
+    return tuple(sorted(shapes, key=shape_size))
 
 
 @dataclass(frozen=True, eq=False)

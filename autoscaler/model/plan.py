@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Union
 
+from .text import named_list
+
 
 @dataclass(frozen=True)
 class SetDesiredCapacity:
@@ -117,9 +119,7 @@ def terminations_message(actions: Iterable[Action]) -> str:
     """The notice of instances being terminated, naming the first few (of the terminations among
     ``actions``)."""
     names = [f"{a.node or a.instance_id} ({a.group})" for a in actions if isinstance(a, TerminateInstance)]
-    shown = ", ".join(names[:NOTIFY_NAMES])
-    more = f" and {len(names) - NOTIFY_NAMES} more" if len(names) > NOTIFY_NAMES else ""
-    return f"terminating {len(names)} instance(s): {shown}{more}"
+    return f"terminating {len(names)} instance(s): {named_list(names, NOTIFY_NAMES)}"
 
 
 NOTIFY_NAMES = 10  # names in one notice; the rest are counted

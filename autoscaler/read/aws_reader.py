@@ -25,8 +25,8 @@ from botocore.exceptions import BotoCoreError
 from ..clients.aws_errors import CloudConfigurationError, CloudError, cloud_errors, refuse_web_pages  # noqa: F401 - re-exported
 from ..clients.http_summary import first_line
 from ..model.config import ConfigurationError, Settings
-from ..model.group_labels import node_template, parse_hourly_price, parse_priority, sort_shapes
-from ..model.objects import Group, Instance, InstanceShape, Resources, ScalingActivity, SpotPrice
+from ..model.group_labels import node_template, parse_hourly_price, parse_priority
+from ..model.objects import Group, Instance, InstanceShape, Resources, ScalingActivity, SpotPrice, sort_shapes
 from .capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
 from .prices import on_demand_price
 from .resources import QuantityError, parse_resources

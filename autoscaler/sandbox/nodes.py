@@ -18,6 +18,7 @@ from ..fakes.kube_api import FakeKubeApi
 from ..fakes.kube_objects import make_node
 from ..model.group_labels import node_template
 from ..model.objects import Resources
+from ..model.text import utc_text
 from ..read.aws_reader import RegionClients
 from ..read.capacity import DEFAULT_ROOT_VOLUME_GIB, CapacityCatalog, ephemeral_storage_allocatable
 
@@ -45,10 +46,6 @@ def quantities(resources: Resources) -> dict[str, str]:
         else:
             result[name] = str(milli // 1000)
     return result
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class NodeSimulator:
@@ -123,7 +120,7 @@ class NodeSimulator:
                 provider_id=f"aws:///{zone}/{instance_id}",
                 taints=[{"key": t.key, "value": t.value or None, "effect": t.effect} for t in template.taints],
                 instance_type=instance_type, zone=zone,
-                creation_timestamp=_utc_text(now), heartbeat_timestamp=_utc_text(now),
+                creation_timestamp=utc_text(now), heartbeat_timestamp=utc_text(now),
             )
             for resource, quantity in allocatable.items():  # any other extended resource
                 node["status"]["capacity"][resource] = node["status"]["allocatable"][resource] = quantity
@@ -146,7 +143,7 @@ class NodeSimulator:
             del self._first_seen[instance_id]
 
     def _heartbeat(self, now: datetime) -> None:
-        stamp = _utc_text(now)
+        stamp = utc_text(now)
 
         def beat(node: dict) -> None:
             for condition in node["status"].get("conditions", ()):

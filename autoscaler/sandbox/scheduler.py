@@ -18,6 +18,7 @@ from datetime import datetime
 from ..decide.scheduling import anti_affinity_conflict, pod_matches_node
 from ..fakes.kube_api import FakeKubeApi
 from ..model.objects import PodPhase, Resources
+from ..model.text import utc_text
 from ..read.kube_reader import node_from_api, parse_time, pod_from_api
 from .workload import DURATION_ANNOTATION
 
@@ -29,10 +30,6 @@ class StepResult:
     present: list = field(default_factory=list)  # every pod name left in the API
     pending: int = 0  # unbound pods left after binding
     running: int = 0
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Scheduler:
@@ -96,7 +93,7 @@ class Scheduler:
 
 
 def _bind(pod: dict, node_name: str, now: datetime) -> None:
-    stamp = _utc_text(now)
+    stamp = utc_text(now)
     pod["spec"]["nodeName"] = node_name
     pod["status"] = {
         "phase": PodPhase.RUNNING.value,
@@ -113,4 +110,4 @@ def _succeed(pod: dict, now: datetime) -> None:
     pod["status"]["phase"] = PodPhase.SUCCEEDED.value
     for condition in pod["status"].get("conditions", ()):
         if condition["type"] == "Ready":
-            condition.update(status="False", reason="PodCompleted", lastTransitionTime=_utc_text(now))
+            condition.update(status="False", reason="PodCompleted", lastTransitionTime=utc_text(now))
