@@ -24,7 +24,6 @@ def named_list(names: Sequence[str], limit: int, total: Optional[int] = None, se
     return f"{text}{before_and}and {total - shown} more"
 
 
-
 def as_utc(moment: datetime) -> datetime:
     """``moment`` in UTC; a naive one is taken to be UTC already, as every clock here and the
     Kubernetes timestamps are (never the host's local time)."""
