@@ -5,14 +5,15 @@ import pytest
 from kubernetes import client as kube_client
 from kubernetes.config.config_exception import ConfigException
 
-from autoscaler.clients.kube_connect import connect
-from autoscaler.clients.kube_errors import KubeError, kube_call
+from autoscaler.clients import kube_connect
+from autoscaler.clients.kube_connect import BoundedApiClient, connect
+from autoscaler.clients.kube_errors import KubeError, KubeUnreachable, kube_call
 from autoscaler.decide.scheduling import placement_matches
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.model.objects import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
 from autoscaler.read import kube_reader
 from autoscaler.read.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
-from silent_server import SilentServer
+from silent_server import DrippingServer, SilentServer
 
 GI = 1 << 30
 
@@ -189,10 +190,21 @@ READS = {
 }
 
 
+# A server that never answers fails a page by its read timeout; one that drips its answer a byte
+# every 0.5 s (never long enough for a read timeout) by the call's total deadline, which covers
+# the page's body too (the reader reads it after the client returns).
+SERVERS = {
+    "never-answers": (SilentServer, (1, 0.2), "timed out"),
+    "drips-its-answer": (DrippingServer, (1, 2), "timed out: no complete answer within 1 s"),
+}
+
+
 @pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
-def test_a_read_from_a_server_that_never_answers_times_out(read, monkeypatch):
-    monkeypatch.setattr(kube_reader, "LIST_REQUEST_TIMEOUT", (1, 0.2))
-    with SilentServer() as server:
-        api_client = kube_client.ApiClient(kube_client.Configuration(host=server.url))
-        with pytest.raises(KubeError, match="timed out"):
+@pytest.mark.parametrize("server_kind, timeout, says", SERVERS.values(), ids=SERVERS.keys())
+def test_a_read_from_a_server_that_never_finishes_its_answer_times_out(read, server_kind, timeout, says, monkeypatch):
+    monkeypatch.setattr(kube_reader, "LIST_REQUEST_TIMEOUT", timeout)  # (connect, read)
+    monkeypatch.setattr(kube_connect, "CALL_DEADLINE_SECONDS", 1)
+    with server_kind() as server:  # closes its connections after 5 s: a read still waiting then fails otherwise
+        api_client = BoundedApiClient(kube_client.Configuration(host=server.url))
+        with pytest.raises(KubeUnreachable, match=says):
             read(KubeReader(api_client))
