@@ -1,4 +1,5 @@
 """The Kubernetes reader against the fake API server, over HTTP, through the official client."""
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -13,6 +14,7 @@ from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.model.objects import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
 from autoscaler.read import kube_reader
 from autoscaler.read.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
+from daemon_process import poll
 from silent_server import DrippingServer, SilentServer
 
 GI = 1 << 30
@@ -204,7 +206,12 @@ SERVERS = {
 def test_a_read_from_a_server_that_never_finishes_its_answer_times_out(read, server_kind, timeout, says, monkeypatch):
     monkeypatch.setattr(kube_reader, "LIST_REQUEST_TIMEOUT", timeout)  # (connect, read)
     monkeypatch.setattr(kube_connect, "CALL_DEADLINE_SECONDS", 1)
-    with server_kind() as server:  # closes its connections after 5 s: a read still waiting then fails otherwise
+    before = set(threading.enumerate())
+    with server_kind(lifetime=60) as server:
         api_client = BoundedApiClient(kube_client.Configuration(host=server.url))
         with pytest.raises(KubeUnreachable, match=says):
             read(KubeReader(api_client))
+        # The thread of the call given up ends too (its body read is shut down), while the server
+        # still drips: it does not stay behind, one a loop, for as long as the server lives.
+        calls = [thread for thread in set(threading.enumerate()) - before if thread.name.startswith("call ")]
+        poll(lambda: not any(thread.is_alive() for thread in calls), 30, "the call given up to end")

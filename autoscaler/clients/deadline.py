@@ -6,12 +6,14 @@ AWS call runs on a fresh daemon thread, and the caller waits for it at most ``se
 that it raises DeadlineExceeded (a TimeoutError, weather like a read timeout), and the loop logs
 it, backs off and reads the world again (README "Timeouts and signals").
 
-The abandoned thread is left to finish or fail on its own: nothing can interrupt a thread blocked
-in a socket read, and closing the socket under it would reach into the clients' connection pools.
-That is acceptable because its effect, if any, is the one a call that timed out would have had
-(a write that reached the server may still apply, as it may after a read timeout), its answer is
+The abandoned thread is left to finish or fail on its own (its read timeout, the server closing;
+a Kubernetes call given up while its body trickles in is ended at once, kube_connect): Python
+cannot interrupt a thread, and botocore gives no hold on the socket of a request under way. That
+is acceptable because its effect, if any, is the one a call that timed out would have had (a
+write that reached the server may still apply, as it may after a read timeout), its answer is
 dropped, and the next loop reads the world afresh. It is a daemon thread, so it never holds up
-the process's exit nor a signal's (run/daemon.py). A thread costs about 0.1 ms a call.
+the process's exit nor a signal's (run/daemon.py). The thread costs about 0.1 ms a call alone,
+0.5 ms a call over HTTP on a busy machine: under 1 % of a loop's time.
 """
 from __future__ import annotations
 

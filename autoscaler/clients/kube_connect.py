@@ -18,7 +18,7 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes.config.config_exception import ConfigException
 
-from .deadline import call_with_deadline
+from .deadline import DeadlineExceeded, call_with_deadline
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,34 @@ class BoundedApiClient(kube_client.ApiClient):
         timeout = kwargs["_request_timeout"] if len(args) < 4 else args[3]
         seconds = min(float(timeout), CALL_DEADLINE_SECONDS) if isinstance(timeout, Real) else CALL_DEADLINE_SECONDS
         call = super().call_api  # type: ignore[misc]  # the stubs do not list it
+        answered: list = []
 
         def call_and_read():
             response = call(method, url, *args, **kwargs)
+            answered.append(response)
             # The client reads the body after call_api returns (RESTResponse.read caches it, and
             # so does the raw response a _preload_content=False caller reads): read it here, within
             # the deadline. Nothing here streams a body (no watch) that would need it left unread.
             response.read()
             return response
 
-        return call_with_deadline(seconds, f"{method} {urlsplit(url).path}", call_and_read)
+        try:
+            return call_with_deadline(seconds, f"{method} {urlsplit(url).path}", call_and_read)
+        except DeadlineExceeded:
+            for response in answered:
+                _stop_reading(response)
+            raise
+
+
+def _stop_reading(response) -> None:
+    """The call was given up while its thread read a body that trickles in: shut the socket down
+    for reading, so that the thread ends now (urllib3's HTTPResponse.shutdown exists for this)
+    rather than keep a thread and a connection for as long as the server drips. A call whose
+    headers never came still waits out its read timeout, or the server."""
+    try:
+        response.response.shutdown()
+    except (AttributeError, ValueError, RuntimeError, OSError):
+        pass  # already read to the end and released to the pool, or the socket is gone: nothing to stop
 
 
 def connect(kubeconfig: Optional[str]) -> kube_client.ApiClient:
