@@ -305,6 +305,15 @@ def test_clients_are_cached_per_region_and_use_adaptive_retries(aws):
     assert aws(REGION).autoscaling.meta.region_name == REGION
 
 
+def test_clients_botocore_makes_for_credentials_do_not_wait_60_s_a_read():
+    """STS for IAM roles for service accounts is made by botocore from the session's defaults."""
+    session = make_session(SETTINGS)
+    sts = session._session.create_client("sts", region_name=REGION)  # as botocore's credential providers do
+    config = sts.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (aws_reader.CONNECT_TIMEOUT_SECONDS, aws_reader.READ_TIMEOUT_SECONDS)
+    assert config.retries["total_max_attempts"] == aws_reader.MAX_ATTEMPTS
+
+
 def test_explicit_keys_win_over_the_default_chain(aws):
     explicit = make_session(Settings(cluster_name=CLUSTER, aws_access_key="AKIAEXPLICIT", aws_secret_key="secret"))
     assert explicit.get_credentials().access_key == "AKIAEXPLICIT"
