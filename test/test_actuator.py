@@ -2,11 +2,13 @@
 import logging
 
 import pytest
+from silent_server import DrippingServer
 from slack_capture import SlackCapture
 
 from autoscaler.model import plan as p
 from autoscaler.act.actuator import Actuator
 from autoscaler.clients.kube_errors import KubeUnreachable
+from autoscaler.act import notifier as notifier_module
 from autoscaler.act.notifier import SlackNotifier
 
 
@@ -84,6 +86,14 @@ def test_a_failing_slack_hook_is_logged_without_its_url_and_never_fatal(caplog):
 def test_unreachable_slack_hook_is_not_fatal(caplog):
     notifier = SlackNotifier("http://127.0.0.1:9/hook")
     assert notifier.post("hello") is False and notifier.failed == 1
+
+
+def test_a_slack_hook_that_drips_its_answer_fails_the_post_at_its_deadline(monkeypatch, caplog):
+    monkeypatch.setattr(notifier_module, "POST_TIMEOUT_SECONDS", 1)
+    with DrippingServer() as server:  # closes its connections after 5 s: the post fails otherwise, unnamed
+        notifier = SlackNotifier(f"{server.url}/services/T000/B000/secret-token")
+        assert notifier.post("hello") is False and notifier.failed == 1
+    assert "Slack notification failed (DeadlineExceeded)" in caplog.text and "secret-token" not in caplog.text
 
 
 def test_the_scale_up_message_counts_every_pod_of_the_raise(slack):

@@ -1,11 +1,15 @@
 """aws_reader against moto in-process: groups and their launch settings, instances, activities,
-spot prices, clients and error translation."""
+spot prices, clients and error translation; and each call's total deadline over HTTP."""
 import logging
 import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from botocore.stub import Stubber
+from silent_server import DrippingServer
+
+from autoscaler.act.aws_actuator import AwsActuator
+from autoscaler.clients.aws_errors import CloudUnreachable
 
 from autoscaler.read import aws_reader
 from autoscaler.read.aws_reader import (AwsClients, CloudError, RegionClients, aws_clients, make_session, read_activities,
@@ -282,6 +286,15 @@ def test_clients_are_cached_per_region_and_use_adaptive_retries(aws):
     assert aws(REGION).autoscaling.meta.region_name == REGION
 
 
+def test_clients_botocore_makes_for_credentials_do_not_wait_60_s_a_read():
+    """STS for IAM roles for service accounts is made by botocore from the session's defaults."""
+    session = make_session(SETTINGS)
+    sts = session._session.create_client("sts", region_name=REGION)  # as botocore's credential providers do
+    config = sts.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (aws_reader.CONNECT_TIMEOUT_SECONDS, aws_reader.READ_TIMEOUT_SECONDS)
+    assert config.retries["total_max_attempts"] == aws_reader.MAX_ATTEMPTS
+
+
 def test_explicit_keys_win_over_the_default_chain(aws):
     explicit = make_session(Settings(cluster_name=CLUSTER, aws_access_key="AKIAEXPLICIT", aws_secret_key="secret"))
     assert explicit.get_credentials().access_key == "AKIAEXPLICIT"
@@ -455,3 +468,42 @@ def test_a_pod_asking_for_ephemeral_storage_scales_a_group_with_no_nodes(aws):
     too_big = make_pod("huge", cpu="500m", memory="1Gi", **{"ephemeral-storage": "95Gi"})
     decision = decide(Snapshot(groups=groups, pods=(too_big,)), SETTINGS, NOW, GroupHealthState())
     assert not [a for a in decision.actions if isinstance(a, SetDesiredCapacity)]
+
+
+# ------------------------------------------------------------ an endpoint that drips its answer
+
+# Every call has CALL_DEADLINE_SECONDS in all, botocore's retries and any credential fetch
+# included: an endpoint that sends a byte every 0.5 s (never long enough for a read timeout) fails
+# the call at its deadline, with one line naming it. Credentials by web identity (IRSA) come from
+# STS, here the only endpoint that drips: the fetch is bounded by the call's deadline.
+DRIPPING_CALLS = {
+    "paginated": (lambda clients: read_groups(clients, SETTINGS, REGION), "everything", {},
+                  f"reading Auto Scaling groups in {REGION}: DescribeAutoScalingGroups: no complete answer within 1 s"),
+    "direct": (lambda clients: AwsActuator(clients).set_desired_capacity("workers", REGION, 2), "everything", {},
+               f"setting desired capacity of workers ({REGION}) to 2: SetDesiredCapacity: no complete answer within 1 s"),
+    "web-identity-credentials": (lambda clients: read_groups(clients, SETTINGS, REGION), "sts",
+                                 {"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/autoscaler"},
+                                 "DescribeAutoScalingGroups: no complete answer within 1 s, all retries and any "
+                                 "credential fetch included"),
+}
+
+
+@pytest.mark.parametrize("call, drips, env, says", DRIPPING_CALLS.values(), ids=DRIPPING_CALLS.keys())
+def test_a_call_to_an_endpoint_that_drips_its_answer_fails_at_its_deadline(call, drips, env, says, fake_aws,
+                                                                             monkeypatch, tmp_path):
+    monkeypatch.setattr(aws_reader, "CALL_DEADLINE_SECONDS", 1)
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    with DrippingServer() as server:  # it closes its connections after 5 s: a call still waiting then fails otherwise
+        environment = fake_aws.env()
+        if drips == "everything":
+            environment["AWS_ENDPOINT_URL"] = server.url
+        else:
+            del environment["AWS_ACCESS_KEY_ID"], environment["AWS_SECRET_ACCESS_KEY"]
+            (tmp_path / "token").write_text("a-service-account-token")
+            environment.update(AWS_ENDPOINT_URL_STS=server.url, AWS_WEB_IDENTITY_TOKEN_FILE=str(tmp_path / "token"))
+        for name, value in {**environment, **env}.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(CloudUnreachable) as raised:
+            call(AwsClients(SETTINGS))
+    assert says in str(raised.value)

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional
 
 import pytest
-from silent_server import SilentServer
+from silent_server import DrippingServer, SilentServer
 
 import main
 from autoscaler.model.config import Settings
@@ -273,23 +273,29 @@ def catalogue(tmp_path_factory):
     cases["kube-server-answers-an-html-404"] = Case(
         ("--cluster-name", "c", "--regions", "us-west-2", "--kubeconfig", str(files / "html.kubeconfig"), "--once"),
         1, ("not a Kubernetes API server", "HTTP 404", "404 Not Found", "kubeconfig"), WITH_KEYS)
-    # A server that accepts and never answers: started now, waited for by the last test of the
-    # module, so that its read timeout passes while the other tests run.
-    silent = SilentServer(lifetime=120).__enter__()
-    (files / "silent.kubeconfig").write_text(kubeconfig_for(silent.url))
-    stalled = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--cluster-name", "c", "--regions", "us-west-2",
-                                "--kubeconfig", str(files / "silent.kubeconfig"), "--once"], cwd=files,
-                               env=clean_env(WITH_KEYS), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A server that accepts and never answers, and one that answers a byte every 0.5 s for ever:
+    # started now, waited for by the last test of the module, so that their read timeout and the
+    # call's total deadline pass while the other tests run.
+    unfinished = {}
+    servers = {"stalled": SilentServer(lifetime=120).__enter__(), "dripping": DrippingServer(lifetime=120).__enter__()}
+    for name, server in servers.items():
+        (files / f"{name}.kubeconfig").write_text(kubeconfig_for(server.url))
+        unfinished[name] = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), "--cluster-name", "c", "--regions", "us-west-2", "--kubeconfig",
+             str(files / f"{name}.kubeconfig"), "--once"], cwd=files, env=clean_env(WITH_KEYS),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = {name: pool.submit(run_cli, case.args, clean_env(case.env), case.timeout, files)
                        for name, case in cases.items()}
             results = {name: (cases[name], future.result()) for name, future in futures.items()}
-        yield {**results, "stalled": stalled}
+        yield {**results, **unfinished}
     finally:
-        stalled.kill()
-        stalled.communicate()
-        silent.__exit__(None, None, None)
+        for process in unfinished.values():
+            process.kill()
+            process.communicate()
+        for server in servers.values():
+            server.__exit__(None, None, None)
         html.close()
 
 
@@ -482,14 +488,19 @@ def test_sigterm_writes_the_sandbox_report_so_far_and_the_chart(tmp_path):
     assert (out / "nodes.png").stat().st_size > 0
 
 
-# ---- last, for it waited meanwhile: a server that never answers ---------------------------------------
+# ---- last, for they waited meanwhile: servers that never finish an answer -----------------------------
 
-def test_once_against_a_server_that_never_answers_ends_with_one_line(catalogue):
-    """The read times out (kube_connect.REQUEST_TIMEOUT) and is not retried: --once ends well
-    within the 30 s the README promises, with one line."""
-    stalled = catalogue["stalled"]
-    stdout, stderr = stalled.communicate(timeout=40)
-    assert_one_line(Ran(stalled.returncode, stdout, stderr), 1, "list pods", "timed out")
+@pytest.mark.parametrize("server, says", [
+    pytest.param("stalled", ("list pods", "timed out"), id="never-answers"),
+    pytest.param("dripping", ("list pods", "timed out: no complete answer within 20 s"), id="drips-its-answer"),
+])
+def test_once_against_a_server_that_never_finishes_its_answer_ends_with_one_line(catalogue, server, says):
+    """Never answering, the read times out (kube_connect.REQUEST_TIMEOUT) and is not retried;
+    dripping its answer, the call's total deadline (kube_connect.CALL_DEADLINE_SECONDS) ends it:
+    --once ends within the 30 s the README promises, with one line."""
+    process = catalogue[server]
+    stdout, stderr = process.communicate(timeout=40)
+    assert_one_line(Ran(process.returncode, stdout, stderr), 1, *says)
 
 
 # ---- an HTTP answer that is not the API's, in one line ------------------------------------------------

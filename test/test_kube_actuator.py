@@ -4,7 +4,7 @@ import logging
 
 import pytest
 from kubernetes import client as kube_client
-from silent_server import SilentServer
+from silent_server import DrippingServer, SilentServer
 from slack_capture import SlackCapture
 
 from autoscaler.act import kube_actuator
@@ -15,8 +15,9 @@ from autoscaler.read.aws_reader import AwsClients
 from autoscaler.model.config import Settings
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.act.kube_actuator import EvictionRefused, KubeActuator
-from autoscaler.clients.kube_connect import connect
-from autoscaler.clients.kube_errors import KubeError
+from autoscaler.clients import kube_connect
+from autoscaler.clients.kube_connect import BoundedApiClient, connect
+from autoscaler.clients.kube_errors import KubeError, KubeUnreachable
 from autoscaler.model.objects import CORDONED_BY_AUTOSCALER_LABEL, LAST_BUSY_ANNOTATION
 from autoscaler.act.notifier import SlackNotifier
 
@@ -243,10 +244,19 @@ WRITES = {
 }
 
 
+# Silent: the read timeout ends the call; dripping its answer: the call's total deadline does.
+SERVERS = {
+    "never-answers": (SilentServer, (1, 0.2), "timed out"),
+    "drips-its-answer": (DrippingServer, (1, 2), "timed out: no complete answer within 1 s"),
+}
+
+
 @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
-def test_a_write_to_a_server_that_never_answers_times_out(write, monkeypatch):
-    monkeypatch.setattr(kube_actuator, "WRITE_REQUEST_TIMEOUT", (1, 0.2))
-    with SilentServer() as server:
-        api_client = kube_client.ApiClient(kube_client.Configuration(host=server.url))
-        with pytest.raises(KubeError, match="timed out"):
+@pytest.mark.parametrize("server_kind, timeout, says", SERVERS.values(), ids=SERVERS.keys())
+def test_a_write_to_a_server_that_never_finishes_its_answer_times_out(write, server_kind, timeout, says, monkeypatch):
+    monkeypatch.setattr(kube_actuator, "WRITE_REQUEST_TIMEOUT", timeout)  # (connect, read)
+    monkeypatch.setattr(kube_connect, "CALL_DEADLINE_SECONDS", 1)
+    with server_kind() as server:
+        api_client = BoundedApiClient(kube_client.Configuration(host=server.url))
+        with pytest.raises(KubeUnreachable, match=says):
             write(KubeActuator(api_client))

@@ -1,18 +1,21 @@
 """The Kubernetes reader against the fake API server, over HTTP, through the official client."""
+import threading
 from datetime import datetime, timezone
 
 import pytest
 from kubernetes import client as kube_client
 from kubernetes.config.config_exception import ConfigException
 
-from autoscaler.clients.kube_connect import connect
-from autoscaler.clients.kube_errors import KubeError, kube_call
+from autoscaler.clients import kube_connect
+from autoscaler.clients.kube_connect import BoundedApiClient, connect
+from autoscaler.clients.kube_errors import KubeError, KubeUnreachable, kube_call
 from autoscaler.decide.scheduling import placement_matches
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.model.objects import HOSTNAME_LABEL, LAST_BUSY_ANNOTATION, PodPhase, Resources
 from autoscaler.read import kube_reader
 from autoscaler.read.kube_reader import KubeReader, parse_provider_id, pod_from_api, pod_requests
-from silent_server import SilentServer
+from daemon_process import poll
+from silent_server import DrippingServer, SilentServer
 
 GI = 1 << 30
 
@@ -189,10 +192,26 @@ READS = {
 }
 
 
+# A server that never answers fails a page by its read timeout; one that drips its answer a byte
+# every 0.5 s (never long enough for a read timeout) by the call's total deadline, which covers
+# the page's body too (the reader reads it after the client returns).
+SERVERS = {
+    "never-answers": (SilentServer, (1, 0.2), "timed out"),
+    "drips-its-answer": (DrippingServer, (1, 2), "timed out: no complete answer within 1 s"),
+}
+
+
 @pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
-def test_a_read_from_a_server_that_never_answers_times_out(read, monkeypatch):
-    monkeypatch.setattr(kube_reader, "LIST_REQUEST_TIMEOUT", (1, 0.2))
-    with SilentServer() as server:
-        api_client = kube_client.ApiClient(kube_client.Configuration(host=server.url))
-        with pytest.raises(KubeError, match="timed out"):
+@pytest.mark.parametrize("server_kind, timeout, says", SERVERS.values(), ids=SERVERS.keys())
+def test_a_read_from_a_server_that_never_finishes_its_answer_times_out(read, server_kind, timeout, says, monkeypatch):
+    monkeypatch.setattr(kube_reader, "LIST_REQUEST_TIMEOUT", timeout)  # (connect, read)
+    monkeypatch.setattr(kube_connect, "CALL_DEADLINE_SECONDS", 1)
+    before = set(threading.enumerate())
+    with server_kind(lifetime=60) as server:
+        api_client = BoundedApiClient(kube_client.Configuration(host=server.url))
+        with pytest.raises(KubeUnreachable, match=says):
             read(KubeReader(api_client))
+        # The thread of the call given up ends too (its body read is shut down), while the server
+        # still drips: it does not stay behind, one a loop, for as long as the server lives.
+        calls = [thread for thread in set(threading.enumerate()) - before if thread.name.startswith("call ")]
+        poll(lambda: not any(thread.is_alive() for thread in calls), 30, "the call given up to end")

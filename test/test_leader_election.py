@@ -6,9 +6,13 @@ import threading
 
 import pytest
 
-from autoscaler.clients.kube_connect import connect
+from kubernetes import client as kube_client
+from silent_server import DrippingServer
+
+from autoscaler.clients.kube_connect import BoundedApiClient, connect
 from autoscaler.fakes.kube_objects import make_pod
 from autoscaler.run import daemon
+from autoscaler.run import leader as leader_module
 from autoscaler.run.leader import LEASE_NAME, LeaderElector, default_identity
 from autoscaler.run.loop import LoopReport
 from daemon_process import poll
@@ -90,6 +94,17 @@ def test_a_failed_renewal_is_not_leadership(fake_kube, electors, method, status)
     assert not first.try_acquire_or_renew()
     electors.clocks["a"].now += 10
     assert not first.is_leader()
+
+
+def test_a_lease_call_to_a_server_that_drips_its_answer_ends_at_the_lease_s_own_timeout(monkeypatch, caplog):
+    """The Lease's calls give one number (5 s in all): it is their total deadline too, shorter than
+    other calls' (kube_connect.CALL_DEADLINE_SECONDS), so a renewal never outlives the renew deadline."""
+    monkeypatch.setattr(leader_module, "REQUEST_TIMEOUT_SECONDS", 1)
+    with DrippingServer() as server:  # its 5 s lifetime bounds the test
+        elector = LeaderElector(BoundedApiClient(kube_client.Configuration(host=server.url)), identity="a")
+        assert not elector.try_acquire_or_renew()
+    assert "read lease kube-system/kubernetes-ec2-autoscaler: the Kubernetes API server timed out: no complete " \
+           "answer within 1 s" in caplog.text
 
 
 def test_waiting_for_leadership_ends_when_stopped(electors):

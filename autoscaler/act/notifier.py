@@ -6,11 +6,12 @@ from typing import Optional
 
 import requests
 
+from ..clients.deadline import DeadlineExceeded, call_with_deadline
 from ..model.text import named_list
 
 log = logging.getLogger(__name__)
 
-POST_TIMEOUT_SECONDS = 5
+POST_TIMEOUT_SECONDS = 5  # to connect, between two reads, and for the whole post (clients/deadline.py)
 MAX_PODS_NAMED = 5
 
 
@@ -29,9 +30,10 @@ class SlackNotifier:
         if not self.hook:
             return False
         try:
-            response = self.session.post(self.hook, json={"text": text}, timeout=POST_TIMEOUT_SECONDS)
+            response = call_with_deadline(POST_TIMEOUT_SECONDS, "Slack notification", self.session.post, self.hook,
+                                          json={"text": text}, timeout=POST_TIMEOUT_SECONDS)
             response.raise_for_status()
-        except requests.RequestException as error:
+        except (requests.RequestException, DeadlineExceeded) as error:
             self.failed += 1
             # The hook URL is a credential: name the failure, never the URL.
             status = getattr(getattr(error, "response", None), "status_code", None)

@@ -1,13 +1,15 @@
 """Build the Kubernetes API client: --kubeconfig, else the in-cluster service account.
 
-Every call of the client is bounded: REQUEST_TIMEOUT (connect, read) unless the caller gives its
-own, and a stalled read is not retried, so a server that accepts a connection and never answers
-fails the call in seconds (README "Configuration": timeouts).
+Every call of the client is bounded twice: REQUEST_TIMEOUT (connect, read) unless the caller gives
+its own, and a stalled read is not retried, so a server that accepts a connection and never answers
+fails the call in seconds; and CALL_DEADLINE_SECONDS for the whole call, its answer's body
+included, so a server that drips bytes fails it too (README "Timeouts and signals").
 """
 from __future__ import annotations
 
 import logging
 import shutil
+from numbers import Real
 from typing import Any, NoReturn, Optional
 from urllib.parse import urlsplit
 
@@ -17,12 +19,18 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes.config.config_exception import ConfigException
 
+from .deadline import DeadlineExceeded, call_with_deadline
+
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = (5, 10)  # seconds: to connect, and between two reads of one answer
 # A refused or failed connection is tried once more; a read that timed out is not (it waited
 # long enough), nor an error status (the loop decides what to do with it).
 RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False)
+# Seconds for a whole call, connecting, the answer's body and the retried connection included:
+# twice the read timeout, so an answer arriving slowly but steadily (a page of 500 pods takes
+# well under a second) is never cut, and a dripping one costs the loop 20 s, not for ever.
+CALL_DEADLINE_SECONDS = 20
 
 
 class KubeConfigError(ValueError):
@@ -30,12 +38,44 @@ class KubeConfigError(ValueError):
 
 
 class BoundedApiClient(kube_client.ApiClient):
-    """The official client, with REQUEST_TIMEOUT on every call that does not set its own."""
+    """The official client, with REQUEST_TIMEOUT on every call that does not set its own, and a
+    total deadline on every call: CALL_DEADLINE_SECONDS, or the caller's own timeout when it is
+    one number (the client's "in all": Events and the Lease give 5 s, a release at exit less)."""
 
-    def call_api(self, *args, **kwargs):
-        if kwargs.get("_request_timeout") is None and len(args) < 6:
+    def call_api(self, method, url, *args, **kwargs):
+        if kwargs.get("_request_timeout") is None and len(args) < 4:
             kwargs["_request_timeout"] = REQUEST_TIMEOUT
-        return super().call_api(*args, **kwargs)  # type: ignore[misc]  # the stubs do not list it
+        timeout = kwargs["_request_timeout"] if len(args) < 4 else args[3]
+        seconds = min(float(timeout), CALL_DEADLINE_SECONDS) if isinstance(timeout, Real) else CALL_DEADLINE_SECONDS
+        call = super().call_api  # type: ignore[misc]  # the stubs do not list it
+        answered: list = []
+
+        def call_and_read():
+            response = call(method, url, *args, **kwargs)
+            answered.append(response)
+            # The client reads the body after call_api returns (RESTResponse.read caches it, and
+            # so does the raw response a _preload_content=False caller reads): read it here, within
+            # the deadline. Nothing here streams a body (no watch) that would need it left unread.
+            response.read()
+            return response
+
+        try:
+            return call_with_deadline(seconds, f"{method} {urlsplit(url).path}", call_and_read)
+        except DeadlineExceeded:
+            for response in answered:
+                _stop_reading(response)
+            raise
+
+
+def _stop_reading(response) -> None:
+    """The call was given up while its thread read a body that trickles in: shut the socket down
+    for reading, so that the thread ends now (urllib3's HTTPResponse.shutdown exists for this)
+    rather than keep a thread and a connection for as long as the server drips. A call whose
+    headers never came still waits out its read timeout, or the server."""
+    try:
+        response.response.shutdown()
+    except (AttributeError, ValueError, RuntimeError, OSError):
+        pass  # already read to the end and released to the pool, or the socket is gone: nothing to stop
 
 
 def connect(kubeconfig: Optional[str]) -> kube_client.ApiClient:

@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ..model.config import ConfigurationError
+from .deadline import DeadlineExceeded
 from .http_summary import describe_answer, first_line
 
 
@@ -79,6 +80,9 @@ def network_error(what: str, error: BaseException) -> KubeError:
     """No answer: a name that does not resolve, a certificate that does not verify or an address
     that is not a URL are configuration; a refused connection or a timeout is weather."""
     cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason else error
+    if isinstance(cause, DeadlineExceeded):
+        return KubeUnreachable(f"{what}: the Kubernetes API server timed out: no complete answer within "
+                               f"{cause.seconds:g} s")
     if isinstance(cause, urllib3.exceptions.NameResolutionError):
         host = getattr(cause, "host", None) or getattr(getattr(cause, "conn", None), "host", "")
         return KubeConfigurationError(f"{what}: cannot resolve the Kubernetes API server's host name {host!r}; "

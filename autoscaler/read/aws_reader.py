@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
 from ..clients.aws_errors import CloudConfigurationError, CloudError, cloud_errors, refuse_web_pages  # noqa: F401 - re-exported
+from ..clients.deadline import bound_aws_client
 from ..clients.http_summary import first_line
 from ..model.config import ConfigurationError, Settings
 from ..model.group_labels import node_template, parse_hourly_price, parse_priority
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 8
 MAX_ATTEMPTS = 3  # in all, the first try included
+# The read timeout is per read: an endpoint that drips bytes would hold a call for ever. Each call
+# (one page of a paginated one) has this many seconds in all, its retries and any credential
+# fetch or refresh included (clients/deadline.py); a stalled endpoint fails sooner, by the above.
+CALL_DEADLINE_SECONDS = 30
 
 CLUSTER_TAG = "KubernetesCluster"
 ROLE_TAGS = ("Role", "KubernetesRole")
@@ -71,6 +76,15 @@ def client_config() -> Config:
                   connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 
 
+def credential_client_config() -> Config:
+    """For the clients botocore makes itself to fetch credentials (STS for IAM roles for service
+    accounts and assumed roles, SSO): they would otherwise wait 60 s a read, 3 times. Instance
+    metadata keeps botocore's own 1 s, one attempt (AWS_METADATA_SERVICE_TIMEOUT and
+    AWS_METADATA_SERVICE_NUM_ATTEMPTS); ECS and EKS Pod Identity's endpoint, 2 s, 3 attempts."""
+    return Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                  connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
+
+
 def parse_timestamp(value: Any) -> datetime:
     """An AWS timestamp (ISO 8601 in every API read here) by the standard library; anything else
     (epoch seconds, RFC 822) by botocore's own parser. botocore's default goes through dateutil,
@@ -90,6 +104,8 @@ def make_session(settings: Settings) -> boto3.session.Session:
         core = botocore.session.get_session()
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
         core.register("before-parse", refuse_web_pages)
+        # Every client made from this session starts from it; ours override it (client_config).
+        core.set_default_client_config(credential_client_config())
         if settings.aws_access_key and settings.aws_secret_key:
             # Keys that came from the environment may be temporary ones: their token must go along.
             token = os.environ.get("AWS_SESSION_TOKEN") if settings.aws_access_key == os.environ.get("AWS_ACCESS_KEY_ID") else None
@@ -106,8 +122,10 @@ def aws_clients(settings: Settings, region: str, session: Optional[boto3.session
         session = session or make_session(settings)
         config = client_config()
         return RegionClients(region=region,
-                             autoscaling=session.client("autoscaling", region_name=region, config=config),
-                             ec2=session.client("ec2", region_name=region, config=config))
+                             autoscaling=bound_aws_client(session.client("autoscaling", region_name=region, config=config),
+                                                          CALL_DEADLINE_SECONDS),
+                             ec2=bound_aws_client(session.client("ec2", region_name=region, config=config),
+                                                  CALL_DEADLINE_SECONDS))
 
 
 @contextmanager
