@@ -31,6 +31,7 @@ import main
 from autoscaler.model.config import Settings
 from autoscaler.fakes.kube_objects import make_node, make_pod
 from autoscaler.clients.http_summary import first_line
+from autoscaler.clients import kube_connect
 from autoscaler.clients.kube_connect import KubeConfigError, connect
 from autoscaler.sandbox import Sandbox, cli
 from daemon_process import poll
@@ -516,3 +517,21 @@ def test_once_against_a_server_that_never_finishes_its_answer_ends_with_one_line
 ])
 def test_an_answer_is_summarised_by_its_first_line(body, line):
     assert first_line(body) == line
+
+
+def test_a_kubeconfig_whose_credential_command_hangs_is_one_line_within_its_deadline(tmp_path, monkeypatch):
+    """The client runs the exec plugin while loading, and waits for it without a timeout."""
+    command = tmp_path / "hung-authenticator"
+    command.write_text("#!/bin/sh\nexec sleep 5\n")  # longer than the deadline; it ends on its own
+    command.chmod(0o755)
+    path = tmp_path / "kubeconfig"
+    path.write_text("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+                    "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, "
+                    f"command: '{command}', args: [token]}}}}}}]\n"
+                    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    monkeypatch.setattr(kube_connect, "LOAD_DEADLINE_SECONDS", 1)
+    with pytest.raises(KubeConfigError) as raised:
+        connect(str(path))
+    message = str(raised.value)
+    assert message.startswith(f"--kubeconfig {path}: loading it did not finish within 1 s"), message
+    assert "credential command" in message and "\n" not in message

@@ -31,6 +31,8 @@ RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=
 # twice the read timeout, so an answer arriving slowly but steadily (a page of 500 pods takes
 # well under a second) is never cut, and a dripping one costs the loop 20 s, not for ever.
 CALL_DEADLINE_SECONDS = 20
+# Seconds to load a kubeconfig, its credential command included (aws eks get-token takes 1-2 s).
+LOAD_DEADLINE_SECONDS = 30
 
 
 class KubeConfigError(ValueError):
@@ -84,13 +86,19 @@ def connect(kubeconfig: Optional[str]) -> kube_client.ApiClient:
         if kubeconfig:
             log.debug("Using kubeconfig %s", kubeconfig)
             check_kubeconfig(kubeconfig)
-            kube_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration,
-                                         persist_config=False)
+            # Loading runs the user's credential command, if any (aws eks get-token...), and the
+            # client waits for it without a timeout: one that hangs or waits for input would hold
+            # the start, signals included.
+            call_with_deadline(LOAD_DEADLINE_SECONDS, "load the kubeconfig", kube_config.load_kube_config,
+                               config_file=kubeconfig, client_configuration=configuration, persist_config=False)
         else:
             log.debug("Using kube service account")
             kube_config.load_incluster_config(client_configuration=configuration)
     except KubeConfigError:
         raise
+    except DeadlineExceeded:
+        raise KubeConfigError(f"--kubeconfig {kubeconfig}: loading it did not finish within {LOAD_DEADLINE_SECONDS:g} s; "
+                              "its user's credential command (exec) may be hung or waiting for input") from None
     except ConfigException as error:
         where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster service account (no --kubeconfig given)"
         raise KubeConfigError(f"{where}: {_one_line(error)}") from None
