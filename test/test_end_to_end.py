@@ -55,6 +55,11 @@ def test_dry_run_decides_the_same_and_changes_nothing(fake_aws, fake_kube):
     result = run_autoscaler(fake_aws, fake_kube, "--regions", "us-west-2,us-east-1", "--over-provision", "0", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "[dry-run] would set desired capacity of gpu-west (us-west-2) from 0 to 2" in result.stderr
+    # It says so at the start, and its summary says what it would have done, not what it did.
+    assert "Dry run: decisions are logged, nothing in AWS or Kubernetes is changed" in result.stderr
+    summary = next(line for line in result.stderr.splitlines() if "Loop done:" in line)
+    assert "would_SetDesiredCapacity=" in summary and "applied_" not in summary, summary
+    assert "action(s) decided, nothing changed (dry run)" in result.stderr
     assert fake_aws.mutating_calls() == []
     assert fake_kube.mutating_requests() == []
     assert desired_of(fake_aws, "us-west-2", "gpu-west") == 0

@@ -62,6 +62,11 @@ class Actuator:
         self.dry_run = dry_run
         self.events = events  # None: this autoscaler posts no Kubernetes Events
 
+    def announce_mode(self) -> None:
+        """Say at the start, whatever the verbosity shows, when nothing will be changed."""
+        if self.dry_run:
+            log.warning("Dry run: decisions are logged, nothing in AWS or Kubernetes is changed")
+
     def post_events(self, events: Sequence[ClusterEvent], now: datetime) -> Optional[int]:
         """Post the loop's Events; how many were written (in a dry run, how many would have been
         posted, and none is; None without a recorder). Never raises: an Event is not worth failing

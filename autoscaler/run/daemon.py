@@ -97,8 +97,7 @@ def run(settings: Settings) -> int:
     except (KubeConfigError, ClientSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if settings.dry_run:
-        log.warning("Dry run: decisions are logged, nothing in AWS or Kubernetes is changed")
+    loop.actuator.announce_mode()
     if settings.once:
         return _run_once(loop, leader, stop, signals)
 
