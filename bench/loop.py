@@ -87,13 +87,13 @@ def build_cluster(aws, kube, pending: int, node_count: int, group_count: int) ->
     """Groups with ``node_count`` instances in all, a node per instance with 2 or 3 running pods,
     and ``pending`` pending pods. Returns how long each part took to build."""
     from autoscaler.fakes.kube_objects import make_node, make_pod
-    from autoscaler.fakes.kube_store import format_timestamp
+    from autoscaler.model.text import utc_text
     from autoscaler.model.objects import format_amount
     from autoscaler.read.capacity import allocatable, info_from_table
 
     now = datetime.now(timezone.utc)
     # Nodes up for two hours with a fresh heartbeat (alive, past their init time), pods an hour old.
-    node_created, heartbeat, pod_created = (format_timestamp(now - age) for age in (TWO_HOURS, ZERO, ONE_HOUR))
+    node_created, heartbeat, pod_created = (utc_text(now - age) for age in (TWO_HOURS, ZERO, ONE_HOUR))
     took = {}
     started = time.perf_counter()
     specs = group_specs(group_count)
