@@ -108,6 +108,24 @@ def _choice_cases():
         make_snapshot(consolidate, groups=[priced_group("a", "m5.xlarge"), priced_group("b", "m5.2xlarge"),
                                            priced_group("c", "r5.xlarge"), priced_group("d", "r5.large")]),
         {}, hourly=0.384)
+    # First fit decreasing pairs the 3-CPU pods (3+3 twice, 3+2+2, 2+2+2, 2: five instances);
+    # 3+2+2 three times and 3+3 take four.
+    yield "few-shapes-packed-exactly-in-one-group", Case(
+        make_snapshot(make_pods(6, cpu="2", memory="6Gi") + make_pods(5, cpu="3", memory="4Gi"),
+                      groups=[priced_group("a", "m5.2xlarge"), priced_group("b", "m5.large")]),
+        {"m5.2xlarge": 4})
+    # 11 one-CPU pods: two m5.2xlarge (7 + 4) cost $0.768/h; the four that the second held fit an
+    # m5.xlarge (3) and an m5.large (1) for $0.288/h instead of $0.384/h.
+    yield "what-one-large-instance-held-goes-to-two-smaller-sizes", Case(
+        make_snapshot(make_pods(11, cpu="1", memory="1Gi"),
+                      groups=[priced_group("a", "m5.large"), priced_group("b", "m5.xlarge"), priced_group("c", "m5.2xlarge")]),
+        {"m5.2xlarge": 1, "m5.xlarge": 1, "m5.large": 1})
+    # Four c5.2xlarge at three quarters ($1.36/h) hold what three full ones and a c5.xlarge hold ($1.19/h).
+    yield "fuller-large-instances-and-one-half-size", Case(
+        make_snapshot(make_pods(15, cpu="1500m", memory="1Gi") + make_pods(6, cpu="250m", memory="2Gi")
+                      + make_pods(4, cpu="250m", memory="4Gi"),
+                      groups=[priced_group("a", "c5.2xlarge"), priced_group("b", "c5.xlarge")]),
+        {}, hourly=1.19)
     yield "ephemeral-storage-is-a-resource", Case(
         make_snapshot([make_pod(cpu="1", ephemeral_storage="30Gi")],
                       groups=[make_group("a", region=REGION, zones=(f"{REGION}a",), shapes=[InstanceShape(

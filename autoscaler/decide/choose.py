@@ -28,6 +28,7 @@ from .group_plan import GroupPlan
 from .improve import improve
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
+from .repack import repack
 
 PRICE, LEAST_WASTE, PRIORITY = EXPANDERS
 SMALL_SHAPES = 64  # waiting shapes up to which the price expander compares several plans
@@ -47,7 +48,7 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
     waiting = [shape for shape in shapes if shape.remaining]
     if (expander != PRICE or len(waiting) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
             or any(offer.price is None for offer in usable)):
-        return _choose(shapes, offers, dimensions, expander, None)
+        return _repack(shapes, _choose(shapes, offers, dimensions, expander, None), expander)
     start = [shape.taken for shape in shapes]
     tiers = sorted({offer.tier for offer in usable})
     tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
@@ -73,7 +74,7 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
         for plan in plans:
             if plan.offer.key == seed and plan.notes:
                 plan.notes[0] = f"{plan.notes[0]}; {why}"
-    return plans
+    return _repack(shapes, plans, expander)
 
 
 def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
@@ -89,8 +90,7 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
             for plan in members:
                 _take_all(plan, shapes, "the first in priority order (single-AZ, spot, name) that takes them")
             continue
-        priced = [plan for plan in members if plan.price is not None] if expander == PRICE else []
-        unpriced = [plan for plan in members if plan not in priced]
+        priced, unpriced = _priced_and_unpriced(members, expander)
         if priced:
             for plan in priced:
                 if plan.offer.key == seed:
@@ -103,6 +103,33 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
             greedy(shapes, unpriced, LEAST_WASTE, no_price=expander == PRICE)
             improve(unpriced)
     sweep(shapes, plans)
+    return plans
+
+
+def _priced_and_unpriced(members: Sequence[GroupPlan], expander: str) -> tuple[list[GroupPlan], list[GroupPlan]]:
+    """A tier's groups chosen by price, and those chosen by size (least waste): their prices are
+    in different units, so they are never compared with each other."""
+    priced = [plan for plan in members if plan.price is not None] if expander == PRICE else []
+    return priced, [plan for plan in members if plan not in priced]
+
+
+def _repack(shapes: Sequence[PodShape], plans: list[GroupPlan], expander: str) -> list[GroupPlan]:
+    """The chosen plan's tiers packed again exactly where that costs less (repack.py), once, on
+    the plan kept: the room that frees may let a move between groups pay, and is offered to the
+    pods still waiting. The priority expander keeps the original's packing."""
+    if expander == PRIORITY:
+        return plans
+    tiers: dict[tuple[int, int], list[GroupPlan]] = {}
+    for plan in plans:
+        tiers.setdefault(plan.offer.tier, []).append(plan)
+    changed = False
+    for tier in sorted(tiers):
+        for part in _priced_and_unpriced(tiers[tier], expander):
+            if repack(part):
+                improve(part)
+                changed = True
+    if changed:
+        sweep(shapes, plans)
     return plans
 
 

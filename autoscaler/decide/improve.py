@@ -97,15 +97,27 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
                 for entry, placed in fill_bins(shape, left, other.bins):
                     fills.append((other, entry, shape, placed))
                     left -= placed
-        for other in open_plans:
-            if left and other.room > 0 and other.takes(shape):
-                new = open_bins(shape, left, other.empty, other.room)
-                if new:
-                    other.bins.extend(new)
-                    other.new += len(new)
-                    opened.append((other, new))
-                    added += (other.price or 0.0) * len(new)
-                    left -= sum(entry.contents[shape] for entry in new)
+        while left:
+            # One instance at a time, of the group that places the next pods for least a pod:
+            # 4 pods that one m5.2xlarge held go to an m5.xlarge (3) and an m5.large (1), which
+            # neither type alone does for less.
+            best = None
+            for other in open_plans:
+                if other.room > 0 and other.takes(shape):
+                    trial = open_bins(shape, left, other.empty, 1)
+                    if trial:
+                        placed = trial[0].contents[shape]
+                        key = ((other.price or 0.0) / placed, other.offer.cost_tie_break)
+                        if best is None or key < best[0]:
+                            best = (key, other, trial, placed)
+            if best is None:
+                break
+            _, other, new, placed = best
+            other.bins.extend(new)
+            other.new += 1
+            opened.append((other, new))
+            added += other.price or 0.0
+            left -= placed
         if left:
             moved = False
             break
