@@ -285,3 +285,12 @@ def test_priority_expander_keeps_the_original_order_names_included():
     snapshot = make_snapshot(make_pods(10, cpu="500m", memory="1Gi"), groups=[priced_group("b", "m5.large"), priced_group("a", "m5.4xlarge")])
     [action] = plan_scale_up(snapshot, settings(expander="priority"), NOW).actions
     assert isinstance(action, SetDesiredCapacity) and action.group == "a" and action.desired == 1
+
+
+def test_a_raise_packed_exactly_says_what_first_fit_would_have_cost():
+    snapshot = make_snapshot(make_pods(6, cpu="2", memory="6Gi") + make_pods(5, cpu="3", memory="4Gi"),
+                             groups=[priced_group("a", "m5.2xlarge"), priced_group("b", "m5.large")])
+    [raise_] = [action for action in plan_scale_up(snapshot, settings(), NOW).actions
+                if isinstance(action, SetDesiredCapacity)]
+    assert raise_.desired == 4
+    assert "the tier's 4 new instances packed exactly: $1.54/h in all against $1.92/h by first fit" in raise_.reason

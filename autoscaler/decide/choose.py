@@ -8,7 +8,8 @@ Pure. Rules (docs/decisions.md#scale-up):
   take what they can before the next tier sees the rest (region overflow).
 - Inside a tier the expander chooses:
   ``price``: greedy by cost (greedy.py). Groups without a known price come after the priced ones
-  of their tier, chosen by least waste. Then an improvement pass (improve.py).
+  of their tier, chosen by least waste. Then an improvement pass (improve.py), and on the plan
+  kept, an exact re-packing of tiers whose new instances hold a few pod shapes (repack.py).
   On small problems, plans that first let one group take all it can are compared with the
   greedy one (choose_and_pack).
   ``least-waste``: the same greedy with each instance priced at its size (normalised capacity), so
@@ -124,8 +125,9 @@ def _repack(shapes: Sequence[PodShape], plans: list[GroupPlan], expander: str) -
         tiers.setdefault(plan.offer.tier, []).append(plan)
     changed = False
     for tier in sorted(tiers):
-        for part in _priced_and_unpriced(tiers[tier], expander):
-            if repack(part):
+        priced, unpriced = _priced_and_unpriced(tiers[tier], expander)
+        for part in (priced, unpriced):
+            if repack(part, in_dollars=part is priced):
                 improve(part)
                 changed = True
     if changed:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Optional, Sequence, cast
 
 from .group_plan import GroupPlan
+from .offers import describe_price
 from .packing import Bin, copies_fitting, put, unfill
 from .pending_shapes import PodShape
 
@@ -26,8 +27,10 @@ MAX_PATTERNS = 60  # maximal mixes of shapes that fit one instance, over the tie
 MICRODOLLARS = 1_000_000  # prices compared as whole numbers: float sums would tell equal plans apart
 
 
-def repack(plans: Sequence[GroupPlan]) -> bool:
-    """Re-pack the plans' new instances when that costs less; returns whether it did."""
+def repack(plans: Sequence[GroupPlan], in_dollars: bool = True) -> bool:
+    """Re-pack the plans' new instances when that costs less; returns whether it did. Each group
+    holding new instances afterwards is told why (in $/h when ``in_dollars``: the least-waste
+    expander's prices are sizes)."""
     # A fixed order that names only break ties in (as everywhere in scale up): equal-cost plans
     # are told apart by the first option, the cheapest group's.
     priced = sorted((plan for plan in plans if plan.price is not None),
@@ -69,6 +72,12 @@ def repack(plans: Sequence[GroupPlan]) -> bool:
         plan.bins.extend([entry])
         plan.new += 1
         plan.spare_checked = False
+    if in_dollars:
+        after = sum(priced[index].price or 0.0 for index, _ in packing)
+        note = (f"the tier's {len(packing)} new instances packed exactly: {describe_price(after)} in all against "
+                f"{describe_price(current / MICRODOLLARS)} by first fit")
+        for index in sorted(bought):
+            priced[index].notes.append(note)
     return True
 
 
