@@ -60,7 +60,7 @@ class DecisionCounts:
         if self.scale_up is not None:
             fields.update(vars(self.scale_up))
         for state, count in sorted(self.nodes_by_state.items(), key=lambda item: item[0].value):
-            fields[f"nodes_{state.value.replace('-', '_')}"] = count
+            fields[f"nodes_{state.snake}"] = count
         return fields
 
 

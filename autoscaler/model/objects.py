@@ -408,3 +408,8 @@ class NodeState(str, enum.Enum):
     UNDER_UTILIZED_UNDRAINABLE = "under-utilized-undrainable"
     IDLE_SCHEDULABLE = "idle-schedulable"
     IDLE_UNSCHEDULABLE = "idle-unschedulable"
+
+    @property
+    def snake(self) -> str:
+        """``busy_unschedulable``: the state as a log field's suffix and a metric label."""
+        return self.value.replace("-", "_")

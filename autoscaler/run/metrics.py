@@ -189,7 +189,7 @@ class Metrics(LoopObserver):
         self.unaccounted.set(up.unaccounted if up is not None else 0)
         self.nodes.clear()  # a state no node is in any more must not keep its old value
         for state, count in decision.counts.nodes_by_state.items():
-            self.nodes.labels(state.value.replace("-", "_")).set(count)
+            self.nodes.labels(state.snake).set(count)
 
         desired = {group.key: group.desired for group in snapshot.groups}
         for action in result.done:
