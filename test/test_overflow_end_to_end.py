@@ -156,8 +156,11 @@ def test_first_region_is_preferred_again_once_the_timeout_expires(fake_aws, fake
             wait_for(lambda: desired_of(fake_aws, EAST, "cpu-east") == 2, "the east group to be raised")
             fake_aws.stop_failing(WEST, "cpu-west")  # capacity is back in us-west-2
             wait_for(west_is_back, "the west group's timeout to run out")
-            for index in range(4, 10):
-                fake_kube.add(make_pod(f"job-{index}", cpu="1", memory="2Gi"))
+            # All six at once (the store's lock): a loop that read half of them would raise west
+            # for those and again next loop for the rest, a different (correct) story.
+            with fake_kube.store.lock:
+                for index in range(4, 10):
+                    fake_kube.add(make_pod(f"job-{index}", cpu="1", memory="2Gi"))
             wait_for(lambda: len(group_of(fake_aws, WEST, "cpu-west")["Instances"]) == 2,
                      "the west group to be raised again and launch")
         finally:
