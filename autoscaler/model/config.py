@@ -78,6 +78,9 @@ class Settings:
     once: bool = False
     verbosity: int = 0
     group_timeout: float = GROUP_TIMEOUT_SECONDS
+    # Taint keys a node carries while it starts (beside the built-in ones: decide/initialized.py);
+    # --startup-taint, repeatable.
+    startup_taints: tuple[str, ...] = ()
     # Fixed by the rules (docs/decisions.md); settings only so that tests and the sandbox can shorten them.
     dead_node_seconds: float = DEAD_NODE_SECONDS
     drain_grace_seconds: float = DRAIN_GRACE_SECONDS

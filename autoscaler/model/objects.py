@@ -17,6 +17,7 @@ DO_NOT_DRAIN_LABEL = "openai/do-not-drain"
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 LAST_BUSY_ANNOTATION = "autoscaler.openai.com/last-busy"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 class Resources:
@@ -161,11 +162,30 @@ class LabelSelector:
 
 
 @dataclass(frozen=True)
-class AntiAffinityTerm:
-    """A required pod anti-affinity term; only ``topologyKey: kubernetes.io/hostname`` is honoured."""
+class PodAffinityTerm:
+    """A required pod affinity or anti-affinity term: pods matching ``selector`` in
+    ``namespaces``, counted per domain of ``topology_key`` (a node for the hostname label, a zone
+    for the zone label)."""
 
     selector: LabelSelector
     namespaces: tuple[str, ...]  # already defaulted to the pod's own namespace when empty
+    topology_key: str = HOSTNAME_LABEL
+
+
+# The name the rest of the code knew before affinity terms other than hostname anti-affinity were read.
+AntiAffinityTerm = PodAffinityTerm
+
+
+@dataclass(frozen=True)
+class SpreadConstraint:
+    """A topology spread constraint with ``whenUnsatisfiable: DoNotSchedule`` (ScheduleAnyway ones
+    are hints and are not read): pods matching ``selector`` in the pod's namespace may differ by at
+    most ``max_skew`` between the domains of ``topology_key``."""
+
+    topology_key: str
+    max_skew: int
+    selector: LabelSelector
+    min_domains: int = 1
 
 
 @dataclass(frozen=True)
@@ -179,11 +199,16 @@ class Placement:
     tolerations: tuple[Toleration, ...] = ()
     # Required node affinity: terms are ORed, the requirements inside one term ANDed.
     node_affinity: tuple[tuple[Requirement, ...], ...] = ()
+    # The required node affinity of each PersistentVolume the pod's claims are bound to (a zonal
+    # EBS volume: topology.kubernetes.io/zone In [its zone]); every one must hold, each as above.
+    volume_affinity: tuple[tuple[tuple[Requirement, ...], ...], ...] = ()
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.node_selector]
         if self.node_affinity:
             parts.append(f"affinity={len(self.node_affinity)} term(s)")
+        if self.volume_affinity:
+            parts.append(f"volumes={len(self.volume_affinity)} with node affinity")
         if self.tolerations:
             parts.append(f"tolerations={len(self.tolerations)}")
         return "{" + ", ".join(parts) + "}" if parts else "{any node}"
@@ -202,10 +227,22 @@ class Pod:
     namespace: str
     name: str
     phase: PodPhase
-    requests: Resources  # sum over containers or largest init container, plus overhead, plus pods=1
+    # As the scheduler computes them: pod-level resources where set, else the larger of the app
+    # containers plus sidecars and each init container plus the sidecars started before it;
+    # plus overhead, plus pods=1.
+    requests: Resources
     node_name: Optional[str] = None
     placement: Placement = Placement()
-    anti_affinity: tuple[AntiAffinityTerm, ...] = ()
+    anti_affinity: tuple[PodAffinityTerm, ...] = ()  # required, any topology key
+    affinity: tuple[PodAffinityTerm, ...] = ()  # required pod affinity, any topology key
+    spread: tuple[SpreadConstraint, ...] = ()  # DoNotSchedule topology spread constraints
+    host_ports: tuple[str, ...] = ()  # "TCP/9000": one pod per node may hold each
+    # Not demand yet: the scheduler does not look at a pod with scheduling gates (a queue such as
+    # Kueue has not admitted it), nor at one whose claims are not bound (and not WaitForFirstConsumer).
+    scheduling_gates: tuple[str, ...] = ()
+    unbound_claims: tuple[str, ...] = ()
+    # The scheduler's own words when it last failed to place the pod (PodScheduled condition).
+    unschedulable_message: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     owner_kinds: tuple[str, ...] = ()
     is_mirror: bool = False
@@ -226,6 +263,11 @@ class Pod:
     def occupies_node(self) -> bool:
         """Running, ContainerCreating, or Pending with a node: it holds room on its node."""
         return bool(self.node_name) and self.phase in (PodPhase.PENDING, PodPhase.RUNNING, PodPhase.UNKNOWN)
+
+    @property
+    def is_gated(self) -> bool:
+        """Held back from the scheduler (scheduling gates or unbound claims): not demand."""
+        return bool(self.scheduling_gates or self.unbound_claims)
 
     @property
     def is_daemonset(self) -> bool:
@@ -380,6 +422,23 @@ class DisruptionBudget:
 
 
 @dataclass(frozen=True)
+class DaemonSet:
+    """A DaemonSet's pod template as the controller will stamp it on a node: its requests as the
+    scheduler computes them (pods=1 included), and the placement it is admitted by (the
+    tolerations the controller adds to every DaemonSet pod included)."""
+
+    namespace: str
+    name: str
+    requests: Resources
+    placement: Placement = Placement()
+    host_ports: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one loop knows about the world, read once at the start of the loop."""
 
@@ -390,6 +449,7 @@ class Snapshot:
     activities: tuple[ScalingActivity, ...] = ()  # the last hour's, every region, oldest first
     budgets: tuple[DisruptionBudget, ...] = ()
     spot_prices: tuple[SpotPrice, ...] = ()  # the last 5 hours, for the spot groups' types
+    daemonsets: tuple[DaemonSet, ...] = ()
 
 
 class NodeState(str, enum.Enum):
