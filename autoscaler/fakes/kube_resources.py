@@ -72,6 +72,10 @@ RESOURCE_TYPES = (
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), (_status("DaemonSet"),)),
+    ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
+                 (_status("PersistentVolumeClaim"),)),
+    ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), (_status("PersistentVolume"),)),
+    ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
 )
 INITIAL_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 
