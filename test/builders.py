@@ -142,8 +142,8 @@ def make_group_nodes(group: Group, count: int, **node_options) -> tuple[Group, l
         if group.shapes and "allocatable" not in options:
             options["allocatable"] = group.shapes[0].capacity
         name = f"{group.name}-{len(group.instance_ids) + index}"
-        nodes.append(make_node(name, labels=dict(group.labels), taints=group.taints, instance_id=f"i-{name}",
-                               region=group.region, **options))
+        options.setdefault("taints", group.taints)
+        nodes.append(make_node(name, labels=dict(group.labels), instance_id=f"i-{name}", region=group.region, **options))
     ids = group.instance_ids + tuple(node.instance_id for node in nodes)
     return replace(group, instance_ids=ids, desired=max(group.desired, len(ids))), nodes
 

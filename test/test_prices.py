@@ -226,7 +226,7 @@ def test_real_nodes_replace_the_capacity_estimate_but_keep_the_price():
     from builders import make_node
 
     from autoscaler.model.group_labels import INSTANCE_TYPE_LABEL
-    from autoscaler.decide.real_capacity import effective_shapes
+    from autoscaler.decide.node_template import effective_shapes
 
     estimate = Resources({"cpu": 1930, "memory": 7_000 * (1 << 20) * 1000})
     group = Group("g", "us-east-1", 0, 5, 1, instance_ids=("i-1",), shapes=(

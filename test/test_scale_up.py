@@ -169,15 +169,16 @@ UNINITIALIZED = Taint("node.cloudprovider.kubernetes.io/uninitialized", "true", 
 
 
 def _starting_node_cases():
-    """Nodes that registered but are not Ready yet carry start-up taints no pending pod tolerates;
-    they are already in the group's node count, so their room must count too."""
+    """Nodes that registered but are not initialized yet (not Ready, start-up taints, or a taint
+    the group's template lacks) are booting instances of their group: pending pods are planned
+    onto them with the template's room, and nothing is bought for those pods."""
     group, nodes = _one_group_with_nodes(2)
     starting = [replace(node, taints=(NOT_READY,), ready=False) for node in nodes]
-    yield "starting-nodes-room-counts", Case(make_snapshot(make_pods(2, cpu="1"), starting, [group]), {}, placed=2)
+    yield "starting-nodes-are-booting-capacity", Case(make_snapshot(make_pods(2, cpu="1"), starting, [group]), {}, placed=0)
     initializing = [replace(node, taints=(NETWORK_UNAVAILABLE, UNINITIALIZED)) for node in nodes]
-    yield "initializing-nodes-room-counts", Case(make_snapshot(make_pods(2, cpu="1"), initializing, [group]), {}, placed=2)
+    yield "initializing-nodes-are-booting-capacity", Case(make_snapshot(make_pods(2, cpu="1"), initializing, [group]), {}, placed=0)
     dedicated = [replace(node, taints=(NOT_READY, Taint("dedicated", "db")), ready=False) for node in nodes]
-    yield "starting-node-keeps-its-other-taints", Case(make_snapshot(make_pods(1, cpu="1"), dedicated, [group]), {"workers": 3})
+    yield "starting-node-with-an-untagged-taint-is-booting", Case(make_snapshot(make_pods(1, cpu="1"), dedicated, [group]), {})
     old = NOW - timedelta(hours=2)
     broken = [replace(node, created=old, ready=False) for node in nodes]
     yield "broken-node-offers-no-room", Case(make_snapshot(make_pods(1, cpu="1"), broken, [group]), {"workers": 3})

@@ -27,7 +27,8 @@ from ..model.objects import LAST_BUSY_ANNOTATION, NodeState, Snapshot
 from ..model.plan import Action, AnnotateNode, Plan, SetDesiredCapacity
 from .group_health import GroupHealthState, GroupKey, assess_groups
 from .node_state import is_busy_pod
-from .real_capacity import with_real_capacity
+from .initialized import readiness_of_nodes
+from .node_template import TemplateDifference, with_node_templates
 from .scale_down import plan_scale_down
 from .scale_up import ScaleUpResult, plan_scale_up
 
@@ -75,10 +76,18 @@ class Decision:
     # Capacity corrections and spot cancellations among ``actions`` -> the scaling activity each
     # answers, so that the loop can hand back to ``health`` those it did not make.
     origins: Mapping[Action, str] = field(default_factory=dict)
+    # Where groups' initialized nodes differ from their tags; the loop warns about each once.
+    template_differences: tuple[TemplateDifference, ...] = ()
 
 
 def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
-    snapshot = with_real_capacity(snapshot)
+    readiness = readiness_of_nodes(snapshot, settings, now)
+    for name, (state, why) in sorted(readiness.items()):
+        if why:
+            log.debug("node %s: %s (%s)", name, state.value, why)
+    states = {name: state for name, (state, _) in readiness.items()}
+    templates = with_node_templates(snapshot, states)
+    snapshot = templates.snapshot
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)
     # Every loop, not only when a group goes out: an operator reading any loop's log sees why a
@@ -93,7 +102,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info("Scale up is off (--no-scale)")
     else:
         log.info(BANNER.format("Scaling Up Begins"))
-        up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out)
+        up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out, readiness=states)
         actions.extend(up.actions)
         up_counts = ScaleUpCounts(pending=up.pending, placed_on_nodes=up.placed_on_nodes,
                                   pods_for_new_instances=up.pods_for_new_instances,
@@ -111,7 +120,8 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         nodes_by_state.update(verdict.state for verdict in down.verdicts)
 
     counts = DecisionCounts(len(assessment.timed_out), up_counts, dict(nodes_by_state))
-    return Decision(tuple(actions), assessment.state, counts, up, frozenset(assessment.timed_out), assessment.origins)
+    return Decision(tuple(actions), assessment.state, counts, up, frozenset(assessment.timed_out), assessment.origins,
+                    templates.differences)
 
 
 def remember_last_busy(remembered: Mapping[str, datetime], snapshot: Snapshot,

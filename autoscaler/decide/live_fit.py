@@ -2,9 +2,11 @@
 cordoned (taken back before anything is launched).
 
 Pure. Rules (docs/decisions.md#scale-up):
-- A node younger than --instance-init-time offers its room even while it carries the start-up
-  taints (not-ready, network-unavailable, uninitialized): it is already in its group's node count.
-  An older node that is not Ready offers none (node_state.is_broken).
+- A node of a group offers its room only once initialized (decide/initialized.py: Ready, no taint
+  its group's template lacks, every device of its type advertised); until then it is booting
+  capacity of its group (offers.py), planned with the template's room. A node of no group younger
+  than --instance-init-time offers its room even while it carries the start-up taints. An older
+  node that is not Ready offers none (node_state.is_broken).
 - Pods that fit no schedulable node go next onto idle nodes the autoscaler cordoned, by the
   node's own labels, taints and room, and each node that gets one is uncordoned: cheaper than
   launching. Scale in keeps such a node by the same rule (node_state.can_be_taken_back).
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..model.config import Settings
 from ..model.objects import Node, Pod, Snapshot
 from ..model.plan import Uncordon
+from .initialized import Readiness
 from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
 from .packing import NodeIndex, Room, copies_fitting, fit_on_rooms
 from .pending_shapes import PodShape, smallest_needs
@@ -42,7 +45,10 @@ def _is_live(node: Node, snapshot: Snapshot) -> bool:
     return instance is not None and instance.is_running
 
 
-def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple[str, ...]) -> LiveRooms:
+def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimensions: tuple[str, ...],
+                booting: frozenset[str] = frozenset()) -> LiveRooms:
+    """``booting``: names of nodes of groups that are not initialized yet; they offer no room here
+    (their group plans them as booting instances)."""
     used: dict[str, dict[str, int]] = {}
     running: dict[str, list[Pod]] = {}
     for pod in snapshot.pods:
@@ -54,7 +60,7 @@ def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimension
     schedulable: list[Room] = []
     cordoned: list[Room] = []
     for order, node in enumerate(sorted(snapshot.nodes, key=lambda n: n.name)):
-        if not _is_live(node, snapshot) or is_broken(node, settings, now):
+        if node.name in booting or not _is_live(node, snapshot) or is_broken(node, settings, now):
             continue
         on_node = running.get(node.name, [])
         if node.unschedulable and not can_be_taken_back(node, on_node, settings, now):
@@ -101,3 +107,10 @@ def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int)
                                 "so it is taken back before launching"))
     placed = sum(shape.taken for shape in waiting) - before
     return placed, tuple(uncordons[name] for name in sorted(uncordons))
+
+
+def booting_nodes(snapshot: Snapshot, readiness: Mapping[str, Readiness]) -> frozenset[str]:
+    """Nodes of a managed group that are still booting (not initialized, within the init time)."""
+    in_groups = {instance_id for group in snapshot.groups for instance_id in group.instance_ids}
+    return frozenset(node.name for node in snapshot.nodes
+                     if readiness.get(node.name) is Readiness.BOOTING and node.instance_id in in_groups)

@@ -11,7 +11,8 @@ Pure. Rules (docs/decisions.md#scale-up):
   current spot price (per zone of the group the latest record, averaged over its zones: AWS
   spreads a group over its zones), falling back to the on-demand price; otherwise the on-demand
   price of the shipped table. None when unknown.
-- Booting instances (desired above the group's nodes, group not timed out) are free room for
+- Booting instances (desired above the group's initialized or broken nodes, group not timed out:
+  instances not registered yet, and nodes still starting, see initialized.py) are free room for
   pending pods; new instances may be bought up to ``max size - max(desired, nodes)``.
 - Candidate order: priority tag (higher first), then region position in --regions: a tier. Inside
   a tier the expander chooses; single-AZ before multi-AZ, spot before on-demand, then name (the
@@ -137,11 +138,15 @@ def planned_type(group: Group, spot_prices: Sequence[SpotPrice]) -> tuple[Option
     return least, False, max(price for price in prices if price is not None), "/".join(sources)
 
 
-def make_offers(snapshot: Snapshot, settings: Settings, timed_out: frozenset[tuple[str, str]]) -> list[Offer]:
-    """One offer per group, in candidate order (tier, then the tie-breakers)."""
+def make_offers(snapshot: Snapshot, settings: Settings, timed_out: frozenset[tuple[str, str]],
+                booting_nodes: frozenset[str] = frozenset()) -> list[Offer]:
+    """One offer per group, in candidate order (tier, then the tie-breakers). ``booting_nodes``:
+    nodes still starting; they count as booting instances of their group, not as its nodes."""
     group_of_instance = {instance_id: group.key for group in snapshot.groups for instance_id in group.instance_ids}
     node_count: dict[tuple[str, str], int] = {}
     for node in snapshot.nodes:
+        if node.name in booting_nodes:
+            continue
         key = group_of_instance.get(node.instance_id or "")
         if key is not None:
             node_count[key] = node_count.get(key, 0) + 1

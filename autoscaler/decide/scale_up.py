@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 from ..model.config import Settings
 from ..model.objects import Pod, Resources, Snapshot
 from ..model.plan import Notify, SetDesiredCapacity, Uncordon
 from .choose import choose_and_pack
 from .infeasible import set_apart_infeasible
-from .live_fit import build_rooms, fit_on_live_nodes, take_back_cordoned
+from .initialized import Readiness, readiness_of_nodes
+from .live_fit import booting_nodes, build_rooms, fit_on_live_nodes, take_back_cordoned
 from .offers import make_offers
 from .over_provision import over_provision
 from .packing import NodeIndex
@@ -50,16 +51,21 @@ class ScaleUpResult:
 
 
 def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
-                  timed_out: frozenset[tuple[str, str]] = frozenset()) -> ScaleUpResult:
+                  timed_out: frozenset[tuple[str, str]] = frozenset(),
+                  readiness: Optional[Mapping[str, Readiness]] = None) -> ScaleUpResult:
     """Decide the scale up of one loop. ``timed_out`` holds the ``Group.key`` of groups that
     scale up skips (launch failures), so their pods overflow to the next candidate. ``now``
-    tells starting nodes from broken ones."""
+    tells starting nodes from broken ones; ``readiness`` (node name -> initialized.Readiness,
+    worked out here when not given) tells usable nodes from booting ones."""
     pending = pending_demand(snapshot)
     if not pending:
         return ScaleUpResult()
     shapes, dimensions = group_into_shapes(pending, snapshot)
     width = len(dimensions)
-    rooms = build_rooms(snapshot, settings, now, dimensions)
+    if readiness is None:
+        readiness = {name: state for name, (state, _) in readiness_of_nodes(snapshot, settings, now).items()}
+    starting = booting_nodes(snapshot, readiness)
+    rooms = build_rooms(snapshot, settings, now, dimensions, starting)
     placed = fit_on_live_nodes(shapes, rooms, width)
     taken_back, uncordons = take_back_cordoned(shapes, rooms, width)
 
@@ -67,7 +73,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     every_node = NodeIndex(list(rooms.schedulable + rooms.cordoned), {shape.placement for shape in waiting})
     infeasible = set_apart_infeasible(waiting, snapshot.groups, every_node)
 
-    offers = make_offers(snapshot, settings, timed_out)
+    offers = make_offers(snapshot, settings, timed_out, starting)
     first_free = {shape: shape.taken for shape in shapes}
     plans = choose_and_pack(shapes, offers, dimensions, settings.expander)
     pods_of = hand_out(plans, first_free)

@@ -134,6 +134,7 @@ class Loop:
         # Set when the process should end: a configuration error before any loop succeeded.
         self.fatal: Optional[ConfigurationError] = None
         self._warned_no_groups = False
+        self._warned_differences: set = set()  # template differences already warned about
 
     def should_stop(self) -> bool:
         """Asked before each action: SIGTERM, or the lease is no longer ours."""
@@ -182,6 +183,13 @@ class Loop:
                     "kubernetes-minion (README \"Setup\")", self.settings.cluster_name,
                     ", ".join(self.settings.regions), self.settings.cluster_name, extra={ALWAYS_SHOWN: True})
 
+    def _warn_template_differences(self, differences) -> None:
+        """Once per process and difference: a group's nodes that are not what its tags say."""
+        for difference in differences:
+            if difference not in self._warned_differences:
+                self._warned_differences.add(difference)
+                log.warning("%s", difference.describe())
+
     def _record_failed_loop(self, started: float, api_error: Optional[BaseException] = None) -> None:
         try:
             self.observer.loop_failed(time.monotonic() - started, api_error)
@@ -199,6 +207,7 @@ class Loop:
         snapshot = with_seen_busy(with_remembered_last_busy(snapshot, self.last_busy), self.seen_busy)
         decision = decide(snapshot, self.settings, now, self.health)
         decision = replace(decision, actions=self.notices.filter(decision.actions))
+        self._warn_template_differences(decision.template_differences)
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)
         self.seen_busy = remember_seen_busy(self.seen_busy, snapshot, now)
         acting = self._observe_phase("decide", deciding)
