@@ -29,18 +29,10 @@ from typing import Iterable, Optional
 
 from ..model.config import Settings
 from ..model.objects import Group, Instance, Node, NodeState, Pod, Resources, Taint
+from .initialized import is_startup_taint
 
 # The resources utilization is measured on; others (pods, ephemeral storage) rarely bind.
 UTILIZATION_RESOURCES = ("cpu", "memory", "nvidia.com/gpu")
-# Taints the node lifecycle controller and the cloud provider put on a node from registration
-# until it is Ready and initialized. No workload tolerates them, yet the node is capacity on its
-# way, already counted in its group's node count.
-STARTUP_TAINT_KEYS = frozenset({
-    "node.kubernetes.io/not-ready",
-    "node.kubernetes.io/network-unavailable",
-    "node.cloudprovider.kubernetes.io/uninitialized",
-})
-
 
 @dataclass(frozen=True)
 class NodeVerdict:
@@ -119,9 +111,9 @@ def is_broken(node: Node, settings: Settings, now: datetime) -> bool:
 def taints_for_pending_pods(node: Node, settings: Settings, now: datetime) -> tuple[Taint, ...]:
     """The taints that keep a pending pod off the node: a starting node's start-up taints go
     away by themselves, so they do not."""
-    if not any(taint.key in STARTUP_TAINT_KEYS for taint in node.taints) or not is_starting(node, settings, now):
+    if not any(is_startup_taint(taint, settings) for taint in node.taints) or not is_starting(node, settings, now):
         return node.taints
-    return tuple(taint for taint in node.taints if taint.key not in STARTUP_TAINT_KEYS)
+    return tuple(taint for taint in node.taints if not is_startup_taint(taint, settings))
 
 
 def can_be_taken_back(node: Node, pods_on_node: Iterable[Pod], settings: Settings, now: datetime) -> bool:

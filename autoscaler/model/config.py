@@ -158,6 +158,11 @@ def _is_web_url(text: str) -> bool:
     return re.match(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", text) is not None
 
 
+# A taint key is a label key: an optional DNS-subdomain prefix and '/', then a name of at most 63
+# characters, alphanumeric at both ends, with '-', '_' and '.' inside.
+TAINT_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
 # A Kubernetes namespace name is an RFC 1123 label.
 NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -183,4 +188,7 @@ def validate(settings: Settings) -> Settings:
         if namespace is not None and not NAMESPACE_NAME.fullmatch(namespace):
             raise SettingsError(flag, f"{namespace!r} is not a namespace name: at most 63 lower-case letters, digits "
                                       "and '-', starting and ending with a letter or digit")
+    for key in settings.startup_taints:
+        if not TAINT_KEY.fullmatch(key) or len(key.partition("/")[0] if "/" in key else "") > 253:
+            raise SettingsError("--startup-taint", f"{key!r} is not a taint key like node.cilium.io/agent-not-ready")
     return settings

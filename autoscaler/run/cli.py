@@ -94,6 +94,10 @@ def _regions(ctx, param, value):
               help="Drain busy nodes used below this fraction of their capacity (0 turns draining off).")
 @click.option("--group-timeout", type=Number(0, config.MAX_SECONDS), default=config.GROUP_TIMEOUT_SECONDS,
               help="Seconds a group whose launches failed is skipped by scale up.")
+@click.option("--startup-taint", "startup_taints", multiple=True, metavar="KEY", show_default=False,
+              help="A taint key that nodes carry while they start and lose by themselves (repeatable); "
+                   "built in: the node lifecycle ones, Cilium's, the EBS/EFS CSI drivers', and "
+                   "startup-taint.cluster-autoscaler.kubernetes.io/*.")
 @click.option("--aws-access-key", envvar=["AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"], default=None, show_default=False,
               help="AWS access key [env AWS_ACCESS_KEY_ID or AWS_ACCESS_KEY]; default: the AWS credential chain.")
 @click.option("--aws-secret-key", envvar="AWS_SECRET_ACCESS_KEY", default=None, show_default=False,
@@ -137,6 +141,7 @@ def cli(**flags):
         max_scale_in_fraction=flags["max_scale_in_fraction"],
         drain_utilization=flags["drain_utilization"],
         group_timeout=flags["group_timeout"],
+        startup_taints=tuple(flags["startup_taints"]),
         aws_access_key=flags["aws_access_key"],
         aws_secret_key=flags["aws_secret_key"],
         slack_hook=flags["slack_hook"],
