@@ -61,6 +61,7 @@ def events_for_loop(snapshot, decision, applied: Iterable, failed: Iterable = ()
     events: list[ClusterEvent] = []
     events.extend(_scale_up_events(applied, pods_by_key, snapshot))
     events.extend(_not_triggered_events(decision, applied, snapshot))
+    events.extend(_mismatch_events(decision, pods_by_key))
     events.extend(_node_events(applied))
     events.extend(_scale_down_warnings(list(failed), list(refused)))
     unique: dict[tuple, ClusterEvent] = {}
@@ -108,6 +109,18 @@ def _not_triggered_events(decision, applied, snapshot) -> list[ClusterEvent]:
     for pod in up.unaccounted[:room]:
         why = up.why_unaccounted.get(pod.key, "no matching group could take it in this loop")
         events.append(_pod_event(pod, "NotTriggerScaleUp", f"pod didn't trigger scale-up: {why}", "Warning"))
+    return events
+
+
+def _mismatch_events(decision, pods_by_key) -> list[ClusterEvent]:
+    """Once per pod and node: the scheduler did not place it where the model says it fits."""
+    events = []
+    for mismatch in decision.mismatches[:MAX_PODS_NOT_TRIGGERED]:
+        pod = pods_by_key.get(mismatch.pod)
+        if pod is not None:
+            events.append(_pod_event(pod, "AutoscalerModelMismatch", (
+                f"pod is pending where the autoscaler's model says it fits: {mismatch.why}; no more instances are "
+                "bought for it there"), "Warning"))
     return events
 
 

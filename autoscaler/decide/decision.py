@@ -27,6 +27,7 @@ from ..model.objects import LAST_BUSY_ANNOTATION, NodeState, Snapshot
 from ..model.plan import Action, AnnotateNode, Plan, SetDesiredCapacity
 from .group_health import GroupHealthState, GroupKey, assess_groups
 from .node_state import is_busy_pod
+from .buy_guard import GuardState, Mismatch, guard, remember
 from .initialized import readiness_of_nodes
 from .node_template import TemplateDifference, with_node_templates
 from .scale_down import plan_scale_down
@@ -54,12 +55,15 @@ class DecisionCounts:
     groups_timed_out: int = 0
     scale_up: Optional[ScaleUpCounts] = None  # None under --no-scale
     nodes_by_state: Mapping[NodeState, int] = field(default_factory=dict)  # empty under --no-maintenance
+    model_mismatches: int = 0  # pods found this loop waiting where the model says they fit (buy_guard.py)
 
     def fields(self) -> dict[str, int]:
         """As the summary line names them: ``pending=3 ... nodes_busy=2``."""
         fields = {"groups_timed_out": self.groups_timed_out}
         if self.scale_up is not None:
             fields.update(vars(self.scale_up))
+        if self.model_mismatches:
+            fields["model_mismatches"] = self.model_mismatches
         for state, count in sorted(self.nodes_by_state.items(), key=lambda item: item[0].value):
             fields[f"nodes_{state.snake}"] = count
         return fields
@@ -78,16 +82,21 @@ class Decision:
     origins: Mapping[Action, str] = field(default_factory=dict)
     # Where groups' initialized nodes differ from their tags; the loop warns about each once.
     template_differences: tuple[TemplateDifference, ...] = ()
+    guard: GuardState = GuardState()  # for the next loop (buy_guard.py)
+    mismatches: tuple[Mismatch, ...] = ()  # found this loop: a pod Event each
 
 
-def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState) -> Decision:
+def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupHealthState,
+           guard_state: Optional[GuardState] = None) -> Decision:
+    """``guard_state``: what the buy-loop guard remembered from the last loop (none at the start)."""
     readiness = readiness_of_nodes(snapshot, settings, now)
     for name, (state, why) in sorted(readiness.items()):
         if why:
             log.debug("node %s: %s (%s)", name, state.value, why)
     states = {name: state for name, (state, _) in readiness.items()}
     templates = with_node_templates(snapshot, states)
-    snapshot = templates.snapshot
+    guarded = guard(guard_state or GuardState(), templates.snapshot, states, settings, now)
+    snapshot = guarded.snapshot
     assessment = assess_groups(health, snapshot, settings, now)
     actions = list(assessment.actions)
     # Every loop, not only when a group goes out: an operator reading any loop's log sees why a
@@ -97,6 +106,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
     up = None
     up_counts = None
     nodes_by_state: Counter[NodeState] = Counter()
+    verdicts: list[tuple[str, NodeState]] = []
 
     if settings.no_scale:
         log.info("Scale up is off (--no-scale)")
@@ -104,6 +114,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info(BANNER.format("Scaling Up Begins"))
         up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out, readiness=states)
         actions.extend(up.actions)
+        actions.extend(guarded.notices)
         up_counts = ScaleUpCounts(pending=up.pending, placed_on_nodes=up.placed_on_nodes,
                                   pods_for_new_instances=up.pods_for_new_instances,
                                   groups_raised=sum(1 for a in up.actions if isinstance(a, SetDesiredCapacity)),
@@ -118,10 +129,12 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
             log.debug("node %s: %s (%s)", verdict.node.name, verdict.state.value, verdict.reason)
         actions.extend(down.actions)
         nodes_by_state.update(verdict.state for verdict in down.verdicts)
+        verdicts = [(verdict.node.name, verdict.state) for verdict in down.verdicts]
 
-    counts = DecisionCounts(len(assessment.timed_out), up_counts, dict(nodes_by_state))
+    counts = DecisionCounts(len(assessment.timed_out), up_counts, dict(nodes_by_state), len(guarded.new))
+    next_guard = remember(guarded.state, up.planned_groups if up is not None else {}, verdicts, now)
     return Decision(tuple(actions), assessment.state, counts, up, frozenset(assessment.timed_out), assessment.origins,
-                    templates.differences)
+                    templates.differences, next_guard, guarded.new)
 
 
 def remember_last_busy(remembered: Mapping[str, datetime], snapshot: Snapshot,

@@ -40,6 +40,8 @@ class ScaleUpResult:
     new_instances: int = 0  # sum of the desired-capacity increases
     uncordoned: int = 0
     why_unaccounted: Mapping[str, str] = field(default_factory=dict)  # pod key -> why no group took it
+    # pod key -> Group.key of the group whose booting or new instances the plan puts it on
+    planned_groups: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
@@ -98,4 +100,5 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
         new_instances=sum(action.desired - action.previous for action in raised),
         uncordoned=len(uncordons),
         why_unaccounted=why,
+        planned_groups={pod.key: key for key, (booting, new) in pods_of.items() for pod in (*booting, *new)},
     )

@@ -29,6 +29,7 @@ GROUP_TIMEOUT_SECONDS = 3600
 DEAD_NODE_SECONDS = 3600
 SPOT_WAIT_SECONDS = 300
 SPARE_IDLE_NODES_PER_GROUP = 5
+MISMATCH_MIN_SECONDS = 60  # the least a pod waits beside a node that fits it before the model is judged wrong
 DRAIN_GRACE_SECONDS = 3600
 
 # Upper bounds of the time flags: beyond them a value stops being a duration and starts
@@ -86,6 +87,7 @@ class Settings:
     drain_grace_seconds: float = DRAIN_GRACE_SECONDS
     spot_wait_seconds: float = SPOT_WAIT_SECONDS
     spare_idle_nodes: int = SPARE_IDLE_NODES_PER_GROUP
+    mismatch_min_seconds: float = MISMATCH_MIN_SECONDS  # decide/buy_guard.py
     # Operations (docs/operations.md#running-in-production): not read by decisions.
     metrics_port: int = DEFAULT_METRICS_PORT  # /metrics and /healthz; 0 turns the server off
     log_format: str = "text"  # or "json"

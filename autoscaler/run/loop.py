@@ -28,6 +28,7 @@ from ..act.events import events_for_loop
 from ..clients.aws_errors import CloudError
 from ..clients.kube_errors import KubeError
 from ..decide.decision import BANNER, DecisionCounts, decide, remember_last_busy, remember_seen_busy, with_remembered_last_busy, with_seen_busy
+from ..decide.buy_guard import GuardState
 from ..decide.group_health import GroupHealthState
 from ..decide.notices import RepeatedNotices
 from ..model.config import ConfigurationError, Settings
@@ -125,6 +126,7 @@ class Loop:
         self.observer = observer or LoopObserver()
         self.notices = RepeatedNotices()  # a notice about the same pods is not sent again every loop
         self.health = GroupHealthState()
+        self.guard = GuardState()  # what the buy-loop guard remembers (decide/buy_guard.py)
         # Node name -> the last-busy time this loop's plans last wrote (decide.remember_last_busy).
         self.last_busy: dict = {}
         # Node name -> the last loop that saw it busy: idle time runs from it (decide.remember_seen_busy).
@@ -205,7 +207,8 @@ class Loop:
     def _decide_and_act(self, snapshot, now: datetime, started: float) -> LoopReport:
         deciding = time.monotonic()
         snapshot = with_seen_busy(with_remembered_last_busy(snapshot, self.last_busy), self.seen_busy)
-        decision = decide(snapshot, self.settings, now, self.health)
+        decision = decide(snapshot, self.settings, now, self.health, self.guard)
+        self.guard = decision.guard
         decision = replace(decision, actions=self.notices.filter(decision.actions))
         self._warn_template_differences(decision.template_differences)
         self.last_busy = remember_last_busy(self.last_busy, snapshot, decision.actions)

@@ -129,6 +129,9 @@ class Metrics(LoopObserver):
                                 "Pending pods that fit no instance type their placement allows.", registry=r)
         self.unaccounted = Gauge("autoscaler_pending_pods_unaccounted",
                                  "Pending pods no group could take (timed out, full, too small).", registry=r)
+        self.model_mismatches = Counter(
+            "autoscaler_model_mismatches", "Pending pods found waiting where the model says they fit (the scheduler "
+            "disagrees): no more instances are bought for them there.", registry=r)
         self.nodes = Gauge("autoscaler_nodes", "Nodes by the scale-in state of the last loop.", ["state"], registry=r)
         self.desired = Gauge("autoscaler_group_desired_capacity", "Desired capacity after the last loop.",
                              ["group", "region"], registry=r)
@@ -187,6 +190,7 @@ class Metrics(LoopObserver):
                                                                 if pod.is_pending_unassigned and not pod.is_daemonset))
         self.infeasible.set(up.infeasible if up is not None else 0)
         self.unaccounted.set(up.unaccounted if up is not None else 0)
+        self.model_mismatches.inc(decision.counts.model_mismatches)
         self.nodes.clear()  # a state no node is in any more must not keep its old value
         for state, count in decision.counts.nodes_by_state.items():
             self.nodes.labels(state.snake).set(count)
