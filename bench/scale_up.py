@@ -27,6 +27,8 @@ from autoscaler.model.config import Settings  # noqa: E402
 from autoscaler.model.objects import (  # noqa: E402
     HOSTNAME_LABEL, Group, Instance, InstanceShape, Node, Placement, Pod, PodPhase, Resources, Snapshot, Taint, Toleration,
 )
+from autoscaler.decide.decision import decide  # noqa: E402
+from autoscaler.decide.group_health import GroupHealthState  # noqa: E402
 from autoscaler.decide.scale_up import plan_scale_up  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
@@ -151,6 +153,14 @@ def main() -> None:
         print(f"{pending_count:>12,} {len(snapshot.nodes):>6,} {len(snapshot.groups):>6} {seconds * 1000:>8.1f}ms "
               f"{seconds * 1e6 / pending_count:>10.1f}ms  {result.summary()}")
     snapshot = build_snapshot(10_000, 2_000 if not distinct else 1_000, distinct)
+    # The whole decision around it: node readiness, templates (DaemonSet overhead, learned labels),
+    # the buy-loop guard (its second loop remembers every pod planned onto new instances), scale in.
+    guard_state = decide(snapshot, settings, NOW, GroupHealthState()).guard
+    start = time.perf_counter()
+    decision = decide(snapshot, settings, NOW, GroupHealthState(), guard_state)
+    print(f"whole decision (decide) at 10,000 pending pods / {len(snapshot.nodes):,} nodes, second loop: "
+          f"{(time.perf_counter() - start) * 1000:.1f}ms ({len(guard_state.bought):,} pods remembered as bought for, "
+          f"{len(decision.actions)} actions)")
     tracemalloc.start()
     plan_scale_up(snapshot, settings, NOW)
     _, peak = tracemalloc.get_traced_memory()

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Iterable, Mapping, Optional
 
 from ..model.config import Settings
-from ..model.objects import HOSTNAME_LABEL, Group, Node, NodeState, Placement, Pod, Requirement, Resources, Snapshot
+from ..model.objects import HOSTNAME_LABEL, Node, NodeState, Placement, Pod, Requirement, Resources, Snapshot
 from ..model.plan import Notify
 from .initialized import Readiness
 from .node_state import is_busy_pod
@@ -105,21 +105,27 @@ def guard(state: GuardState, snapshot: Snapshot, readiness: Mapping[str, Readine
         since = initialized_since.get(node_name)
         return since is not None and (now - since).total_seconds() >= grace
 
-    # Bought for, and left waiting beside an empty initialized node of the group.
-    for key, groups in sorted(state.bought.items()):
+    # Bought for, and left waiting beside an empty initialized node of the group: per group, the
+    # latest-created such node, so each (pod, group) is one comparison.
+    latest_empty: dict[GroupKey, Node] = {}
+    for node in snapshot.nodes:
+        group = group_of_instance.get(node.instance_id or "")
+        if (group is None or node.created is None or node.unschedulable or not waited(node.name)
+                or any(is_busy_pod(p) for p in pods_by_node.get(node.name, ()))):
+            continue
+        seen = latest_empty.get(group.key)
+        if seen is None or seen.created is None or (node.created, node.name) > (seen.created, seen.name):
+            latest_empty[group.key] = node
+    for key, groups in sorted(state.bought.items()) if latest_empty else ():
         waiting = pending.get(key)
         if waiting is None:
             continue
         for group_key, planned_at in sorted(groups.items()):
-            if any(m.group == group_key for m in known.get(key, ())):
-                continue
-            for node in _nodes_of(group_key, snapshot, group_of_instance):
-                if (waited(node.name) and node.created is not None and node.created >= planned_at
-                        and not node.unschedulable
-                        and not any(is_busy_pod(p) for p in pods_by_node.get(node.name, ()))):
-                    add(Mismatch(key, node.name, group_key, _why(waiting, node, pods_by_node, "an instance was "
-                                                                          "bought for it and came up empty")))
-                    break
+            empty = latest_empty.get(group_key)
+            if (empty is not None and empty.created is not None and empty.created >= planned_at
+                    and not any(m.group == group_key for m in known.get(key, ()))):
+                add(Mismatch(key, empty.name, group_key, _why(waiting, empty, pods_by_node, "an instance was bought "
+                                                              "for it and came up empty")))
 
     # Waiting beside a node that the model says fits, past the grace: the hold ends.
     released = sorted(name for name, since in state.pod_pending_since.items()
@@ -150,12 +156,6 @@ def remember(state: GuardState, planned: Mapping[str, GroupKey], verdicts: Itera
     holding = {name for name, node_state in verdicts if node_state is NodeState.POD_PENDING}
     since = {name: state.pod_pending_since.get(name, now) for name in holding}
     return replace(state, bought=bought, pod_pending_since=since)
-
-
-def _nodes_of(group_key: GroupKey, snapshot: Snapshot, group_of_instance: Mapping[str, Group]) -> list[Node]:
-    return sorted((node for node in snapshot.nodes
-                   if (group := group_of_instance.get(node.instance_id or "")) is not None and group.key == group_key),
-                  key=lambda node: node.name)
 
 
 def _fitting(pods: Iterable[Pod], node: Node, free: Resources) -> list[Pod]:

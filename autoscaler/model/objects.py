@@ -31,7 +31,8 @@ class Resources:
     __slots__ = ("_amounts", "_hash")
 
     def __init__(self, amounts: Mapping[str, int] | Iterable[tuple[str, int]] = ()):
-        items = amounts.items() if isinstance(amounts, Mapping) else amounts
+        # dict first: the ABC check of Mapping costs more than the rest of the constructor.
+        items = amounts.items() if isinstance(amounts, (dict, Mapping)) else amounts
         self._amounts = {name: int(value) for name, value in items if value}
         self._hash: Optional[int] = None
 
