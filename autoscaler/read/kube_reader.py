@@ -22,15 +22,17 @@ from ..model.objects import (
     HOSTNAME_LABEL,
     LAST_BUSY_ANNOTATION,
     SAFE_TO_EVICT_ANNOTATION,
-    AntiAffinityTerm,
+    ALL_NAMESPACES,
     DisruptionBudget,
     LabelSelector,
     Node,
     Placement,
     Pod,
+    PodAffinityTerm,
     PodPhase,
     Requirement,
     Resources,
+    SpreadConstraint,
     Taint,
     Toleration,
 )
@@ -238,27 +240,59 @@ def node_from_api(item: dict) -> Node:
 
 
 def pod_requests(spec: dict) -> Resources:
-    """What the scheduler reserves for a pod: sum of containers, or the largest init container if
-    larger (per resource), plus overhead, plus one pod slot. Summed as plain integers and built
-    into one Resources at the end: 15,000 pods are read every loop."""
+    """What the scheduler reserves for a pod (its PodRequests), per resource: the app containers
+    plus every sidecar (an init container with ``restartPolicy: Always``, KEP-753), or, when
+    larger, the largest init container plus the sidecars declared before it (a sidecar counts
+    itself and those before it); a pod-level request (``spec.resources``) replaces that for the
+    resources it names; then overhead, and one pod slot. Summed as plain integers and built into
+    one Resources at the end: 15,000 pods are read every loop."""
     total: dict[str, int] = {}
     for container in _sequence(spec.get("containers"), "spec.containers"):
         for name, milli in _container_requests(container).items():
             total[name] = total.get(name, 0) + milli
-    for container in _sequence(spec.get("initContainers"), "spec.initContainers"):
-        for name, milli in _container_requests(container).items():
+    init_containers = _sequence(spec.get("initContainers"), "spec.initContainers")
+    if init_containers:
+        sidecars: dict[str, int] = {}  # the sidecars declared so far, summed
+        largest_init: dict[str, int] = {}
+        for container in init_containers:
+            requests = _container_requests(container)
+            if _is_sidecar(container):
+                for name, milli in requests.items():
+                    total[name] = total.get(name, 0) + milli
+                    sidecars[name] = sidecars.get(name, 0) + milli
+                term = sidecars
+            else:
+                term = dict(sidecars)
+                for name, milli in requests.items():
+                    term[name] = term.get(name, 0) + milli
+            for name, milli in term.items():
+                largest_init[name] = max(largest_init.get(name, 0), milli)
+        for name, milli in largest_init.items():
             total[name] = max(total.get(name, 0), milli)
+    pod_level = _mapping(spec.get("resources"), "spec.resources")
+    if pod_level:
+        # PodLevelResources: the pod's own requests win for the resources they name (defaulted
+        # from its limits, as the API server does, where a server we read has not).
+        total.update(_requests_of(pod_level, "spec.resources"))
     for name, quantity in _mapping(spec.get("overhead"), "spec.overhead").items():
         total[name] = total.get(name, 0) + quantity_milli(name, quantity)
     total["pods"] = total.get("pods", 0) + ONE_POD_MILLI
     return Resources(total)
 
 
+def _is_sidecar(container) -> bool:
+    return _mapping(container, "an init container").get("restartPolicy") == "Always"
+
+
 def _container_requests(container: dict) -> dict[str, int]:
-    resources = _mapping(_mapping(container, "a container").get("resources"), "a container's resources")
+    return _requests_of(_mapping(_mapping(container, "a container").get("resources"), "a container's resources"),
+                        "a container's resources")
+
+
+def _requests_of(resources: dict, what: str) -> dict[str, int]:
     # The API server defaults a missing request to the limit; servers we read may not have done it.
-    merged = dict(_mapping(resources.get("limits"), "limits"))
-    merged.update(_mapping(resources.get("requests"), "requests"))
+    merged = dict(_mapping(resources.get("limits"), f"{what}.limits"))
+    merged.update(_mapping(resources.get("requests"), f"{what}.requests"))
     return {name: quantity_milli(name, quantity) for name, quantity in merged.items()}
 
 
@@ -280,12 +314,17 @@ def pod_from_api(item: dict) -> Pod:
     status = _mapping(item.get("status"), "status")
     namespace = _text(meta.get("namespace"), "metadata.namespace") or "default"
     annotations = _text_map(meta.get("annotations"), "metadata.annotations")
+    labels = _text_map(meta.get("labels"), "metadata.labels")
     safe = annotations.get(SAFE_TO_EVICT_ANNOTATION)
     scheduled_at = None
+    unschedulable_message = ""
     for condition in _sequence(status.get("conditions"), "status.conditions"):
         condition = _mapping(condition, "a condition")
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "True":
-            scheduled_at = parse_time(condition.get("lastTransitionTime"))
+        if condition.get("type") == "PodScheduled":
+            if condition.get("status") == "True":
+                scheduled_at = parse_time(condition.get("lastTransitionTime"))
+            elif condition.get("status") == "False" and condition.get("reason") == "Unschedulable":
+                unschedulable_message = _text(condition.get("message"), "the PodScheduled condition's message")
     affinity = _mapping(spec.get("affinity"), "spec.affinity")
     try:
         phase = PodPhase(_text(status.get("phase"), "status.phase") or "Pending")
@@ -299,19 +338,56 @@ def pod_from_api(item: dict) -> Pod:
         phase=phase,
         requests=pod_requests(spec),
         node_name=_text(spec.get("nodeName"), "spec.nodeName") or None,
-        placement=Placement(
-            node_selector=tuple(sorted(_text_map(spec.get("nodeSelector"), "spec.nodeSelector").items())),
-            tolerations=tuple(_toleration(t) for t in _sequence(spec.get("tolerations"), "spec.tolerations")),
-            node_affinity=_node_affinity(_mapping(affinity.get("nodeAffinity"), "nodeAffinity")),
-        ),
-        anti_affinity=_anti_affinity(_mapping(affinity.get("podAntiAffinity"), "podAntiAffinity"), namespace),
-        labels=_text_map(meta.get("labels"), "metadata.labels"),
+        placement=pod_placement(spec),
+        anti_affinity=_pod_affinity_terms(_mapping(affinity.get("podAntiAffinity"), "podAntiAffinity"), namespace,
+                                          labels, "pod anti-affinity"),
+        affinity=_pod_affinity_terms(_mapping(affinity.get("podAffinity"), "podAffinity"), namespace, labels,
+                                     "pod affinity"),
+        spread=_spread_constraints(spec.get("topologySpreadConstraints"), labels),
+        host_ports=host_ports(spec),
+        scheduling_gates=tuple(_name_text(_mapping(gate, "a scheduling gate").get("name"), "a scheduling gate's name")
+                               for gate in _sequence(spec.get("schedulingGates"), "spec.schedulingGates")),
+        unschedulable_message=unschedulable_message,
+        labels=labels,
         owner_kinds=tuple(_text(ref.get("kind"), "an ownerReference's kind") for ref in owners),
         is_mirror=MIRROR_ANNOTATION in annotations,
         safe_to_evict=None if safe is None else safe.strip().lower() == "true",
         created=parse_time(meta.get("creationTimestamp")),
         scheduled_at=scheduled_at or parse_time(status.get("startTime")),
     )
+
+
+def pod_placement(spec: dict, extra_tolerations: tuple[Toleration, ...] = ()) -> Placement:
+    """A pod spec's node selector, tolerations and required node affinity."""
+    affinity = _mapping(spec.get("affinity"), "spec.affinity")
+    tolerations = tuple(_toleration(t) for t in _sequence(spec.get("tolerations"), "spec.tolerations"))
+    return Placement(
+        node_selector=tuple(sorted(_text_map(spec.get("nodeSelector"), "spec.nodeSelector").items())),
+        tolerations=tolerations + tuple(t for t in extra_tolerations if t not in tolerations),
+        node_affinity=_node_affinity(_mapping(affinity.get("nodeAffinity"), "nodeAffinity")),
+    )
+
+
+def host_ports(spec: dict) -> tuple[str, ...]:
+    """``"TCP/9000"`` for each port the pod holds on its node: every container's (sidecars'
+    included) ``hostPort``, and on the host network every ``containerPort`` (the API server sets
+    the host port to it there)."""
+    host_network = spec.get("hostNetwork") is True
+    containers = _sequence(spec.get("containers"), "spec.containers")
+    sidecars = [c for c in _sequence(spec.get("initContainers"), "spec.initContainers") if _is_sidecar(c)]
+    ports = set()
+    for container in (*containers, *sidecars):
+        for port in _sequence(_mapping(container, "a container").get("ports"), "a container's ports"):
+            port = _mapping(port, "a container port")
+            number = port.get("hostPort")
+            if number is None or number == 0:
+                if not host_network:
+                    continue
+                number = port.get("containerPort")
+            if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
+                raise ValueError(f"port {number!r} is not a port number")
+            ports.add(f"{_text(port.get('protocol'), 'a port protocol') or 'TCP'}/{number}")
+    return tuple(sorted(ports))
 
 
 def _toleration(raw: dict) -> Toleration:
@@ -380,15 +456,65 @@ def label_selector(raw: Optional[dict]) -> LabelSelector:
     )
 
 
-def _anti_affinity(anti: dict, namespace: str) -> tuple[AntiAffinityTerm, ...]:
+def _pod_affinity_terms(affinity: dict, namespace: str, labels: dict, what: str) -> tuple[PodAffinityTerm, ...]:
+    """Required pod affinity or anti-affinity terms, on any topology key. Namespaces: the term's
+    list, else the pod's own; a ``namespaceSelector`` makes them every namespace (ALL_NAMESPACES):
+    exactly so when it is empty ({}); a non-empty one would need the namespaces' labels, which are
+    not read, so it is taken as every namespace too (safe for anti-affinity, which then keeps a pod
+    away from more pods than it must; generous for affinity). ``matchLabelKeys`` and
+    ``mismatchLabelKeys`` add the pod's own values to the selector (In and NotIn), as the API
+    server does."""
     terms = []
-    for term in _sequence(anti.get("requiredDuringSchedulingIgnoredDuringExecution"), "required pod anti-affinity"):
-        term = _mapping(term, "an anti-affinity term")
-        if term.get("topologyKey") != HOSTNAME_LABEL:
-            continue  # only hostname spreading changes how many nodes a set of pods needs
-        namespaces = tuple(sorted(_text(n, "a namespace") for n in _sequence(term.get("namespaces"), "namespaces")))
-        terms.append(AntiAffinityTerm(label_selector(term.get("labelSelector")), namespaces or (namespace,)))
+    for term in _sequence(affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), f"required {what}"):
+        term = _mapping(term, f"a {what} term")
+        if term.get("namespaceSelector") is not None:
+            _mapping(term.get("namespaceSelector"), "a namespaceSelector")
+            namespaces: tuple[str, ...] = ALL_NAMESPACES
+        else:
+            namespaces = tuple(sorted({_text(n, "a namespace") for n in _sequence(term.get("namespaces"), "namespaces")}))
+        selector = label_selector(term.get("labelSelector"))
+        extra = [Requirement(key, "In", (labels[key],))
+                 for key in _label_keys(term.get("matchLabelKeys"), "matchLabelKeys") if key in labels]
+        extra += [Requirement(key, "NotIn", (labels[key],))
+                  for key in _label_keys(term.get("mismatchLabelKeys"), "mismatchLabelKeys") if key in labels]
+        if extra:
+            selector = LabelSelector(selector.match_labels, selector.match_expressions + tuple(extra))
+        terms.append(PodAffinityTerm(selector, namespaces or (namespace,),
+                                     _name_text(term.get("topologyKey"), f"a {what} term's topologyKey")))
     return tuple(terms)
+
+
+def _label_keys(keys, what: str) -> list[str]:
+    return [_text(key, f"a key of {what}") for key in _sequence(keys, what)]
+
+
+def _spread_constraints(constraints, labels: dict) -> tuple[SpreadConstraint, ...]:
+    """``whenUnsatisfiable: DoNotSchedule`` topology spread constraints (ScheduleAnyway ones are
+    hints). ``matchLabelKeys`` adds the pod's own values of those keys to the selector, as the
+    scheduler does. One without a labelSelector matches no pod, so it spreads nothing and is left
+    out (the scheduler would still want the topology label on the node)."""
+    spread = []
+    for raw in _sequence(constraints, "spec.topologySpreadConstraints"):
+        raw = _mapping(raw, "a topology spread constraint")
+        if raw.get("whenUnsatisfiable") != "DoNotSchedule":
+            continue
+        max_skew = _whole(raw.get("maxSkew"), "maxSkew", 1)
+        min_domains = _whole(raw.get("minDomains"), "minDomains", 1) if raw.get("minDomains") is not None else 1
+        key = _name_text(raw.get("topologyKey"), "a spread constraint's topologyKey")
+        if raw.get("labelSelector") is None:
+            continue
+        selector = label_selector(raw.get("labelSelector"))
+        own = [(k, labels[k]) for k in _label_keys(raw.get("matchLabelKeys"), "matchLabelKeys") if k in labels]
+        if own:
+            selector = LabelSelector(tuple(sorted(set(selector.match_labels) | set(own))), selector.match_expressions)
+        spread.append(SpreadConstraint(key, max_skew, selector, min_domains))
+    return tuple(spread)
+
+
+def _whole(value, what: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{what} {value!r} is not a whole number of at least {least}")
+    return value
 
 
 def budget_from_api(item: dict) -> DisruptionBudget:
