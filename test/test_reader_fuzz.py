@@ -17,7 +17,8 @@ from autoscaler.model.config import Settings
 from autoscaler.model.objects import LAST_BUSY_ANNOTATION, SAFE_TO_EVICT_ANNOTATION, Snapshot
 from autoscaler.read.aws_reader import LaunchSettings, _activity_from, _each, _spot_price_from, groups_from, instances_from
 from autoscaler.read.capacity import CapacityCatalog
-from autoscaler.read.kube_reader import _convert_all, budget_from_api, node_from_api, pod_from_api
+from autoscaler.read.kube_fields import convert_all
+from autoscaler.read.kube_reader import budget_from_api, node_from_api, pod_from_api
 from builders import NOW, make_group
 
 ZONE = "us-west-2a"
@@ -92,7 +93,7 @@ def decide_on(nodes=(), pods=(), budgets=()):
 def read(kind, convert, raw, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="autoscaler.read.kube_reader"):
-        converted = _convert_all([raw], convert, kind)
+        converted = convert_all([raw], convert, kind)
     if not converted:
         assert f"skipping {kind} " in caplog.text, "a skipped object is named in a warning"
     return converted

@@ -1,4 +1,4 @@
-"""READ: nodes, pods and disruption budgets from the Kubernetes API -> immutable model.
+"""READ: nodes, pods, disruption budgets and DaemonSets from the Kubernetes API -> immutable model.
 
 Lists are read page by page as raw JSON (``_preload_content=False``): the official client's model
 objects cost several times the memory and time of the dicts at 15,000 pods, and we convert every
@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Optional
 
 from kubernetes import client as kube_client
@@ -19,10 +18,9 @@ from ..clients.http_summary import describe_answer
 from ..clients.kube_connect import REQUEST_TIMEOUT
 from ..clients.kube_errors import KubeConfigurationError, kube_call
 from ..model.objects import (
-    HOSTNAME_LABEL,
+    ALL_NAMESPACES,
     LAST_BUSY_ANNOTATION,
     SAFE_TO_EVICT_ANNOTATION,
-    ALL_NAMESPACES,
     DisruptionBudget,
     LabelSelector,
     Node,
@@ -35,6 +33,21 @@ from ..model.objects import (
     SpreadConstraint,
     Taint,
     Toleration,
+)
+from .kube_fields import (
+    convert_all,
+    label_selector,
+    mapping,
+    metadata_of,
+    name_text,
+    node_selector_terms,
+    object_name,
+    parse_time,
+    sequence,
+    text,
+    text_map,
+    toleration,
+    whole,
 )
 from .resources import parse_resources, to_milli
 
@@ -55,7 +68,7 @@ class KubeReader:
         self.namespace = namespace
 
     def read_nodes(self) -> tuple[Node, ...]:
-        return _convert_all(self._pages(self.core.list_node, "nodes"), node_from_api, "node")
+        return convert_all(self._pages(self.core.list_node, "nodes"), node_from_api, "node")
 
     def read_pods(self) -> tuple[Pod, ...]:
         lister: Callable[..., Any]
@@ -65,7 +78,7 @@ class KubeReader:
             lister = self.core.list_pod_for_all_namespaces
         # Finished pods occupy nothing and are never pending: leave them on the server.
         selector = "status.phase!=Succeeded,status.phase!=Failed"
-        return _convert_all(self._pages(lister, "pods", field_selector=selector), pod_from_api, "pod")
+        return convert_all(self._pages(lister, "pods", field_selector=selector), pod_from_api, "pod")
 
     def read_budgets(self) -> tuple[DisruptionBudget, ...]:
         lister: Callable[..., Any]
@@ -73,7 +86,7 @@ class KubeReader:
             lister = lambda **kw: self.policy.list_namespaced_pod_disruption_budget(namespace, **kw)  # noqa: E731
         else:
             lister = self.policy.list_pod_disruption_budget_for_all_namespaces
-        return _convert_all(self._pages(lister, "pod disruption budgets"), budget_from_api, "poddisruptionbudget")
+        return convert_all(self._pages(lister, "pod disruption budgets"), budget_from_api, "poddisruptionbudget")
 
     def _pages(self, lister: Callable, what: str, **query) -> Iterator[dict]:
         token = None
@@ -99,85 +112,6 @@ class KubeReader:
                 return
 
 
-def _convert_all(items, convert, kind: str) -> tuple:
-    converted = []
-    for item in items:
-        try:
-            converted.append(convert(item))
-        except Exception as error:  # noqa: BLE001 - any malformed field of one object: skip that object
-            log.warning("skipping %s %s: cannot read it (%s: %s)", kind, _name_of(item), type(error).__name__,
-                        " ".join(str(error).split())[:200])
-    return tuple(converted)
-
-
-def _name_of(item) -> str:
-    """namespace/name of a raw object, as far as it can be read; "?" when it cannot."""
-    meta = item.get("metadata") if isinstance(item, dict) else None
-    if not isinstance(meta, dict):
-        return "?"
-    parts = [meta.get("namespace"), meta.get("name")]
-    return "/".join(part for part in parts if isinstance(part, str) and part) or "?"
-
-
-# Typed reads of a raw object's fields: a field that is missing or null takes its empty value; one
-# of the wrong type raises TypeError, and the object is skipped (_convert_all) rather than let a
-# list where a name belongs reach the decisions.
-
-def _mapping(value, what: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is {type(value).__name__}, not a mapping")
-    return value
-
-
-def _sequence(value, what: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"{what} is {type(value).__name__}, not a list")
-    return value
-
-
-def _text(value, what: str, default: str = "") -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise TypeError(f"{what} is {type(value).__name__}, not a string")
-    return value
-
-
-def _text_map(value, what: str) -> dict:
-    """labels, annotations, selectors: strings to strings."""
-    mapping = _mapping(value, what)
-    for key, item in mapping.items():
-        if not isinstance(key, str) or not isinstance(item, str):
-            raise TypeError(f"{what} has {key!r}: {item!r}, not a string to a string")
-    return mapping
-
-
-def _name(meta: dict) -> str:
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError("metadata.name is missing or not a name")
-    return name
-
-
-def _metadata(item) -> dict:
-    if not isinstance(item, dict):
-        raise TypeError(f"the object is {type(item).__name__}, not a mapping")
-    return _mapping(item.get("metadata"), "metadata")
-
-
-def parse_time(text: Optional[str]) -> Optional[datetime]:
-    if not text:
-        return None
-    if not isinstance(text, str):
-        raise TypeError(f"time {text!r} is not a string")
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def parse_provider_id(provider_id: str) -> tuple[Optional[str], Optional[str]]:
     """``aws:///us-west-2a/i-0abc`` -> (``i-0abc``, ``us-west-2a``); anything else -> (None, None)."""
     if not provider_id.startswith("aws://"):
@@ -196,18 +130,18 @@ def region_of_zone(zone: Optional[str]) -> Optional[str]:
 
 
 def node_from_api(item: dict) -> Node:
-    meta = _metadata(item)
-    name = _name(meta)
-    spec = _mapping(item.get("spec"), "spec")
-    status = _mapping(item.get("status"), "status")
-    labels = _text_map(meta.get("labels"), "metadata.labels")
-    annotations = _text_map(meta.get("annotations"), "metadata.annotations")
-    instance_id, zone = parse_provider_id(_text(spec.get("providerID"), "spec.providerID"))
+    meta = metadata_of(item)
+    name = object_name(meta)
+    spec = mapping(item.get("spec"), "spec")
+    status = mapping(item.get("status"), "status")
+    labels = text_map(meta.get("labels"), "metadata.labels")
+    annotations = text_map(meta.get("annotations"), "metadata.annotations")
+    instance_id, zone = parse_provider_id(text(spec.get("providerID"), "spec.providerID"))
     if instance_id is None and labels.get("aws/id"):
         instance_id, zone = labels["aws/id"], labels.get("aws/az")
     ready, heartbeat = False, None
-    for condition in _sequence(status.get("conditions"), "status.conditions"):
-        condition = _mapping(condition, "a condition")
+    for condition in sequence(status.get("conditions"), "status.conditions"):
+        condition = mapping(condition, "a condition")
         if condition.get("type") == "Ready":
             ready = condition.get("status") == "True"
             heartbeat = parse_time(condition.get("lastHeartbeatTime"))
@@ -218,15 +152,15 @@ def node_from_api(item: dict) -> Node:
         except ValueError:
             log.warning("node %s: ignoring unreadable %s annotation", name, LAST_BUSY_ANNOTATION)
     taints = []
-    for raw in _sequence(spec.get("taints"), "spec.taints"):
-        raw = _mapping(raw, "a taint")
-        taints.append(Taint(_text(raw.get("key"), "a taint's key"), _text(raw.get("value"), "a taint's value"),
-                            _text(raw.get("effect"), "a taint's effect") or "NoSchedule"))
+    for raw in sequence(spec.get("taints"), "spec.taints"):
+        raw = mapping(raw, "a taint")
+        taints.append(Taint(text(raw.get("key"), "a taint's key"), text(raw.get("value"), "a taint's value"),
+                            text(raw.get("effect"), "a taint's effect") or "NoSchedule"))
     return Node(
         name=name,
         labels=labels,
-        allocatable=parse_resources(_mapping(status.get("allocatable"), "status.allocatable")
-                                    or _mapping(status.get("capacity"), "status.capacity")),
+        allocatable=parse_resources(mapping(status.get("allocatable"), "status.allocatable")
+                                    or mapping(status.get("capacity"), "status.capacity")),
         taints=tuple(taints),
         unschedulable=spec.get("unschedulable") is True,
         instance_id=instance_id,
@@ -247,10 +181,10 @@ def pod_requests(spec: dict) -> Resources:
     resources it names; then overhead, and one pod slot. Summed as plain integers and built into
     one Resources at the end: 15,000 pods are read every loop."""
     total: dict[str, int] = {}
-    for container in _sequence(spec.get("containers"), "spec.containers"):
+    for container in sequence(spec.get("containers"), "spec.containers"):
         for name, milli in _container_requests(container).items():
             total[name] = total.get(name, 0) + milli
-    init_containers = _sequence(spec.get("initContainers"), "spec.initContainers")
+    init_containers = sequence(spec.get("initContainers"), "spec.initContainers")
     if init_containers:
         sidecars: dict[str, int] = {}  # the sidecars declared so far, summed
         largest_init: dict[str, int] = {}
@@ -269,30 +203,30 @@ def pod_requests(spec: dict) -> Resources:
                 largest_init[name] = max(largest_init.get(name, 0), milli)
         for name, milli in largest_init.items():
             total[name] = max(total.get(name, 0), milli)
-    pod_level = _mapping(spec.get("resources"), "spec.resources")
+    pod_level = mapping(spec.get("resources"), "spec.resources")
     if pod_level:
         # PodLevelResources: the pod's own requests win for the resources they name (defaulted
         # from its limits, as the API server does, where a server we read has not).
         total.update(_requests_of(pod_level, "spec.resources"))
-    for name, quantity in _mapping(spec.get("overhead"), "spec.overhead").items():
+    for name, quantity in mapping(spec.get("overhead"), "spec.overhead").items():
         total[name] = total.get(name, 0) + quantity_milli(name, quantity)
     total["pods"] = total.get("pods", 0) + ONE_POD_MILLI
     return Resources(total)
 
 
 def _is_sidecar(container) -> bool:
-    return _mapping(container, "an init container").get("restartPolicy") == "Always"
+    return mapping(container, "an init container").get("restartPolicy") == "Always"
 
 
 def _container_requests(container: dict) -> dict[str, int]:
-    return _requests_of(_mapping(_mapping(container, "a container").get("resources"), "a container's resources"),
+    return _requests_of(mapping(mapping(container, "a container").get("resources"), "a container's resources"),
                         "a container's resources")
 
 
 def _requests_of(resources: dict, what: str) -> dict[str, int]:
     # The API server defaults a missing request to the limit; servers we read may not have done it.
-    merged = dict(_mapping(resources.get("limits"), f"{what}.limits"))
-    merged.update(_mapping(resources.get("requests"), f"{what}.requests"))
+    merged = dict(mapping(resources.get("limits"), f"{what}.limits"))
+    merged.update(mapping(resources.get("requests"), f"{what}.requests"))
     return {name: quantity_milli(name, quantity) for name, quantity in merged.items()}
 
 
@@ -308,48 +242,48 @@ _remembered_milli = functools.lru_cache(maxsize=4096)(to_milli)
 
 
 def pod_from_api(item: dict) -> Pod:
-    meta = _metadata(item)
-    name = _name(meta)
-    spec = _mapping(item.get("spec"), "spec")
-    status = _mapping(item.get("status"), "status")
-    namespace = _text(meta.get("namespace"), "metadata.namespace") or "default"
-    annotations = _text_map(meta.get("annotations"), "metadata.annotations")
-    labels = _text_map(meta.get("labels"), "metadata.labels")
+    meta = metadata_of(item)
+    name = object_name(meta)
+    spec = mapping(item.get("spec"), "spec")
+    status = mapping(item.get("status"), "status")
+    namespace = text(meta.get("namespace"), "metadata.namespace") or "default"
+    annotations = text_map(meta.get("annotations"), "metadata.annotations")
+    labels = text_map(meta.get("labels"), "metadata.labels")
     safe = annotations.get(SAFE_TO_EVICT_ANNOTATION)
     scheduled_at = None
     unschedulable_message = ""
-    for condition in _sequence(status.get("conditions"), "status.conditions"):
-        condition = _mapping(condition, "a condition")
+    for condition in sequence(status.get("conditions"), "status.conditions"):
+        condition = mapping(condition, "a condition")
         if condition.get("type") == "PodScheduled":
             if condition.get("status") == "True":
                 scheduled_at = parse_time(condition.get("lastTransitionTime"))
             elif condition.get("status") == "False" and condition.get("reason") == "Unschedulable":
-                unschedulable_message = _text(condition.get("message"), "the PodScheduled condition's message")
-    affinity = _mapping(spec.get("affinity"), "spec.affinity")
+                unschedulable_message = text(condition.get("message"), "the PodScheduled condition's message")
+    affinity = mapping(spec.get("affinity"), "spec.affinity")
     try:
-        phase = PodPhase(_text(status.get("phase"), "status.phase") or "Pending")
+        phase = PodPhase(text(status.get("phase"), "status.phase") or "Pending")
     except ValueError:
         phase = PodPhase.UNKNOWN
-    owners = [_mapping(ref, "an ownerReference") for ref in _sequence(meta.get("ownerReferences"), "ownerReferences")]
+    owners = [mapping(ref, "an ownerReference") for ref in sequence(meta.get("ownerReferences"), "ownerReferences")]
     return Pod(
         namespace=namespace,
         name=name,
-        uid=_text(meta.get("uid"), "metadata.uid"),
+        uid=text(meta.get("uid"), "metadata.uid"),
         phase=phase,
         requests=pod_requests(spec),
-        node_name=_text(spec.get("nodeName"), "spec.nodeName") or None,
+        node_name=text(spec.get("nodeName"), "spec.nodeName") or None,
         placement=pod_placement(spec),
-        anti_affinity=_pod_affinity_terms(_mapping(affinity.get("podAntiAffinity"), "podAntiAffinity"), namespace,
+        anti_affinity=_pod_affinity_terms(mapping(affinity.get("podAntiAffinity"), "podAntiAffinity"), namespace,
                                           labels, "pod anti-affinity"),
-        affinity=_pod_affinity_terms(_mapping(affinity.get("podAffinity"), "podAffinity"), namespace, labels,
+        affinity=_pod_affinity_terms(mapping(affinity.get("podAffinity"), "podAffinity"), namespace, labels,
                                      "pod affinity"),
         spread=_spread_constraints(spec.get("topologySpreadConstraints"), labels),
         host_ports=host_ports(spec),
-        scheduling_gates=tuple(_name_text(_mapping(gate, "a scheduling gate").get("name"), "a scheduling gate's name")
-                               for gate in _sequence(spec.get("schedulingGates"), "spec.schedulingGates")),
+        scheduling_gates=tuple(name_text(mapping(gate, "a scheduling gate").get("name"), "a scheduling gate's name")
+                               for gate in sequence(spec.get("schedulingGates"), "spec.schedulingGates")),
         unschedulable_message=unschedulable_message,
         labels=labels,
-        owner_kinds=tuple(_text(ref.get("kind"), "an ownerReference's kind") for ref in owners),
+        owner_kinds=tuple(text(ref.get("kind"), "an ownerReference's kind") for ref in owners),
         is_mirror=MIRROR_ANNOTATION in annotations,
         safe_to_evict=None if safe is None else safe.strip().lower() == "true",
         created=parse_time(meta.get("creationTimestamp")),
@@ -359,12 +293,13 @@ def pod_from_api(item: dict) -> Pod:
 
 def pod_placement(spec: dict, extra_tolerations: tuple[Toleration, ...] = ()) -> Placement:
     """A pod spec's node selector, tolerations and required node affinity."""
-    affinity = _mapping(spec.get("affinity"), "spec.affinity")
-    tolerations = tuple(_toleration(t) for t in _sequence(spec.get("tolerations"), "spec.tolerations"))
+    affinity = mapping(spec.get("affinity"), "spec.affinity")
+    tolerations = tuple(toleration(t) for t in sequence(spec.get("tolerations"), "spec.tolerations"))
     return Placement(
-        node_selector=tuple(sorted(_text_map(spec.get("nodeSelector"), "spec.nodeSelector").items())),
+        node_selector=tuple(sorted(text_map(spec.get("nodeSelector"), "spec.nodeSelector").items())),
         tolerations=tolerations + tuple(t for t in extra_tolerations if t not in tolerations),
-        node_affinity=_node_affinity(_mapping(affinity.get("nodeAffinity"), "nodeAffinity")),
+        node_affinity=node_selector_terms(mapping(affinity.get("nodeAffinity"), "nodeAffinity").get(
+            "requiredDuringSchedulingIgnoredDuringExecution")),
     )
 
 
@@ -373,12 +308,12 @@ def host_ports(spec: dict) -> tuple[str, ...]:
     included) ``hostPort``, and on the host network every ``containerPort`` (the API server sets
     the host port to it there)."""
     host_network = spec.get("hostNetwork") is True
-    containers = _sequence(spec.get("containers"), "spec.containers")
-    sidecars = [c for c in _sequence(spec.get("initContainers"), "spec.initContainers") if _is_sidecar(c)]
+    containers = sequence(spec.get("containers"), "spec.containers")
+    sidecars = [c for c in sequence(spec.get("initContainers"), "spec.initContainers") if _is_sidecar(c)]
     ports = set()
     for container in (*containers, *sidecars):
-        for port in _sequence(_mapping(container, "a container").get("ports"), "a container's ports"):
-            port = _mapping(port, "a container port")
+        for port in sequence(mapping(container, "a container").get("ports"), "a container's ports"):
+            port = mapping(port, "a container port")
             number = port.get("hostPort")
             if number is None or number == 0:
                 if not host_network:
@@ -386,74 +321,8 @@ def host_ports(spec: dict) -> tuple[str, ...]:
                 number = port.get("containerPort")
             if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
                 raise ValueError(f"port {number!r} is not a port number")
-            ports.add(f"{_text(port.get('protocol'), 'a port protocol') or 'TCP'}/{number}")
+            ports.add(f"{text(port.get('protocol'), 'a port protocol') or 'TCP'}/{number}")
     return tuple(sorted(ports))
-
-
-def _toleration(raw: dict) -> Toleration:
-    raw = _mapping(raw, "a toleration")
-    return Toleration(
-        key=_text(raw.get("key"), "a toleration's key"),
-        operator=_text(raw.get("operator"), "a toleration's operator") or "Equal",
-        value=_text(raw.get("value"), "a toleration's value"),
-        effect=_text(raw.get("effect"), "a toleration's effect"),
-    )
-
-
-def _requirements(expressions) -> tuple[Requirement, ...]:
-    requirements = []
-    for expression in _sequence(expressions, "matchExpressions"):
-        expression = _mapping(expression, "a match expression")
-        values = _sequence(expression.get("values"), "a match expression's values")
-        requirements.append(Requirement(_name_text(expression.get("key"), "a match expression's key"),
-                                        _name_text(expression.get("operator"), "a match expression's operator"),
-                                        tuple(_scalar_text(v) for v in values)))
-    return tuple(requirements)
-
-
-def _name_text(value, what: str) -> str:
-    text = _text(value, what)
-    if not text:
-        raise ValueError(f"{what} is missing")
-    return text
-
-
-def _scalar_text(value) -> str:
-    if isinstance(value, (dict, list)) or value is None:
-        raise TypeError(f"value {value!r} is not a string")
-    return str(value)
-
-
-def _field_requirements(fields) -> tuple[Requirement, ...]:
-    """A term's ``matchFields``. The API server accepts only ``metadata.name``; it becomes a
-    requirement on the node's ``kubernetes.io/hostname`` label, which the kubelet sets to the node
-    name (on EC2 both are the private DNS name), so the model needs no field selectors of its own.
-    Without this, a term with only ``matchFields`` (what the DaemonSet controller writes) would be
-    an empty term, which matches no node."""
-    requirements = []
-    for field in _sequence(fields, "matchFields"):
-        field = _mapping(field, "a match field")
-        if field.get("key") == "metadata.name":
-            values = _sequence(field.get("values"), "a match field's values")
-            requirements.append(Requirement(HOSTNAME_LABEL, _name_text(field.get("operator"), "a match field's operator"),
-                                            tuple(_scalar_text(v) for v in values)))
-    return tuple(requirements)
-
-
-def _node_affinity(node_affinity: dict) -> tuple[tuple[Requirement, ...], ...]:
-    required = _mapping(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), "required node affinity")
-    terms = [_mapping(term, "a node selector term") for term in _sequence(required.get("nodeSelectorTerms"),
-                                                                          "nodeSelectorTerms")]
-    return tuple(_requirements(term.get("matchExpressions")) + _field_requirements(term.get("matchFields"))
-                 for term in terms)
-
-
-def label_selector(raw: Optional[dict]) -> LabelSelector:
-    raw = _mapping(raw, "a label selector")
-    return LabelSelector(
-        match_labels=tuple(sorted(_text_map(raw.get("matchLabels"), "matchLabels").items())),
-        match_expressions=_requirements(raw.get("matchExpressions")),
-    )
 
 
 def _pod_affinity_terms(affinity: dict, namespace: str, labels: dict, what: str) -> tuple[PodAffinityTerm, ...]:
@@ -465,13 +334,13 @@ def _pod_affinity_terms(affinity: dict, namespace: str, labels: dict, what: str)
     ``mismatchLabelKeys`` add the pod's own values to the selector (In and NotIn), as the API
     server does."""
     terms = []
-    for term in _sequence(affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), f"required {what}"):
-        term = _mapping(term, f"a {what} term")
+    for term in sequence(affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), f"required {what}"):
+        term = mapping(term, f"a {what} term")
         if term.get("namespaceSelector") is not None:
-            _mapping(term.get("namespaceSelector"), "a namespaceSelector")
+            mapping(term.get("namespaceSelector"), "a namespaceSelector")
             namespaces: tuple[str, ...] = ALL_NAMESPACES
         else:
-            namespaces = tuple(sorted({_text(n, "a namespace") for n in _sequence(term.get("namespaces"), "namespaces")}))
+            namespaces = tuple(sorted({text(n, "a namespace") for n in sequence(term.get("namespaces"), "namespaces")}))
         selector = label_selector(term.get("labelSelector"))
         extra = [Requirement(key, "In", (labels[key],))
                  for key in _label_keys(term.get("matchLabelKeys"), "matchLabelKeys") if key in labels]
@@ -480,12 +349,12 @@ def _pod_affinity_terms(affinity: dict, namespace: str, labels: dict, what: str)
         if extra:
             selector = LabelSelector(selector.match_labels, selector.match_expressions + tuple(extra))
         terms.append(PodAffinityTerm(selector, namespaces or (namespace,),
-                                     _name_text(term.get("topologyKey"), f"a {what} term's topologyKey")))
+                                     name_text(term.get("topologyKey"), f"a {what} term's topologyKey")))
     return tuple(terms)
 
 
 def _label_keys(keys, what: str) -> list[str]:
-    return [_text(key, f"a key of {what}") for key in _sequence(keys, what)]
+    return [text(key, f"a key of {what}") for key in sequence(keys, what)]
 
 
 def _spread_constraints(constraints, labels: dict) -> tuple[SpreadConstraint, ...]:
@@ -494,13 +363,13 @@ def _spread_constraints(constraints, labels: dict) -> tuple[SpreadConstraint, ..
     scheduler does. One without a labelSelector matches no pod, so it spreads nothing and is left
     out (the scheduler would still want the topology label on the node)."""
     spread = []
-    for raw in _sequence(constraints, "spec.topologySpreadConstraints"):
-        raw = _mapping(raw, "a topology spread constraint")
+    for raw in sequence(constraints, "spec.topologySpreadConstraints"):
+        raw = mapping(raw, "a topology spread constraint")
         if raw.get("whenUnsatisfiable") != "DoNotSchedule":
             continue
-        max_skew = _whole(raw.get("maxSkew"), "maxSkew", 1)
-        min_domains = _whole(raw.get("minDomains"), "minDomains", 1) if raw.get("minDomains") is not None else 1
-        key = _name_text(raw.get("topologyKey"), "a spread constraint's topologyKey")
+        max_skew = whole(raw.get("maxSkew"), "maxSkew", 1)
+        min_domains = whole(raw.get("minDomains"), "minDomains", 1) if raw.get("minDomains") is not None else 1
+        key = name_text(raw.get("topologyKey"), "a spread constraint's topologyKey")
         if raw.get("labelSelector") is None:
             continue
         selector = label_selector(raw.get("labelSelector"))
@@ -511,20 +380,14 @@ def _spread_constraints(constraints, labels: dict) -> tuple[SpreadConstraint, ..
     return tuple(spread)
 
 
-def _whole(value, what: str, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{what} {value!r} is not a whole number of at least {least}")
-    return value
-
-
 def budget_from_api(item: dict) -> DisruptionBudget:
-    meta = _metadata(item)
-    allowed = _mapping(item.get("status"), "status").get("disruptionsAllowed") or 0
+    meta = metadata_of(item)
+    allowed = mapping(item.get("status"), "status").get("disruptionsAllowed") or 0
     if isinstance(allowed, bool) or not isinstance(allowed, int):
         raise TypeError(f"status.disruptionsAllowed {allowed!r} is not a whole number")
     return DisruptionBudget(
-        namespace=_text(meta.get("namespace"), "metadata.namespace") or "default",
-        name=_name(meta),
-        selector=label_selector(_mapping(item.get("spec"), "spec").get("selector")),
+        namespace=text(meta.get("namespace"), "metadata.namespace") or "default",
+        name=object_name(meta),
+        selector=label_selector(mapping(item.get("spec"), "spec").get("selector")),
         disruptions_allowed=allowed,
     )
