@@ -16,10 +16,11 @@ from kubernetes import client as kube_client
 
 from ..clients.http_summary import describe_answer
 from ..clients.kube_connect import REQUEST_TIMEOUT
-from ..clients.kube_errors import KubeConfigurationError, kube_call
+from ..clients.kube_errors import KubeConfigurationError, KubeError, kube_call
 from ..model.objects import (
     ALL_NAMESPACES,
     LAST_BUSY_ANNOTATION,
+    DaemonSet,
     SAFE_TO_EVICT_ANNOTATION,
     DisruptionBudget,
     LabelSelector,
@@ -49,6 +50,7 @@ from .kube_fields import (
     toleration,
     whole,
 )
+from .kube_volumes import Volumes, claim_names, read_claims, read_classes, read_volumes, with_claims
 from .resources import parse_resources, to_milli
 
 log = logging.getLogger(__name__)
@@ -59,26 +61,78 @@ PAGE_SIZE = 500
 LIST_REQUEST_TIMEOUT = REQUEST_TIMEOUT
 ONE_POD_MILLI = 1000
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# What the DaemonSet controller adds to every pod it makes (util.AddOrUpdateDaemonPodTolerations),
+# and for a pod on the host network the one after.
+DAEMON_TOLERATIONS = (
+    Toleration("node.kubernetes.io/not-ready", "Exists", "", "NoExecute"),
+    Toleration("node.kubernetes.io/unreachable", "Exists", "", "NoExecute"),
+    Toleration("node.kubernetes.io/disk-pressure", "Exists", "", "NoSchedule"),
+    Toleration("node.kubernetes.io/memory-pressure", "Exists", "", "NoSchedule"),
+    Toleration("node.kubernetes.io/pid-pressure", "Exists", "", "NoSchedule"),
+    Toleration("node.kubernetes.io/unschedulable", "Exists", "", "NoSchedule"),
+)
+HOST_NETWORK_DAEMON_TOLERATION = Toleration("node.kubernetes.io/network-unavailable", "Exists", "", "NoSchedule")
 
 
 class KubeReader:
     def __init__(self, api_client: kube_client.ApiClient, namespace: Optional[str] = None):
         self.core = kube_client.CoreV1Api(api_client)
         self.policy = kube_client.PolicyV1Api(api_client)
+        self.apps = kube_client.AppsV1Api(api_client)
+        self.storage = kube_client.StorageV1Api(api_client)
         self.namespace = namespace
+        self._missing: set[str] = set()  # the optional reads refused now, each warned about once
 
     def read_nodes(self) -> tuple[Node, ...]:
         return convert_all(self._pages(self.core.list_node, "nodes"), node_from_api, "node")
 
     def read_pods(self) -> tuple[Pod, ...]:
+        """The pods not finished; a pending pod without a node with claims gets what its volumes
+        ask (kube_volumes.py). Claims, volumes and classes are read only for those pods, and
+        only the kinds they need: most loops read none."""
         lister: Callable[..., Any]
         if namespace := self.namespace:
             lister = lambda **kw: self.core.list_namespaced_pod(namespace, **kw)  # noqa: E731
         else:
             lister = self.core.list_pod_for_all_namespaces
+        with_claims_read: list[tuple[Pod, tuple[str, ...]]] = []
+
+        def convert(item: dict) -> Pod:
+            pod = pod_from_api(item)
+            if pod.is_pending_unassigned:
+                names = claim_names(mapping(item.get("spec"), "spec"), pod.name)
+                if names:
+                    with_claims_read.append((pod, names))
+            return pod
+
         # Finished pods occupy nothing and are never pending: leave them on the server.
         selector = "status.phase!=Succeeded,status.phase!=Failed"
-        return convert_all(self._pages(lister, "pods", field_selector=selector), pod_from_api, "pod")
+        pods = convert_all(self._pages(lister, "pods", field_selector=selector), convert, "pod")
+        if not with_claims_read:
+            return pods
+        volumes = self._read_volumes([(pod.namespace, name) for pod, names in with_claims_read for name in names])
+        resolved = {id(pod): with_claims(pod, names, volumes) for pod, names in with_claims_read}
+        return tuple(resolved.get(id(pod), pod) for pod in pods)
+
+    def _read_volumes(self, wanted: list[tuple[str, str]]) -> Volumes:
+        volumes = Volumes()
+        lister: Callable[..., Any]
+        if namespace := self.namespace:
+            lister = lambda **kw: self.core.list_namespaced_persistent_volume_claim(namespace, **kw)  # noqa: E731
+        else:
+            lister = self.core.list_persistent_volume_claim_for_all_namespaces
+        items = self._optional_list(lister, "persistentvolumeclaims", "", "claims are read as if bound and asking nothing")
+        volumes.claims = None if items is None else read_claims(items, volumes)
+        needed = [claim for claim in map((volumes.claims or {}).get, wanted) if claim is not None]
+        if any(claim.volume_name for claim in needed):
+            items = self._optional_list(self.core.list_persistent_volume, "persistentvolumes", "",
+                                        "bound claims are read as asking nothing of the node")
+            volumes.volumes = None if items is None else read_volumes(items, volumes)
+        if any(not claim.volume_name and claim.storage_class for claim in needed):
+            items = self._optional_list(self.storage.list_storage_class, "storageclasses", "storage.k8s.io",
+                                        "unbound claims of a class are read as binding when the pod is scheduled")
+            volumes.classes = None if items is None else read_classes(items, volumes)
+        return volumes
 
     def read_budgets(self) -> tuple[DisruptionBudget, ...]:
         lister: Callable[..., Any]
@@ -87,6 +141,32 @@ class KubeReader:
         else:
             lister = self.policy.list_pod_disruption_budget_for_all_namespaces
         return convert_all(self._pages(lister, "pod disruption budgets"), budget_from_api, "poddisruptionbudget")
+
+    def read_daemonsets(self) -> tuple[DaemonSet, ...]:
+        """Every namespace's DaemonSets, whatever --pod-namespace says: each puts a pod on every new
+        node it admits."""
+        items = self._optional_list(self.apps.list_daemon_set_for_all_namespaces, "daemonsets", "apps",
+                                    "new nodes are planned without room for DaemonSet pods")
+        return tuple(sorted(convert_all(items or (), daemonset_from_api, "daemonset"), key=lambda d: d.key))
+
+    def _optional_list(self, lister: Callable, resource: str, group: str, meanwhile: str) -> Optional[list[dict]]:
+        """Every item of a list the loop can do without: None when the server refuses it (403:
+        the RBAC of an older release; 404: not served), with one warning until it is read again.
+        Any other failure fails the loop, as a failed read of pods does."""
+        try:
+            items = list(self._pages(lister, resource))
+            self._missing.discard(resource)
+            return items
+        except KubeError as error:
+            if error.status not in (403, 404):
+                raise
+            if resource not in self._missing:
+                self._missing.add(resource)
+                where = f'API group "{group}"' if group else "the core API group"
+                log.warning("cannot list %s (HTTP %s): the autoscaler's service account needs \"list\" on %s in %s "
+                            "(deploy/base/rbac.yaml); going on without them, %s", resource, error.status, resource,
+                            where, meanwhile)
+            return None
 
     def _pages(self, lister: Callable, what: str, **query) -> Iterator[dict]:
         token = None
@@ -390,4 +470,20 @@ def budget_from_api(item: dict) -> DisruptionBudget:
         name=object_name(meta),
         selector=label_selector(mapping(item.get("spec"), "spec").get("selector")),
         disruptions_allowed=allowed,
+    )
+
+
+def daemonset_from_api(item: dict) -> DaemonSet:
+    """A DaemonSet's pod template as the controller stamps it on a node: requests as for a pod,
+    placement with the controller's own tolerations added, host ports."""
+    meta = metadata_of(item)
+    template = mapping(mapping(item.get("spec"), "spec").get("template"), "spec.template")
+    spec = mapping(template.get("spec"), "spec.template.spec")
+    added = DAEMON_TOLERATIONS + ((HOST_NETWORK_DAEMON_TOLERATION,) if spec.get("hostNetwork") is True else ())
+    return DaemonSet(
+        namespace=text(meta.get("namespace"), "metadata.namespace") or "default",
+        name=object_name(meta),
+        requests=pod_requests(spec),
+        placement=pod_placement(spec, added),
+        host_ports=host_ports(spec),
     )
