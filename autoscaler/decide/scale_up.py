@@ -39,13 +39,16 @@ class ScaleUpResult:
     new_instances: int = 0  # sum of the desired-capacity increases
     uncordoned: int = 0
     why_unaccounted: Mapping[str, str] = field(default_factory=dict)  # pod key -> why no group took it
+    # Pending pods held back from the scheduler (scheduling gates, unbound claims): not demand.
+    gated: int = 0
 
     def summary(self) -> str:
         return (
             f"scale up: {self.pending} pending pods in {self.constraint_sets} constraint sets, "
             f"{self.placed_on_nodes} fit existing nodes ({self.uncordoned} uncordoned), "
             f"{self.pods_for_new_instances} need new instances (+{self.new_instances} desired), "
-            f"{len(self.unaccounted)} unaccounted, {len(self.infeasible)} infeasible"
+            f"{len(self.unaccounted)} unaccounted, {len(self.infeasible)} infeasible, "
+            f"{self.gated} gated (scheduling gates or unbound claims: not demand)"
         )
 
 
@@ -55,8 +58,9 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     scale up skips (launch failures), so their pods overflow to the next candidate. ``now``
     tells starting nodes from broken ones."""
     pending = pending_demand(snapshot)
+    gated = sum(1 for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset and pod.is_gated)
     if not pending:
-        return ScaleUpResult()
+        return ScaleUpResult(gated=gated)
     shapes, dimensions = group_into_shapes(pending, snapshot)
     width = len(dimensions)
     rooms = build_rooms(snapshot, settings, now, dimensions)
@@ -92,4 +96,5 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
         new_instances=sum(action.desired - action.previous for action in raised),
         uncordoned=len(uncordons),
         why_unaccounted=why,
+        gated=gated,
     )
