@@ -98,11 +98,9 @@ class KubeReader:
         with_claims_read: list[tuple[Pod, tuple[str, ...]]] = []
 
         def convert(item: dict) -> Pod:
-            pod = pod_from_api(item)
-            if pod.is_pending_unassigned:
-                names = claim_names(mapping(item.get("spec"), "spec"), pod.name)
-                if names:
-                    with_claims_read.append((pod, names))
+            pod, names = pod_and_claims_from_api(item)
+            if names:
+                with_claims_read.append((pod, names))
             return pod
 
         # Finished pods occupy nothing and are never pending: leave them on the server.
@@ -369,6 +367,15 @@ def pod_from_api(item: dict) -> Pod:
         created=parse_time(meta.get("creationTimestamp")),
         scheduled_at=scheduled_at or parse_time(status.get("startTime")),
     )
+
+
+def pod_and_claims_from_api(item: dict) -> tuple[Pod, tuple[str, ...]]:
+    """The pod, and for a pending pod without a node the claims its volumes use (kube_volumes.py);
+    the claims of a pod on a node are not read: its volumes are where they are."""
+    pod = pod_from_api(item)
+    if not pod.is_pending_unassigned:
+        return pod, ()
+    return pod, claim_names(mapping(item.get("spec"), "spec"), pod.name)
 
 
 def pod_placement(spec: dict, extra_tolerations: tuple[Toleration, ...] = ()) -> Placement:
