@@ -191,6 +191,7 @@ READS = {
     "pods": lambda r: r.read_pods(),
     "pods-of-a-namespace": lambda r: KubeReader(r.core.api_client, "batch").read_pods(),
     "budgets": lambda r: r.read_budgets(),
+    "daemonsets": lambda r: r.read_daemonsets(),  # optional, but a stalled server is weather: it fails the read
 }
 
 
