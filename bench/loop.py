@@ -317,7 +317,7 @@ def child(kubeconfig: str, trace: bool) -> dict:
 
     times: dict[str, list[float]] = {}
     kube = loop.world.kube
-    for method in ("read_nodes", "read_pods", "read_budgets"):
+    for method in ("read_nodes", "read_pods", "read_budgets", "read_daemonsets"):
         setattr(kube, method, timed(times, "read kube", getattr(kube, method)))
     if hasattr(loop.world, "_read_region"):  # regions read on threads of their own
         loop.world._read_region = timed(times, "read region", loop.world._read_region)

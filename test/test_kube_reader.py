@@ -136,7 +136,9 @@ def test_pod_constraints_are_converted():
     assert pod.placement.node_selector == (("aws/type", "p3.2xlarge"),)
     assert pod.placement.tolerations[0].operator == "Exists"
     assert pod.placement.node_affinity[0][0].values == ("p", "g")
-    assert len(pod.anti_affinity) == 1 and pod.anti_affinity[0].namespaces == ("default",)
+    # Terms on any topology key are read, each with its key.
+    assert [(t.topology_key, t.namespaces) for t in pod.anti_affinity] == [
+        ("kubernetes.io/hostname", ("default",)), ("topology.kubernetes.io/zone", ("default",))]
     assert pod.owner_kinds == ("Job",) and pod.safe_to_evict is False and pod.is_pending_unassigned
 
 
@@ -189,6 +191,7 @@ READS = {
     "pods": lambda r: r.read_pods(),
     "pods-of-a-namespace": lambda r: KubeReader(r.core.api_client, "batch").read_pods(),
     "budgets": lambda r: r.read_budgets(),
+    "daemonsets": lambda r: r.read_daemonsets(),  # optional, but a stalled server is weather: it fails the read
 }
 
 

@@ -392,7 +392,7 @@ def test_the_seen_busy_memory_keeps_nodes_still_there_and_leaves_busy_nodes_thei
 # --- the loop's summary and its observers --------------------------------------------------------
 
 SCALE_UP = DecisionCounts(0, ScaleUpCounts(pending=3, placed_on_nodes=1, pods_for_new_instances=2, groups_raised=1,
-                                           infeasible=0, unaccounted=0),
+                                           infeasible=0, unaccounted=0, gated=2),
                           {NodeState.BUSY: 2, NodeState.BUSY_UNSCHEDULABLE: 1})
 
 
@@ -401,11 +401,11 @@ SCALE_UP = DecisionCounts(0, ScaleUpCounts(pending=3, placed_on_nodes=1, pods_fo
     (LoopCounters(4, SCALE_UP, nodes=3, pods=9, groups=2, actions=2, by_action={SetDesiredCapacity: 1, Cordon: 1},
                   events=5, seconds=0.12345),
      "groups_timed_out=0 pending=3 placed_on_nodes=1 pods_for_new_instances=2 groups_raised=1 infeasible=0 "
-     "unaccounted=0 nodes_busy=2 nodes_busy_unschedulable=1 loop=4 nodes=3 pods=9 groups=2 actions=2 "
+     "unaccounted=0 gated=2 nodes_busy=2 nodes_busy_unschedulable=1 loop=4 nodes=3 pods=9 groups=2 actions=2 "
      "failed_actions=0 applied_Cordon=1 applied_SetDesiredCapacity=1 events=5 seconds=0.123"),
     (LoopCounters(2, SCALE_UP, actions=1, by_action={SetDesiredCapacity: 1}, dry_run=True, events=3),
      "groups_timed_out=0 pending=3 placed_on_nodes=1 pods_for_new_instances=2 groups_raised=1 infeasible=0 "
-     "unaccounted=0 nodes_busy=2 nodes_busy_unschedulable=1 loop=2 nodes=0 pods=0 groups=0 actions=1 "
+     "unaccounted=0 gated=2 nodes_busy=2 nodes_busy_unschedulable=1 loop=2 nodes=0 pods=0 groups=0 actions=1 "
      "failed_actions=0 would_SetDesiredCapacity=1 would_post_events=3 seconds=0.0"),
     (LoopCounters(3, failed_actions=2, throttled=1, not_applied=4, by_action={}),
      "groups_timed_out=0 loop=3 nodes=0 pods=0 groups=0 actions=0 failed_actions=2 throttled=1 not_applied=4 "

@@ -48,6 +48,10 @@ EXPECTED_GRANTS = frozenset({
     ("", "pods/eviction", "create"),
     ("", "events", "create"), ("", "events", "patch"),
     ("policy", "poddisruptionbudgets", "list"), ("policy", "poddisruptionbudgets", "watch"),
+    # list only, the least the reader needs (issue 17): what every new node carries, and pending pods' volumes.
+    ("apps", "daemonsets", "list"),
+    ("", "persistentvolumeclaims", "list"), ("", "persistentvolumes", "list"),
+    ("storage.k8s.io", "storageclasses", "list"),
     ("coordination.k8s.io", "leases", "get"), ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "update"),
 })
@@ -449,6 +453,20 @@ def test_every_kubernetes_call_in_the_code_is_granted():
     assert not missing, f"the RBAC rules lack what these calls need: {missing}"
 
 
+def test_the_optional_reads_are_granted_list_and_nothing_more():
+    """DaemonSets, claims, volumes and storage classes (issue 17) are only listed: no get, no
+    watch, and the code lists each of them (the namespaced claims too, under --pod-namespace)."""
+    calls = kube_calls_in_code()
+    optional = {("apps", "daemonsets"), ("", "persistentvolumeclaims"), ("", "persistentvolumes"),
+                ("storage.k8s.io", "storageclasses")}
+    for group, resource in optional:
+        assert {verb for g, r, verb in granted() if (g, r) == (group, resource)} == {"list"}, resource
+        assert (group, resource, "list") in calls, f"the code does not list {resource}: the finder or the reader changed"
+    claim_listers = calls[("", "persistentvolumeclaims", "list")]
+    assert {"CoreV1Api.list_namespaced_persistent_volume_claim",
+            "CoreV1Api.list_persistent_volume_claim_for_all_namespaces"} <= claim_listers
+
+
 def test_every_granted_write_is_used_by_the_code():
     """Read verbs come as a set (get/list/watch); a write nobody calls is privilege for nothing."""
     calls = kube_calls_in_code()
@@ -512,6 +530,12 @@ def test_the_monitoring_component_holds_the_readme_alerts_on_metrics_that_exist(
         pytest.param("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/x", {},
                      ("coordination.k8s.io", "leases", "update"), id="update-lease"),
         pytest.param("GET", "/api/v1/namespaces/kube-system", {}, ("", "namespaces", "get"), id="get-namespace"),
+        pytest.param("GET", "/apis/apps/v1/daemonsets", {}, ("apps", "daemonsets", "list"), id="list-daemonsets"),
+        pytest.param("GET", "/api/v1/namespaces/batch/persistentvolumeclaims", {},
+                     ("", "persistentvolumeclaims", "list"), id="list-claims-of-a-namespace"),
+        pytest.param("GET", "/api/v1/persistentvolumes", {}, ("", "persistentvolumes", "list"), id="list-volumes"),
+        pytest.param("GET", "/apis/storage.k8s.io/v1/storageclasses", {}, ("storage.k8s.io", "storageclasses", "list"),
+                     id="list-storage-classes"),
         pytest.param("GET", "/apis", {}, None, id="discovery"),
     ],
 )

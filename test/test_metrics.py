@@ -69,6 +69,20 @@ def test_pending_pods_leave_out_daemonset_pods_as_scale_up_does(no_scale):
     assert sample(metrics, "autoscaler_pending_pods") == 1
 
 
+@pytest.mark.parametrize("no_scale", [False, True], ids=["scale-up-on", "no-scale"])
+def test_gated_pods_are_counted_apart_from_the_pending_ones(no_scale):
+    """Scheduling gates or a claim that must bind first: the scheduler does not look at them, so
+    they are not demand; autoscaler_pending_pods_gated counts them, under --no-scale too."""
+    pending = [make_pod("job", cpu="1"), replace(make_pod("queued", cpu="1"), scheduling_gates=("kueue",)),
+               replace(make_pod("claim", cpu="1"), unbound_claims=("data",)),
+               replace(make_pod("agent", cpu="100m", owner_kinds=("DaemonSet",)), scheduling_gates=("x",))]
+    metrics = Metrics()
+    make_loop(StubWorld(make_snapshot(pods=pending, groups=[make_group("workers")])),
+              make_settings(no_scale=no_scale), metrics=metrics).run_once()
+    assert sample(metrics, "autoscaler_pending_pods") == 1
+    assert sample(metrics, "autoscaler_pending_pods_gated") == 2
+
+
 @pytest.mark.parametrize("error, service", [
     (KubeError("list pods: HTTP 500"), "kubernetes"),
     (CloudError("Throttling", "describe groups: Throttling"), "aws"),

@@ -67,6 +67,9 @@ class FailingNodes:
     def read_budgets(self):
         return ()
 
+    def read_daemonsets(self):
+        return ()
+
 
 def test_a_kubernetes_failure_while_regions_are_read_fails_the_read(fake_aws, monkeypatch):
     for name, value in fake_aws.env().items():

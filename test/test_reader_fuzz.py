@@ -14,10 +14,12 @@ from autoscaler.decide.decision import decide
 from autoscaler.decide.group_health import GroupHealthState
 from autoscaler.fakes.kube_objects import make_node, make_pdb, make_pod
 from autoscaler.model.config import Settings
-from autoscaler.model.objects import LAST_BUSY_ANNOTATION, SAFE_TO_EVICT_ANNOTATION, Snapshot
+from autoscaler.model.objects import LAST_BUSY_ANNOTATION, SAFE_TO_EVICT_ANNOTATION, Requirement, Snapshot
 from autoscaler.read.aws_reader import LaunchSettings, _activity_from, _each, _spot_price_from, groups_from, instances_from
 from autoscaler.read.capacity import CapacityCatalog
-from autoscaler.read.kube_reader import _convert_all, budget_from_api, node_from_api, pod_from_api
+from autoscaler.read.kube_fields import convert_all
+from autoscaler.read.kube_reader import budget_from_api, daemonset_from_api, node_from_api, pod_and_claims_from_api, pod_from_api
+from autoscaler.read.kube_volumes import Volumes, read_claims, read_classes, read_volumes, with_claims
 from builders import NOW, make_group
 
 ZONE = "us-west-2a"
@@ -45,6 +47,60 @@ PENDING["spec"]["overhead"] = {"memory": "64Mi"}
 BUDGET = make_pdb("budget", match_labels={"app": "etl"},
                   match_expressions=[{"key": "tier", "operator": "NotIn", "values": ["web"]}], min_available=1)
 BUDGET["status"] = {"disruptionsAllowed": 1}
+
+# Issue 17: what the scheduler looks at besides requests and placement. A pending pod with a
+# sidecar, pod-level resources, scheduling gates, host ports, pod affinity and anti-affinity on
+# other keys, spread constraints, claims of both kinds and the scheduler's message; a DaemonSet; a
+# claim, a volume and a storage class.
+SCHEDULED_AS_KUBERNETES = make_pod(
+    "gated", cpu="1", memory="1Gi", node_selector={"hardware": "cpu"}, labels={"app": "etl", "version": "v2"},
+    tolerations=[{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    affinity={
+        "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "db"}},
+             "namespaceSelector": {"matchLabels": {"env": "prod"}}, "matchLabelKeys": ["version"]}]},
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "rack", "labelSelector": {"matchExpressions": [
+                {"key": "app", "operator": "In", "values": ["etl"]}]}, "namespaces": ["a", "b"],
+             "mismatchLabelKeys": ["version"]}]},
+    },
+    volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+             {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "gp3"}}}}],
+    creation_timestamp=STAMP)
+SCHEDULED_AS_KUBERNETES["spec"].update(
+    initContainers=[{"name": "side", "restartPolicy": "Always", "resources": {"requests": {"cpu": "500m"}},
+                     "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]},
+                    {"name": "init", "resources": {"requests": {"cpu": "2"}}}],
+    resources={"requests": {"memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+    schedulingGates=[{"name": "kueue.x-k8s.io/admission"}],
+    hostNetwork=True,
+    topologySpreadConstraints=[{"maxSkew": 1, "minDomains": 2, "topologyKey": "topology.kubernetes.io/zone",
+                                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "etl"}},
+                                "matchLabelKeys": ["version"]}])
+SCHEDULED_AS_KUBERNETES["spec"]["containers"][0]["ports"] = [{"containerPort": 9000, "hostPort": 9000, "protocol": "UDP"}]
+SCHEDULED_AS_KUBERNETES["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                                    "message": "0/1 nodes are available: 1 Insufficient cpu."}]
+DAEMONSET = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "kube-system"},
+             "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+                 "metadata": {"labels": {"app": "agent"}},
+                 "spec": {"hostNetwork": True, "nodeSelector": {"hardware": "cpu"}, "affinity": AFFINITY,
+                          "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                          "initContainers": [{"name": "side", "restartPolicy": "Always",
+                                              "resources": {"requests": {"cpu": "50m"}}}],
+                          "containers": [{"name": "agent", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                                          "ports": [{"containerPort": 9100}]}]}}}}
+CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "default"},
+         "spec": {"volumeName": "pv-1", "storageClassName": "gp3"}}
+SCRATCH_CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                 "metadata": {"name": "gated-scratch", "namespace": "default"}, "spec": {"storageClassName": "gp3"}}
+VOLUME = {"apiVersion": "v1", "kind": "PersistentVolume",
+          "metadata": {"name": "pv-1", "labels": {"failure-domain.beta.kubernetes.io/zone": "us-west-2a__us-west-2b"}},
+          "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+              {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [ZONE]}]}]}}}}
+STORAGE_CLASS = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "gp3"},
+                 "volumeBindingMode": "WaitForFirstConsumer",
+                 "allowedTopologies": [{"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone",
+                                                                   "values": [ZONE]}]}]}
 
 WRONG_VALUES = ("<removed>", None, 0, -1, 1e308, float("nan"), "", "x", "-5Gi", [], {}, True, [1], {"a": 1},
                 ["x", {"b": None}])
@@ -92,10 +148,27 @@ def decide_on(nodes=(), pods=(), budgets=()):
 def read(kind, convert, raw, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="autoscaler.read.kube_reader"):
-        converted = _convert_all([raw], convert, kind)
+        converted = convert_all([raw], convert, kind)
     if not converted:
         assert f"skipping {kind} " in caplog.text, "a skipped object is named in a warning"
     return converted
+
+
+def read_pod_with_claims(item, claims=(CLAIM, SCRATCH_CLAIM), volumes=(VOLUME,), classes=(STORAGE_CLASS,)):
+    """As KubeReader.read_pods does: the pod, then what its claims ask."""
+    pod, names = pod_and_claims_from_api(item)
+    found = Volumes()
+    found.claims = read_claims(claims, found)
+    found.volumes = read_volumes(volumes, found)
+    found.classes = read_classes(classes, found)
+    return with_claims(pod, names, found)
+
+
+def decide_on_daemonsets(daemonsets):
+    group = make_group("workers", labels={"hardware": "cpu"}, max_size=5, desired=1, instance_ids=(INSTANCE,))
+    snapshot = Snapshot(nodes=(node_from_api(NODE),), pods=(pod_from_api(PENDING),), groups=(group,),
+                        daemonsets=tuple(daemonsets), instances={})
+    return decide(snapshot, SETTINGS, NOW, GroupHealthState())
 
 
 KUBE_CASES = {
@@ -104,7 +177,12 @@ KUBE_CASES = {
     "pending-pod": (PENDING, pod_from_api, lambda read: decide_on(nodes=(node_from_api(NODE),), pods=read)),
     "poddisruptionbudget": (BUDGET, budget_from_api, lambda read: decide_on(
         nodes=(node_from_api(NODE),), pods=(pod_from_api(RUNNING),), budgets=read)),
+    "pod-as-the-scheduler-sees-it": (SCHEDULED_AS_KUBERNETES, read_pod_with_claims,
+                                     lambda read: decide_on(nodes=(node_from_api(NODE),), pods=read)),
+    "daemonset": (DAEMONSET, daemonset_from_api, decide_on_daemonsets),
 }
+KINDS = {pod_from_api: "pod", read_pod_with_claims: "pod", node_from_api: "node", budget_from_api: "poddisruptionbudget",
+         daemonset_from_api: "daemonset"}
 
 
 def test_the_unmutated_objects_are_read():
@@ -115,13 +193,45 @@ def test_the_unmutated_objects_are_read():
 @pytest.mark.parametrize("case", KUBE_CASES.values(), ids=KUBE_CASES.keys())
 def test_a_malformed_kubernetes_object_is_read_or_skipped_and_never_fails_the_loop(case, caplog):
     base, convert, decide_over = case
-    kind = "pod" if convert is pod_from_api else ("node" if convert is node_from_api else "poddisruptionbudget")
+    kind = KINDS[convert]
 
     @FUZZ
     @given(mutations(base))
     def check(mutation):
         objects = read(kind, convert, mutated(base, *mutation), caplog)
         decide_over(objects)
+
+    check()
+
+
+def test_the_unmutated_pod_is_read_as_the_scheduler_sees_it():
+    pod = read_pod_with_claims(SCHEDULED_AS_KUBERNETES)
+    # cpu: app 1 + sidecar 500m = 1500m, init 2 + sidecar 500m = 2500m; memory: the pod's own 2Gi.
+    assert (pod.requests.get("cpu"), pod.requests.get("memory")) == (2500, 2 * (1 << 30) * 1000)
+    assert pod.scheduling_gates and pod.host_ports == ("TCP/8080", "UDP/9000") and pod.spread
+    assert pod.affinity[0].namespaces == ("*",) and pod.anti_affinity[0].namespaces == ("a", "b")
+    # The bound volume's zone, and the class's allowed topology for the ephemeral claim: the same terms, kept once.
+    zone_a = (((Requirement("topology.kubernetes.io/zone", "In", (ZONE,)),),),)
+    assert pod.placement.volume_affinity == zone_a and pod.unbound_claims == () and pod.unschedulable_message
+
+
+VOLUME_CASES = {
+    "persistentvolumeclaim": (CLAIM, lambda raw: read_pod_with_claims(SCHEDULED_AS_KUBERNETES, claims=(raw,))),
+    "persistentvolume": (VOLUME, lambda raw: read_pod_with_claims(SCHEDULED_AS_KUBERNETES, volumes=(raw,))),
+    "storageclass": (STORAGE_CLASS, lambda raw: read_pod_with_claims(SCHEDULED_AS_KUBERNETES, classes=(raw,))),
+}
+
+
+@pytest.mark.parametrize("case", VOLUME_CASES.values(), ids=VOLUME_CASES.keys())
+def test_a_malformed_claim_volume_or_class_never_fails_the_loop(case, caplog):
+    """A claim, volume or class that cannot be read is named in a warning and asks nothing."""
+    base, read_with = case
+
+    @FUZZ
+    @given(mutations(base))
+    def check(mutation):
+        pod = read_with(mutated(base, *mutation))
+        decide_on(nodes=(node_from_api(NODE),), pods=(pod,))
 
     check()
 

@@ -29,6 +29,9 @@ class NoKubernetes:
     def read_budgets(self):
         return ()
 
+    def read_daemonsets(self):
+        return ()
+
 
 @pytest.fixture
 def make_world(fake_aws, monkeypatch):
@@ -180,3 +183,12 @@ def test_no_spot_price_call_without_a_bidding_group(fake_aws, make_world):
     fake_aws.clear_calls()
     assert world.read(datetime.now(timezone.utc)).spot_prices == ()
     assert calls_of(fake_aws, "DescribeSpotPriceHistory") == 0
+
+
+def test_the_snapshot_holds_the_daemonsets_the_kubernetes_reader_read(fake_aws, make_world):
+    from autoscaler.model.objects import DaemonSet, Resources
+
+    agent = DaemonSet("kube-system", "agent", Resources({"cpu": 100, "pods": 1000}))
+    world = make_world()
+    world.kube.read_daemonsets = lambda: (agent,)
+    assert world.read(datetime.now(timezone.utc)).daemonsets == (agent,)

@@ -46,6 +46,7 @@ class ScaleUpCounts:
     groups_raised: int
     infeasible: int
     unaccounted: int
+    gated: int = 0  # pending pods with scheduling gates or unbound claims: not demand, not in pending
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         up_counts = ScaleUpCounts(pending=up.pending, placed_on_nodes=up.placed_on_nodes,
                                   pods_for_new_instances=up.pods_for_new_instances,
                                   groups_raised=sum(1 for a in up.actions if isinstance(a, SetDesiredCapacity)),
-                                  infeasible=len(up.infeasible), unaccounted=len(up.unaccounted))
+                                  infeasible=len(up.infeasible), unaccounted=len(up.unaccounted), gated=up.gated)
 
     if settings.no_maintenance:
         log.info("Scale in is off (--no-maintenance)")

@@ -57,8 +57,9 @@ class PodShape:
 
 
 def pending_demand(snapshot: Snapshot) -> list[Pod]:
-    """Pending pods without a node, DaemonSet pods excepted (their controller binds them), in key order."""
-    return sorted((pod for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset),
+    """Pending pods without a node, DaemonSet pods excepted (their controller binds them) and gated
+    ones (the scheduler does not look at them yet), in key order."""
+    return sorted((pod for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset and not pod.is_gated),
                   key=lambda p: (p.namespace, p.name))
 
 

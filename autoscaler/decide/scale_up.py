@@ -42,13 +42,16 @@ class ScaleUpResult:
     why_unaccounted: Mapping[str, str] = field(default_factory=dict)  # pod key -> why no group took it
     # pod key -> Group.key of the group whose booting or new instances the plan puts it on
     planned_groups: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Pending pods held back from the scheduler (scheduling gates, unbound claims): not demand.
+    gated: int = 0
 
     def summary(self) -> str:
         return (
             f"scale up: {self.pending} pending pods in {self.constraint_sets} constraint sets, "
             f"{self.placed_on_nodes} fit existing nodes ({self.uncordoned} uncordoned), "
             f"{self.pods_for_new_instances} need new instances (+{self.new_instances} desired), "
-            f"{len(self.unaccounted)} unaccounted, {len(self.infeasible)} infeasible"
+            f"{len(self.unaccounted)} unaccounted, {len(self.infeasible)} infeasible, "
+            f"{self.gated} gated (scheduling gates or unbound claims: not demand)"
         )
 
 
@@ -60,8 +63,9 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     tells starting nodes from broken ones; ``readiness`` (node name -> initialized.Readiness,
     worked out here when not given) tells usable nodes from booting ones."""
     pending = pending_demand(snapshot)
+    gated = sum(1 for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset and pod.is_gated)
     if not pending:
-        return ScaleUpResult()
+        return ScaleUpResult(gated=gated)
     shapes, dimensions = group_into_shapes(pending, snapshot)
     width = len(dimensions)
     if readiness is None:
@@ -101,4 +105,5 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
         uncordoned=len(uncordons),
         why_unaccounted=why,
         planned_groups={pod.key: key for key, (booting, new) in pods_of.items() for pod in (*booting, *new)},
+        gated=gated,
     )

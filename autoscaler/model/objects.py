@@ -173,6 +173,11 @@ class PodAffinityTerm:
     topology_key: str = HOSTNAME_LABEL
 
 
+# PodAffinityTerm.namespaces of a term with a namespaceSelector: every namespace (the reader
+# cannot evaluate namespace labels, so a non-empty selector is read as every namespace too).
+ALL_NAMESPACES: tuple[str, ...] = ("*",)
+
+
 # The name the rest of the code knew before affinity terms other than hostname anti-affinity were read.
 AntiAffinityTerm = PodAffinityTerm
 

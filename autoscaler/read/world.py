@@ -70,6 +70,8 @@ class World:
             regions_read = [pool.submit(self._read_region, region, nodes_read, now) for region in self.settings.regions]
             pods = self.kube.read_pods()
             budgets = self.kube.read_budgets()
+            # Every namespace's, --pod-namespace or not: they land on every new node they admit.
+            daemonsets = self.kube.read_daemonsets()
             nodes = nodes_read.result()
             regions = [future.result() for future in regions_read]
 
@@ -83,6 +85,7 @@ class World:
                                     key=lambda a: (a.start_time, a.activity_id))),
             budgets=budgets,
             spot_prices=tuple(price for region in regions for price in region.spot_prices),
+            daemonsets=daemonsets,
         )
 
     def _read_region(self, region: str, nodes_read: Future, now: datetime) -> "_RegionRead":

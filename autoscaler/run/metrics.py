@@ -132,6 +132,9 @@ class Metrics(LoopObserver):
         self.model_mismatches = Counter(
             "autoscaler_model_mismatches", "Pending pods found waiting where the model says they fit (the scheduler "
             "disagrees): no more instances are bought for them there.", registry=r)
+        self.gated = Gauge("autoscaler_pending_pods_gated",
+                           "Pending pods with scheduling gates or unbound claims: not demand, not in "
+                           "autoscaler_pending_pods.", registry=r)
         self.nodes = Gauge("autoscaler_nodes", "Nodes by the scale-in state of the last loop.", ["state"], registry=r)
         self.desired = Gauge("autoscaler_group_desired_capacity", "Desired capacity after the last loop.",
                              ["group", "region"], registry=r)
@@ -185,9 +188,11 @@ class Metrics(LoopObserver):
         self.loops.labels("success").inc()
         self.last_success.set(time.time())
         up = decision.counts.scale_up
-        # Under --no-scale scale up counted nothing: count as it would (DaemonSet pods are no demand).
-        self.pending.set(up.pending if up is not None else sum(1 for pod in snapshot.pods
-                                                                if pod.is_pending_unassigned and not pod.is_daemonset))
+        # Under --no-scale scale up counted nothing: count as it would (DaemonSet pods are no demand,
+        # gated ones neither).
+        waiting = [pod for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset] if up is None else []
+        self.pending.set(up.pending if up is not None else sum(1 for pod in waiting if not pod.is_gated))
+        self.gated.set(up.gated if up is not None else sum(1 for pod in waiting if pod.is_gated))
         self.infeasible.set(up.infeasible if up is not None else 0)
         self.unaccounted.set(up.unaccounted if up is not None else 0)
         self.model_mismatches.inc(decision.counts.model_mismatches)
