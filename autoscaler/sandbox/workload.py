@@ -13,11 +13,11 @@ from typing import Iterable, Optional
 
 from ..fakes.kube_api import FakeKubeApi
 from ..fakes.kube_objects import make_pod
+from .scheduler import DURATION_ANNOTATION
 from .trace import JobGroup, Trace
 
 NAMESPACE = "default"
 JOB_LABEL = "sandbox.autoscaler/job"
-DURATION_ANNOTATION = "sandbox.autoscaler/duration-seconds"
 
 
 @dataclass
