@@ -78,7 +78,7 @@ def test_production_modules_never_import_the_simulated_cluster():
 
 # The sandbox's scheduler (and its DaemonSet controller) judge what the autoscaler decided: built
 # on the reader's arithmetic or the planner's placement rules, they would agree with any mistake.
-INDEPENDENT_SANDBOX = ("scheduler", "plugins")
+INDEPENDENT_SANDBOX = ("scheduler", "plugins", "daemonsets")
 
 
 @pytest.mark.parametrize("module", INDEPENDENT_SANDBOX)
