@@ -108,7 +108,8 @@ def selector_matches(selector: Optional[Mapping], labels: Mapping[str, str]) -> 
 
 def node_requirement_holds(expression: Mapping, labels: Mapping[str, str]) -> bool:
     """One NodeSelectorRequirement: In, NotIn, Exists, DoesNotExist, Gt, Lt."""
-    key, operator, values = expression["key"], expression["operator"], expression.get("values") or ()
+    key, operator = expression["key"], expression["operator"]
+    values: list = list(expression.get("values") or ())
     value = labels.get(key)
     if operator == "In":
         return value is not None and value in values

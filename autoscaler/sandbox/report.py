@@ -357,7 +357,7 @@ def table(report: Report) -> str:
     rows.append(("peak nodes", f"{report.peak_nodes} (" + ", ".join(
         f"{g} {n}" for g, n in report.peak_nodes_by_group.items()) + ")"))
     rows.append(("instances no pod used", f"{len(report.unused_instances)} of {report.instances_bought}" + "".join(
-        f"; {u['group']} {u['node'] or '(never a node)'}" for u in report.unused_instances[:5])
+        f"; {u['group']} {(u['node'] or '(never a node)').split('.')[0]}" for u in report.unused_instances[:5])
         + ("; ..." if len(report.unused_instances) > 5 else "")))
     rows.append(("failed launches", str(report.failed_launches)))
     rows.append(("overflow raises", f"{len(report.overflow_raises)}" + "".join(

@@ -141,11 +141,17 @@ class Trace:
 
 
 # The demo cluster: CPU groups in two regions (the second takes the overflow) and a GPU group,
-# their nodes' labels given by kube/ tags.
+# their nodes' labels given by kube/ tags. As on EKS with Cilium, a node registers with Cilium's
+# agent-not-ready taint, gone 30 s later; the GPU nodes' device plugin reports the GPU 60 s after
+# the node registers.
+CILIUM_STARTUP_TAINT = (("node.cilium.io/agent-not-ready=true:NoSchedule", 30.0),)
 DEMO_GROUPS = (
-    GroupSpec("cpu-west", "us-west-2", "m5.xlarge", max_size=12, labels={"hardware": "cpu"}),
-    GroupSpec("gpu-west", "us-west-2", "p3.2xlarge", max_size=4, labels={"hardware": "gpu"}),
-    GroupSpec("cpu-east", "us-east-1", "m5.xlarge", max_size=12, labels={"hardware": "cpu"}),
+    GroupSpec("cpu-west", "us-west-2", "m5.xlarge", max_size=12, labels={"hardware": "cpu"},
+              startup_taints=CILIUM_STARTUP_TAINT),
+    GroupSpec("gpu-west", "us-west-2", "p3.2xlarge", max_size=4, labels={"hardware": "gpu"},
+              startup_taints=CILIUM_STARTUP_TAINT, gpu_after=60.0),
+    GroupSpec("cpu-east", "us-east-1", "m5.xlarge", max_size=12, labels={"hardware": "cpu"},
+              startup_taints=CILIUM_STARTUP_TAINT),
 )
 
 

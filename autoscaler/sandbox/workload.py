@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from ..fakes.kube_api import FakeKubeApi
 from ..fakes.kube_objects import make_pod
@@ -169,7 +169,7 @@ class Workload:
         return [run.name for run in lost]
 
 
-def _resources(requests: dict) -> dict:
+def _resources(requests: Mapping[str, str]) -> dict:
     # Extended resources such as GPUs must have limits equal to their requests.
     return {"requests": dict(requests), "limits": {name: q for name, q in requests.items() if "/" in name}}
 
