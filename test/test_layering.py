@@ -74,3 +74,17 @@ def test_production_modules_never_import_the_simulated_cluster():
             parts = name.split(".")
             assert not (parts[0] == "autoscaler" and len(parts) > 1 and parts[1] in SIMULATED), \
                 f"{path.relative_to(ROOT)} imports {name}"
+
+
+# The sandbox's scheduler (and its DaemonSet controller) judge what the autoscaler decided: built
+# on the reader's arithmetic or the planner's placement rules, they would agree with any mistake.
+INDEPENDENT_SANDBOX = ("scheduler", "plugins", "daemonsets")
+
+
+@pytest.mark.parametrize("module", INDEPENDENT_SANDBOX)
+def test_the_sandbox_scheduler_imports_neither_the_reader_nor_the_planner(module):
+    path = PACKAGE / "sandbox" / f"{module}.py"
+    for name in imports_of(path):
+        parts = name.split(".")
+        assert not (parts[0] == "autoscaler" and len(parts) > 1 and parts[1] in ("read", "decide")), \
+            f"sandbox/{module}.py imports {name}"

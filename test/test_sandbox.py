@@ -86,6 +86,16 @@ def test_the_default_trace_uses_the_demo_cluster():
     pytest.param("jobs:\n  - {name: a, requests: {cpu: 1}, duration: 1m}\ngroups:\n"
                  "  - {name: g, instance_type: m5.xlarge,\n     region: xx-nowhere-9}\n", 5, "groups[0].region",
                  id="unknown-region"),
+    pytest.param("jobs:\n  - {name: a, requests: {cpu: 1}, duration: 1m}\ngroups:\n"
+                 "  - {name: g, instance_type: m5.xlarge, region: us-west-2,\n     zones: [us-east-1a]}\n", 5,
+                 "groups[0].zones[0]", id="zone-of-another-region"),
+    pytest.param("jobs:\n  - {name: a, requests: {cpu: 1}, duration: 1m}\ngroups:\n"
+                 "  - {name: g, instance_type: m5.xlarge, region: us-west-2,\n     startup_taints: [{taint: cilium}]}\n",
+                 5, "groups[0].startup_taints[0].taint", id="taint-without-effect"),
+    pytest.param("jobs:\n  - {name: a, requests: {cpu: 1}, duration: 1m,\n     affinity: [zone]}\n", 3,
+                 "jobs[0].affinity", id="affinity-not-a-mapping"),
+    pytest.param("jobs:\n  - {name: a, requests: {cpu: 1}, duration: 1m}\ndaemonsets:\n  - {name: ds, requests: {cpu: x}}\n",
+                 4, "daemonsets[0].requests.cpu", id="daemonset-bad-quantity"),
 ])
 def test_a_malformed_trace_names_the_line_and_field(text, line, field):
     with pytest.raises(TraceError) as raised:
@@ -347,3 +357,28 @@ def test_the_production_wiring_posts_events_and_slack_messages(fake_aws):
     reasons = {event["reason"] for event in sandbox.kube.list("Event")}
     assert "TriggeredScaleUp" in reasons, reasons
     assert any("cpu-west" in message for message in slack.messages), slack.messages
+
+
+def test_nodes_start_tainted_report_gpus_late_and_run_the_daemonsets(fake_aws):
+    """The simulators of issue 17: a start-up taint gone after 60 s, the GPU reported 60 s after
+    registration, a DaemonSet pod on the node; a job waits for both, then runs there."""
+    sandbox = Sandbox(parse_trace(textwrap.dedent("""\
+        groups:
+          - {name: gpu, region: us-west-2, instance_type: p3.2xlarge, min_size: 1, max_size: 1,
+             startup_taints: [{taint: "node.cilium.io/agent-not-ready=true:NoSchedule", for: 60s},
+                              {taint: "example.com/forever:PreferNoSchedule"}], gpu_after: 60s}
+        daemonsets:
+          - {name: agent, requests: {cpu: 200m, memory: 200Mi}}
+        jobs:
+          - {name: train, requests: {cpu: "1", nvidia.com/gpu: 1}, duration: 1m}
+        duration: 6m
+        """), "test-trace"), settings(over_provision=0), aws=fake_aws, status=None)
+    report = sandbox.run()
+    (node,) = sandbox.kube.list("nodes")
+    assert [taint["key"] for taint in node["spec"]["taints"]] == ["example.com/forever"]
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
+    (agent,) = [pod for pod in sandbox.kube.list("pods") if pod["metadata"]["name"].startswith("agent-")]
+    assert agent["spec"]["nodeName"] == node["metadata"]["name"]
+    assert report.jobs_finished == 1
+    assert report.wait_seconds["max"] >= 90 + 60  # the boot, then the taint and the GPU
+    assert report.unused_instances == [] and report.instances_bought == 1

@@ -6,16 +6,21 @@ each step it registers a Node for an instance that has been booting for ``boot_s
 type's allocatable), refreshes the Ready heartbeat of its nodes, and removes the Node of an
 instance that has left its group (terminated).
 It also tells the sandbox what each group holds, for the report.
+
+A group may behave as real nodes often do (``NodeBehaviour``, from the trace): a start-up taint
+present at registration and removed some seconds later (a CNI agent's, say) or never; a device
+plugin that reports the node's GPUs some seconds after it is Ready (the Node registers without
+``nvidia.com/gpu``); labels its tags promise that the kubelet does not set.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Iterable, Optional
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Iterable, Mapping, Optional
 
 from ..fakes.aws import FakeAws
 from ..fakes.kube_api import FakeKubeApi
-from ..fakes.kube_objects import make_node
+from ..fakes.kube_objects import make_node, parse_taint
 from ..model.group_labels import node_template
 from ..model.objects import Resources
 from ..model.text import utc_text
@@ -35,6 +40,15 @@ class GroupState:
     nodes: int  # of those, registered as Nodes
 
 
+@dataclass(frozen=True)
+class NodeBehaviour:
+    # (taint "key[=value]:Effect", seconds after registration it is removed; None: never)
+    startup_taints: tuple[tuple[str, Optional[float]], ...] = ()
+    gpu_after: Optional[float] = None  # seconds after registration the device plugin reports GPUs
+    unset_labels: tuple[str, ...] = ()  # label keys the tags promise but the kubelet does not set
+    labels: Mapping[str, str] = field(default_factory=dict)  # set by the kubelet, no tag says so
+
+
 def quantities(resources: Resources) -> dict[str, str]:
     """Resources (milli-units) -> the quantity strings a kubelet reports."""
     result = {}
@@ -49,8 +63,10 @@ def quantities(resources: Resources) -> dict[str, str]:
 
 
 class NodeSimulator:
-    def __init__(self, aws: FakeAws, kube: FakeKubeApi, regions: Iterable[str], boot_seconds: float):
+    def __init__(self, aws: FakeAws, kube: FakeKubeApi, regions: Iterable[str], boot_seconds: float,
+                 behaviour: Optional[Mapping[tuple[str, str], NodeBehaviour]] = None):
         self.aws = aws
+        self.behaviour = dict(behaviour or {})  # (region, group) -> how its nodes behave
         self.kube = kube
         self.regions = tuple(regions)
         self.boot_seconds = boot_seconds
@@ -61,6 +77,10 @@ class NodeSimulator:
         self._last_heartbeat: dict[str, datetime] = {}  # node name -> last heartbeat written
         self._groups: dict[str, list] = {}  # region -> its groups as last described
         self._registered: dict[str, int] = {}  # region -> nodes registered so far, for names
+        self._later: list[tuple[datetime, str, Callable[[dict], None]]] = []  # (when, node, change)
+        self.group_of: dict[str, tuple[str, str]] = {}  # every instance seen -> (region, group)
+        self.node_of = self._node_of  # instance id -> node name, while it has one
+        self.nodes_ever: dict[str, str] = {}  # every instance that registered -> its node name
 
     def allocatable(self, instance_type: str) -> Optional[Resources]:
         """What a node of the type reports: the autoscaler's own estimate, with the ephemeral
@@ -87,6 +107,7 @@ class NodeSimulator:
             for group in groups:
                 for instance in members[group["AutoScalingGroupName"]]:
                     live.add(instance["InstanceId"])
+                    self.group_of[instance["InstanceId"]] = (region, group["AutoScalingGroupName"])
                     first_seen = self._first_seen.setdefault(instance["InstanceId"], now)
                     if instance["InstanceId"] not in self._node_of and (now - first_seen).total_seconds() >= self.boot_seconds:
                         booted.append((group, instance))
@@ -97,6 +118,7 @@ class NodeSimulator:
                 states.append(GroupState(region, group["AutoScalingGroupName"], group["DesiredCapacity"], len(instances),
                                          sum(1 for i in instances if i["InstanceId"] in self._node_of)))
         self._remove_gone(live)
+        self._apply_later(now)
         self._heartbeat(now)
         return states
 
@@ -112,13 +134,24 @@ class NodeSimulator:
             # A type neither the API nor the shipped table knows gets a token node: 1 CPU, 10 pods.
             allocatable = quantities(self.allocatable(instance_type) or Resources({"cpu": 1000, "pods": 10_000}))
             name = self._next_name(region)
+            behaviour = self.behaviour.get((region, group["AutoScalingGroupName"]), NodeBehaviour())
+            labels = {key: value for key, value in template.labels.items() if key not in behaviour.unset_labels}
+            taints = [{"key": t.key, "value": t.value or None, "effect": t.effect} for t in template.taints]
+            for taint, seconds in behaviour.startup_taints:
+                taints.append(parse_taint(taint))
+                if seconds is not None:
+                    self._later.append((now + timedelta(seconds=seconds), name, _untaint(parse_taint(taint)["key"])))
+            gpus = allocatable.pop("nvidia.com/gpu", None)
+            if gpus is not None and behaviour.gpu_after:
+                self._later.append((now + timedelta(seconds=behaviour.gpu_after), name, _add_gpus(gpus)))
+                gpus = None
             node = make_node(
                 name,
                 cpu=allocatable.pop("cpu"), memory=allocatable.pop("memory", "0"), pods=allocatable.pop("pods", "110"),
-                gpu=allocatable.pop("nvidia.com/gpu", None),
-                labels={**template.labels, "kubernetes.io/hostname": name},
+                gpu=gpus,
+                labels={**labels, **behaviour.labels, "kubernetes.io/hostname": name},
                 provider_id=f"aws:///{zone}/{instance_id}",
-                taints=[{"key": t.key, "value": t.value or None, "effect": t.effect} for t in template.taints],
+                taints=taints,
                 instance_type=instance_type, zone=zone,
                 creation_timestamp=utc_text(now), heartbeat_timestamp=utc_text(now),
             )
@@ -126,7 +159,16 @@ class NodeSimulator:
                 node["status"]["capacity"][resource] = node["status"]["allocatable"][resource] = quantity
             self.kube.put(node)
             self._node_of[instance_id] = name
+            self.nodes_ever[instance_id] = name
             self._last_heartbeat[name] = now
+
+    def _apply_later(self, now: datetime) -> None:
+        """The changes due by now: start-up taints removed, GPUs reported (on nodes still there)."""
+        due = [item for item in self._later if item[0] <= now]
+        self._later = [item for item in self._later if item[0] > now]
+        for _, name, change in sorted(due, key=lambda item: (item[0], item[1])):
+            if self.kube.get("Node", name) is not None:
+                self.kube.update("Node", name, None, change)
 
     def _next_name(self, region: str) -> str:
         """Node names in the order nodes register, not moto's random addresses: the scheduler
@@ -157,3 +199,15 @@ class NodeSimulator:
                 continue  # deleted by the autoscaler; the instance's termination removes our record
             self.kube.update("Node", name, None, beat)
             self._last_heartbeat[name] = now
+
+
+def _untaint(key: str) -> Callable[[dict], None]:
+    def change(node: dict) -> None:
+        node["spec"]["taints"] = [t for t in node["spec"].get("taints") or () if t["key"] != key]
+    return change
+
+
+def _add_gpus(count: str) -> Callable[[dict], None]:
+    def change(node: dict) -> None:
+        node["status"]["capacity"]["nvidia.com/gpu"] = node["status"]["allocatable"]["nvidia.com/gpu"] = count
+    return change

@@ -106,6 +106,10 @@ class Report:
     chart: Optional[str] = None
     # Jobs no group can ever run: [{"job", "count", "reason"}] (docs/sandbox.md).
     unrunnable: list = field(default_factory=list)
+    # Instances bought that no pod other than a DaemonSet's ever ran on: [{"group", "node"}], the
+    # node None for one that never registered (docs/sandbox.md).
+    unused_instances: list = field(default_factory=list)
+    instances_bought: int = 0
     timeline: list = field(default_factory=list)  # one sample per simulated minute, and the last
 
     def to_json(self) -> str:
@@ -251,7 +255,8 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
                  failed_launches: int, first_region: str, unsubmitted: int,
                  lower_bound_cost: Mapping[str, float] = {},  # noqa: B006 - read only
                  price_of: Callable[[str, str], Optional[float]] = on_demand_price,
-                 unrunnable: Optional[Mapping[str, str]] = None) -> Report:
+                 unrunnable: Optional[Mapping[str, str]] = None,
+                 unused_instances: Sequence[Mapping] = (), instances_bought: int = 0) -> Report:
     # Over the jobs that ran: a job that never started has no wait, and 0 s would read as perfect.
     waits = [run.wait for run in jobs if run.wait is not None]
     counts = {job.name: job.count for job in trace.jobs}
@@ -300,6 +305,8 @@ def build_report(*, trace: Trace, stopped: str, simulated_seconds: float, real_s
         timeline=minute_samples,
         unrunnable=[{"job": name, "count": counts.get(name, 0), "reason": reason}
                     for name, reason in (unrunnable or {}).items()],
+        unused_instances=[dict(entry) for entry in unused_instances],
+        instances_bought=instances_bought,
     )
 
 
@@ -349,6 +356,9 @@ def table(report: Report) -> str:
                  "n/a (not every job finished)" if report.cost_ratio is None else f"{report.cost_ratio:.2f}"))
     rows.append(("peak nodes", f"{report.peak_nodes} (" + ", ".join(
         f"{g} {n}" for g, n in report.peak_nodes_by_group.items()) + ")"))
+    rows.append(("instances no pod used", f"{len(report.unused_instances)} of {report.instances_bought}" + "".join(
+        f"; {u['group']} {(u['node'] or '(never a node)').split('.')[0]}" for u in report.unused_instances[:5])
+        + ("; ..." if len(report.unused_instances) > 5 else "")))
     rows.append(("failed launches", str(report.failed_launches)))
     rows.append(("overflow raises", f"{len(report.overflow_raises)}" + "".join(
         f"; {g} {old}->{new} at {clock_text(minute * 60)}" for minute, _, g, old, new in report.overflow_raises[:3])))

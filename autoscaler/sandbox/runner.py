@@ -24,7 +24,8 @@ from ..model.config import Settings, validate
 from ..run.daemon import build_loop
 from ..run.loop import Loop
 from .clock import SimClock
-from .nodes import NodeSimulator
+from .daemonsets import DaemonSetController, make_daemonset
+from .nodes import NodeBehaviour, NodeSimulator
 from .report import (
     Recorder,
     Report,
@@ -155,7 +156,7 @@ class Sandbox:
         """Time for the last job to end and its nodes to be removed, at most DEFAULT_TIME_LIMIT_SECONDS."""
         settings = self.settings
         tail = settings.idle_threshold + settings.type_idle_threshold + settings.instance_init_time + 3600
-        needed = max(job.last_arrival + job.duration for job in self.trace.jobs) + tail
+        needed = max(max(job.last_arrival, job.gated_until or 0) + job.duration for job in self.trace.jobs) + tail
         return min(needed, DEFAULT_TIME_LIMIT_SECONDS)
 
     # ---- the run ----------------------------------------------------------------------------------
@@ -225,7 +226,13 @@ class Sandbox:
             kubeconfig = kube.write_kubeconfig(scratch / "kubeconfig")
             self.settings = replace(self.settings, kubeconfig=str(kubeconfig))
             self.aws, self.kube = aws, kube
-            self.nodes = NodeSimulator(aws, kube, self.trace.regions, self.boot_seconds)
+            behaviour = {(g.region, g.name): NodeBehaviour(g.startup_taints, g.gpu_after, g.unset_labels, g.node_labels)
+                         for g in self.trace.groups}
+            self.nodes = NodeSimulator(aws, kube, self.trace.regions, self.boot_seconds, behaviour)
+            for daemonset in self.trace.daemonsets:
+                kube.add(make_daemonset(daemonset.name, daemonset.requests, daemonset.node_selector,
+                                        daemonset.tolerations, daemonset.host_ports))
+            self.daemonsets = DaemonSetController(kube)
             self.scheduler = Scheduler(kube)
             self.workload = Workload(kube, self.trace)
             self.unrunnable = unrunnable_jobs(self.trace, self.nodes.allocatable)
@@ -241,7 +248,8 @@ class Sandbox:
             try:
                 aws.create_group(group.region, group.name, CLUSTER_NAME, instance_type=group.instance_type,
                                  min_size=group.min_size, max_size=group.max_size, desired=group.min_size,
-                                 tags={f"kube/{key}": value for key, value in group.labels.items()})
+                                 tags={f"kube/{key}": value for key, value in group.labels.items()},
+                                 zones=group.zones or None)
             except Exception as error:
                 raise SandboxSetupError(f"cannot create group {group.name} ({group.region}, {group.instance_type}) "
                                         f"in moto: {_one_line(error)}") from error
@@ -262,7 +270,9 @@ class Sandbox:
         now = self.clock.now()
         self._apply_launch_failures(seconds)
         self.workload.submit_due(seconds)
+        self.workload.release_gates(seconds)
         groups = self.nodes.step(now, refresh=groups_changed)
+        self.daemonsets.step(now)
         result = self.scheduler.step(now)
         for pod in result.finished:
             self.workload.finished(pod, seconds)
@@ -288,6 +298,16 @@ class Sandbox:
             self.stopped = (f"reached the time limit of {clock_text(self._time_limit)} (h:mm) with "
                             f"{self.workload.unfinished} jobs unfinished")
             self.stop.set()
+
+    def unused_instances(self) -> list[dict]:
+        """Every instance a group held that no pod other than a DaemonSet's ever ran on, by group
+        and node name (None: it never became a node)."""
+        unused = []
+        for instance, (_, group) in self.nodes.group_of.items():
+            node = self.nodes.nodes_ever.get(instance)
+            if node not in self.scheduler.used_nodes:
+                unused.append({"group": group, "node": node})
+        return sorted(unused, key=lambda u: (u["group"], u["node"] or "~"))
 
     def _apply_launch_failures(self, seconds: float) -> None:
         for failure in self.trace.launch_failures:
@@ -317,7 +337,8 @@ class Sandbox:
             lower_bound=lower_bound_hours(self.trace, self.nodes.allocatable), failed_launches=failed,
             first_region=self.trace.regions[0], unsubmitted=self.workload.not_yet_submitted,
             lower_bound_cost=lower_bound_dollars(self.trace, self.nodes.allocatable),
-            unrunnable=self.unrunnable,
+            unrunnable=self.unrunnable, unused_instances=self.unused_instances(),
+            instances_bought=len(self.nodes.group_of),
         )
         if self.out_dir is None:
             return

@@ -1,26 +1,26 @@
 """The scheduler and kubelet of the sandbox: bind pending pods, run them, mark them Succeeded.
 
-Binding uses the autoscaler's own predicates (scheduling.py: selectors, node affinity, taints,
-hostname anti-affinity) and its request arithmetic (kube_reader), so a pod the autoscaler thinks
-fits a node is one this scheduler will place there. Nodes are tried in name order (first fit),
-which packs work onto few nodes as a batch cluster's most-allocated scoring does. A pod starts
-running when it is bound, runs for its job's duration, then is marked Succeeded; a Succeeded pod
-is deleted one step later (a Job's ttlSecondsAfterFinished of zero). A pod bound to a Node that
-no longer exists is deleted, as Kubernetes' pod garbage collector does.
+Binding is the sandbox's own (plugins.py), written from the Kubernetes scheduler's filter plugins
+and working on the API objects, never the autoscaler's model of them: the sandbox checks the
+autoscaler rather than mirroring it. Nodes are tried in name order (first fit), which packs work
+onto few nodes as a batch cluster's most-allocated scoring does. A gated pod (scheduling gates)
+is never looked at. A pod starts running when it is bound, runs for its job's duration, then is
+marked Succeeded; a Succeeded pod is deleted one step later (a Job's ttlSecondsAfterFinished of
+zero). A pod bound to a Node that no longer exists is deleted, as Kubernetes' pod garbage
+collector does. DaemonSet pods (daemonsets.py binds them) run until their node goes.
 """
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Mapping, Optional
 
-from ..decide.scheduling import anti_affinity_conflict, pod_matches_node
 from ..fakes.kube_api import FakeKubeApi
-from ..model.objects import PodPhase, Resources
 from ..model.text import utc_text
-from ..read.kube_reader import node_from_api, parse_time, pod_from_api
-from .workload import DURATION_ANNOTATION
+from .plugins import Cluster, labels_of, scheduling_gated, unfit_reason
+DURATION_ANNOTATION = "sandbox.autoscaler/duration-seconds"  # a job pod runs this long
 
 
 @dataclass
@@ -28,60 +28,80 @@ class StepResult:
     started: list = field(default_factory=list)  # pod names bound and running
     finished: list = field(default_factory=list)  # pod names that succeeded
     present: list = field(default_factory=list)  # every pod name left in the API
-    pending: int = 0  # unbound pods left after binding
-    running: int = 0
+    pending: int = 0  # unbound pods left after binding (gated ones included), DaemonSet pods not counted
+    running: int = 0  # bound pods, DaemonSet pods not counted
+
+
+def is_daemonset_pod(pod: Mapping) -> bool:
+    return any(owner.get("kind") == "DaemonSet" for owner in pod["metadata"].get("ownerReferences") or ())
+
+
+def parse_time(text: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def read_cluster(kube: FakeKubeApi) -> Cluster:
+    """The nodes, claims, volumes, classes and namespaces of the fake API server (pods apart)."""
+    return Cluster(
+        nodes={node["metadata"]["name"]: node for node in kube.list("nodes")},
+        claims={(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in kube.list("PersistentVolumeClaim")},
+        volumes={v["metadata"]["name"]: v for v in kube.list("PersistentVolume")},
+        storage_classes={c["metadata"]["name"]: c for c in kube.list("StorageClass")},
+        namespace_labels={n["metadata"]["name"]: labels_of(n) for n in kube.list("Namespace")},
+    )
 
 
 class Scheduler:
     def __init__(self, kube: FakeKubeApi):
         self.kube = kube
+        self.used_nodes: set = set()  # nodes that ever ran a pod other than a DaemonSet's
 
     def step(self, now: datetime) -> StepResult:
         result = StepResult()
-        raw_nodes = self.kube.list("nodes")
-        nodes = sorted((node_from_api(raw) for raw in raw_nodes), key=lambda n: n.name)
-        node_names = {node.name for node in nodes}
-        pending, on_node = [], defaultdict(list)
+        cluster = read_cluster(self.kube)
+        pending = []
         for raw in self.kube.list("pods"):
             meta, spec, status = raw["metadata"], raw["spec"], raw.get("status") or {}
             name, namespace = meta["name"], meta["namespace"]
             phase, node_name = status.get("phase"), spec.get("nodeName")
+            daemon = is_daemonset_pod(raw)
             if phase in ("Succeeded", "Failed"):
                 self.kube.delete("Pod", name, namespace)
                 continue
-            if node_name and node_name not in node_names:
+            if node_name and node_name not in cluster.nodes:
                 self.kube.delete("Pod", name, namespace)  # its node is gone
                 continue
-            if node_name and self._done(raw, now):
+            if node_name and not daemon and self._done(raw, now):
                 self.kube.update("Pod", name, namespace, lambda pod: _succeed(pod, now))
                 result.finished.append(name)
                 continue
             result.present.append(name)
-            pod = pod_from_api(raw)
             if node_name:
-                on_node[node_name].append(pod)
-            else:
-                pending.append(pod)
+                cluster.pods_on[node_name].append(raw)
+                result.running += not daemon
+            elif not daemon:
+                pending.append(raw)
 
-        free = {node.name: node.allocatable - sum((p.requests for p in on_node[node.name]), Resources())
-                for node in nodes}
-        schedulable = [node for node in nodes if node.ready and not node.unschedulable]
-        hopeless = set()  # (placement, requests) that fit no node this step: skip their twins
-        for pod in sorted(pending, key=lambda p: (p.created or now, p.name)):
-            key = (pod.placement, pod.requests)
-            if not pod.anti_affinity and key in hopeless:
+        nodes = [cluster.nodes[name] for name in sorted(cluster.nodes)]
+        hopeless = set()  # pod specs that fit no node this step and cannot start to by a binding
+        for pod in sorted(pending, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])):
+            if scheduling_gated(pod):
                 continue
-            target = next((node for node in schedulable
-                           if pod.requests.fits_in(free[node.name]) and pod_matches_node(pod, node)
-                           and not anti_affinity_conflict(pod, on_node[node.name])), None)
+            key = _twin_key(pod)
+            if key in hopeless:
+                continue
+            target = next((node for node in nodes if unfit_reason(pod, node, cluster) is None), None)
             if target is None:
-                hopeless.add(key)
+                if key is not None:
+                    hopeless.add(key)
                 continue
-            self.kube.update("Pod", pod.name, pod.namespace, functools.partial(_bind, node_name=target.name, now=now))
-            free[target.name] = free[target.name] - pod.requests
-            on_node[target.name].append(pod)
-            result.started.append(pod.name)
-        result.running = sum(len(pods) for pods in on_node.values())
+            target_name = target["metadata"]["name"]
+            self.kube.update("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"],
+                             functools.partial(_bind, node_name=target_name, now=now))
+            cluster.pods_on[target_name].append(pod)
+            self.used_nodes.add(target_name)
+            result.started.append(pod["metadata"]["name"])
+        result.running += len(result.started)
         result.pending = len(pending) - len(result.started)
         return result
 
@@ -92,11 +112,21 @@ class Scheduler:
         return started is not None and (now - started).total_seconds() >= duration
 
 
+def _twin_key(pod: Mapping) -> Optional[str]:
+    """What makes two pending pods interchangeable to the filters, or None when binding other pods
+    in this step could make a node fit this one (pod affinity, topology spread)."""
+    spec = pod["spec"]
+    if spec.get("topologySpreadConstraints") or (spec.get("affinity") or {}).get("podAffinity"):
+        return None
+    meta = pod["metadata"]
+    return json.dumps([meta["namespace"], meta.get("labels") or {}, spec], sort_keys=True)
+
+
 def _bind(pod: dict, node_name: str, now: datetime) -> None:
     stamp = utc_text(now)
     pod["spec"]["nodeName"] = node_name
     pod["status"] = {
-        "phase": PodPhase.RUNNING.value,
+        "phase": "Running",
         "startTime": stamp,
         "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
@@ -107,7 +137,7 @@ def _bind(pod: dict, node_name: str, now: datetime) -> None:
 
 
 def _succeed(pod: dict, now: datetime) -> None:
-    pod["status"]["phase"] = PodPhase.SUCCEEDED.value
+    pod["status"]["phase"] = "Succeeded"
     for condition in pod["status"].get("conditions", ()):
         if condition["type"] == "Ready":
             condition.update(status="False", reason="PodCompleted", lastTransitionTime=utc_text(now))

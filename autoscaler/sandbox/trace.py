@@ -8,8 +8,15 @@
         requests: {cpu: "1", memory: 2Gi, nvidia.com/gpu: 1}
         node_selector: {hardware: cpu}
         duration: 20m            # how long each job runs once started
+        # optional, the pod's spec as Kubernetes takes it (docs/sandbox.md, "Writing a trace"):
+        # labels, tolerations, affinity, topology_spread, host_ports, sidecars (requests of one
+        # sidecar init container), init (requests of one init container), gated_until (a
+        # scheduling gate removed then), volume_zone (a bound PersistentVolume in that zone)
     groups:                      # optional: the cluster (default: the demo cluster)
       - {name: cpu-west, region: us-west-2, instance_type: m5.xlarge, max_size: 20, labels: {hardware: cpu}}
+        # optional: zones, startup_taints [{taint, for}], gpu_after, unset_labels, node_labels
+    daemonsets:                  # optional: one pod of each on every node its template admits
+      - {name: logs, requests: {cpu: 200m, memory: 200Mi}}
     launch_failures:             # optional: windows in which a group's launches fail
       - {group: cpu-west, at: 20m, until: 50m}
     duration: 3h                 # optional: stop the run at this simulated time
@@ -21,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, NoReturn, Optional
+from typing import Any, Mapping, NoReturn, Optional
 
 import yaml
 
@@ -44,6 +51,7 @@ MAX_COUNT = 100_000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|min|h)\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+_TAINT = re.compile(r"^[^=:\s]+(=[^:\s]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
 
 
@@ -60,6 +68,15 @@ class JobGroup:
     requests: Mapping[str, str]  # as written, e.g. {"cpu": "1", "memory": "2Gi"}
     node_selector: Mapping[str, str]
     duration: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple = ()  # as in a pod spec
+    affinity: Mapping = field(default_factory=dict)  # as in a pod spec
+    topology_spread: tuple = ()  # topologySpreadConstraints, as in a pod spec
+    host_ports: tuple[int, ...] = ()
+    sidecars: Mapping[str, str] = field(default_factory=dict)  # requests of a sidecar init container
+    init: Mapping[str, str] = field(default_factory=dict)  # requests of an init container
+    gated_until: Optional[float] = None  # a scheduling gate held until then (seconds from the start)
+    volume_zone: Optional[str] = None  # each pod's claim is bound to a volume in this zone
 
     def arrival(self, index: int) -> float:
         return self.at + index * self.interval
@@ -77,6 +94,20 @@ class GroupSpec:
     max_size: int = 10
     min_size: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)  # become kube/<label> tags
+    zones: tuple[str, ...] = ()  # default: the region's first
+    startup_taints: tuple[tuple[str, Optional[float]], ...] = ()  # (key[=value]:Effect, removed after s)
+    gpu_after: Optional[float] = None  # the device plugin reports GPUs this long after registration
+    unset_labels: tuple[str, ...] = ()  # labels the tags promise that the kubelet does not set
+    node_labels: Mapping[str, str] = field(default_factory=dict)  # set by the kubelet, no tag says so
+
+
+@dataclass(frozen=True)
+class DaemonSetSpec:
+    name: str
+    requests: Mapping[str, str]
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple = ()
+    host_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +128,7 @@ class Trace:
     groups: tuple[GroupSpec, ...]
     launch_failures: tuple[LaunchFailure, ...] = ()
     duration: Optional[float] = None
+    daemonsets: tuple[DaemonSetSpec, ...] = ()
 
     @property
     def job_count(self) -> int:
@@ -109,11 +141,17 @@ class Trace:
 
 
 # The demo cluster: CPU groups in two regions (the second takes the overflow) and a GPU group,
-# their nodes' labels given by kube/ tags.
+# their nodes' labels given by kube/ tags. As on EKS with Cilium, a node registers with Cilium's
+# agent-not-ready taint, gone 30 s later; the GPU nodes' device plugin reports the GPU 60 s after
+# the node registers.
+CILIUM_STARTUP_TAINT = (("node.cilium.io/agent-not-ready=true:NoSchedule", 30.0),)
 DEMO_GROUPS = (
-    GroupSpec("cpu-west", "us-west-2", "m5.xlarge", max_size=12, labels={"hardware": "cpu"}),
-    GroupSpec("gpu-west", "us-west-2", "p3.2xlarge", max_size=4, labels={"hardware": "gpu"}),
-    GroupSpec("cpu-east", "us-east-1", "m5.xlarge", max_size=12, labels={"hardware": "cpu"}),
+    GroupSpec("cpu-west", "us-west-2", "m5.xlarge", max_size=12, labels={"hardware": "cpu"},
+              startup_taints=CILIUM_STARTUP_TAINT),
+    GroupSpec("gpu-west", "us-west-2", "p3.2xlarge", max_size=4, labels={"hardware": "gpu"},
+              startup_taints=CILIUM_STARTUP_TAINT, gpu_after=60.0),
+    GroupSpec("cpu-east", "us-east-1", "m5.xlarge", max_size=12, labels={"hardware": "cpu"},
+              startup_taints=CILIUM_STARTUP_TAINT),
 )
 
 
@@ -147,7 +185,7 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
     if root is None:
         raise TraceError(f"trace {source}: the file is empty; it needs at least a 'jobs' list")
     top = _Value(root, "", source)
-    fields = top.mapping(required=("jobs",), optional=("groups", "launch_failures", "duration", "name"))
+    fields = top.mapping(required=("jobs",), optional=("groups", "launch_failures", "duration", "name", "daemonsets"))
     groups: tuple[GroupSpec, ...] = DEMO_GROUPS
     if "groups" in fields:
         empty = "the list is empty; give at least one group, or leave 'groups' out for the demo cluster"
@@ -159,22 +197,32 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
     failures = tuple(_failure(item, region_of) for item in fields["launch_failures"].sequence()) \
         if "launch_failures" in fields else ()
     duration = fields["duration"].seconds(positive=True) if "duration" in fields else None
-    return Trace(source, jobs, groups, failures, duration)
+    daemonsets = tuple(_daemonset(item) for item in fields["daemonsets"].sequence()) if "daemonsets" in fields else ()
+    _unique(fields.get("daemonsets"), [d.name for d in daemonsets], "daemonset")
+    return Trace(source, jobs, groups, failures, duration, daemonsets)
 
 
-def _job(value: "_Value") -> JobGroup:
-    fields = value.mapping(required=("name", "requests", "duration"),
-                           optional=("at", "count", "rate", "node_selector"))
-    count = fields["count"].integer(minimum=1) if "count" in fields else 1
-    requests_value = fields["requests"]
-    requests = requests_value.string_map()
-    if not requests:
-        requests_value.fail("give at least one resource, e.g. {cpu: \"1\", memory: 2Gi}")
+def _requests(value: "_Value", empty_ok: bool = False) -> dict:
+    requests = value.string_map()
+    if not requests and not empty_ok:
+        value.fail("give at least one resource, e.g. {cpu: \"1\", memory: 2Gi}")
     for name, quantity in requests.items():
         try:
             parse_resources({name: quantity})
         except QuantityError:
-            requests_value.child(name).fail(f"{quantity!r} is not a Kubernetes quantity like 500m, 2Gi or 1")
+            value.child(name).fail(f"{quantity!r} is not a Kubernetes quantity like 500m, 2Gi or 1")
+    return requests
+
+
+_POD_FIELDS = ("labels", "tolerations", "affinity", "topology_spread", "host_ports", "sidecars", "init",
+               "gated_until", "volume_zone")
+
+
+def _job(value: "_Value") -> JobGroup:
+    fields = value.mapping(required=("name", "requests", "duration"),
+                           optional=("at", "count", "rate", "node_selector", *_POD_FIELDS))
+    count = fields["count"].integer(minimum=1) if "count" in fields else 1
+    requests = _requests(fields["requests"])
     return JobGroup(
         name=fields["name"].name(),
         at=fields["at"].seconds() if "at" in fields else 0.0,
@@ -183,11 +231,33 @@ def _job(value: "_Value") -> JobGroup:
         requests=requests,
         node_selector=fields["node_selector"].string_map() if "node_selector" in fields else {},
         duration=fields["duration"].seconds(positive=True),
+        labels=fields["labels"].string_map() if "labels" in fields else {},
+        tolerations=tuple(fields["tolerations"].plain(list)) if "tolerations" in fields else (),
+        affinity=fields["affinity"].plain(dict) if "affinity" in fields else {},
+        topology_spread=tuple(fields["topology_spread"].plain(list)) if "topology_spread" in fields else (),
+        host_ports=tuple(item.integer(1, 65535) for item in fields["host_ports"].sequence()) if "host_ports" in fields else (),
+        sidecars=_requests(fields["sidecars"]) if "sidecars" in fields else {},
+        init=_requests(fields["init"]) if "init" in fields else {},
+        gated_until=fields["gated_until"].seconds() if "gated_until" in fields else None,
+        volume_zone=fields["volume_zone"].string() if "volume_zone" in fields else None,
+    )
+
+
+def _daemonset(value: "_Value") -> DaemonSetSpec:
+    fields = value.mapping(required=("name", "requests"), optional=("node_selector", "tolerations", "host_ports"))
+    return DaemonSetSpec(
+        name=fields["name"].name(),
+        requests=_requests(fields["requests"]),
+        node_selector=fields["node_selector"].string_map() if "node_selector" in fields else {},
+        tolerations=tuple(fields["tolerations"].plain(list)) if "tolerations" in fields else (),
+        host_ports=tuple(item.integer(1, 65535) for item in fields["host_ports"].sequence()) if "host_ports" in fields else (),
     )
 
 
 def _group(value: "_Value") -> GroupSpec:
-    fields = value.mapping(required=("name", "region", "instance_type"), optional=("max_size", "min_size", "labels"))
+    fields = value.mapping(required=("name", "region", "instance_type"),
+                           optional=("max_size", "min_size", "labels", "zones", "startup_taints", "gpu_after",
+                                     "unset_labels", "node_labels"))
     region = fields["region"].string()
     if not REGION_PATTERN.match(region):
         fields["region"].fail(f"{region!r} is not an AWS region name like us-west-2")
@@ -197,8 +267,22 @@ def _group(value: "_Value") -> GroupSpec:
     min_size = fields["min_size"].integer(minimum=0) if "min_size" in fields else 0
     if min_size > max_size:
         fields["min_size"].fail(f"{min_size} is more than max_size {max_size}")
+    zones = tuple(item.string() for item in fields["zones"].sequence(non_empty=True)) if "zones" in fields else ()
+    for index, zone in enumerate(zones):
+        if not (zone.startswith(region) and len(zone) == len(region) + 1):
+            fields["zones"].sequence()[index].fail(f"{zone!r} is not a zone of {region}, like {region}a")
+    startup = []
+    for item in fields["startup_taints"].sequence() if "startup_taints" in fields else ():
+        taint_fields = item.mapping(required=("taint",), optional=("for",))
+        taint = taint_fields["taint"].string()
+        if not _TAINT.match(taint):
+            taint_fields["taint"].fail(f"{taint!r} is not a taint like key=value:NoSchedule or key:NoExecute")
+        startup.append((taint, taint_fields["for"].seconds(positive=True) if "for" in taint_fields else None))
     return GroupSpec(fields["name"].name(), region, fields["instance_type"].string(), max_size, min_size,
-                     fields["labels"].string_map() if "labels" in fields else {})
+                     fields["labels"].string_map() if "labels" in fields else {}, zones, tuple(startup),
+                     fields["gpu_after"].seconds(positive=True) if "gpu_after" in fields else None,
+                     tuple(item.string() for item in fields["unset_labels"].sequence()) if "unset_labels" in fields else (),
+                     fields["node_labels"].string_map() if "node_labels" in fields else {})
 
 
 def _failure(value: "_Value", region_of: Mapping[str, str]) -> LaunchFailure:
@@ -302,6 +386,13 @@ class _Value:
         if not match or float(match.group(1)) <= 0:
             self.fail(f"{text!r} is not a rate; write jobs per unit, e.g. 4/min, 0.5/s, 30/h")
         return _UNIT_SECONDS[match.group(2)] / float(match.group(1))
+
+    def plain(self, kind: type) -> Any:
+        """The value as plain Python (a pod spec's field passed through as written), of ``kind``."""
+        value = yaml.SafeLoader("").construct_object(self.node, deep=True)
+        if not isinstance(value, kind):
+            self.fail(f"expected a {'list' if kind is list else 'mapping'} as in a pod spec")
+        return value
 
     def string_map(self) -> dict:
         if not isinstance(self.node, yaml.MappingNode):
