@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Optional
 from autoscaler.model.objects import (
     CORDONED_BY_AUTOSCALER_LABEL,
     HOSTNAME_LABEL,
-    AntiAffinityTerm,
+    PodAffinityTerm,
     Group,
     Instance,
     InstanceShape,
@@ -55,8 +55,8 @@ def make_placement(selector: Optional[Mapping[str, str]] = None, tolerations: It
 
 
 def anti_affinity(match_labels: Optional[Mapping[str, str]] = None, namespaces: Iterable[str] = ("default",),
-                  expressions: Iterable[Requirement] = ()) -> AntiAffinityTerm:
-    return AntiAffinityTerm(LabelSelector(tuple(sorted((match_labels or {}).items())), tuple(expressions)),
+                  expressions: Iterable[Requirement] = ()) -> PodAffinityTerm:
+    return PodAffinityTerm(LabelSelector(tuple(sorted((match_labels or {}).items())), tuple(expressions)),
                             tuple(namespaces))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..model.objects import AntiAffinityTerm, Placement, Pod, Resources, Snapshot
+from ..model.objects import PodAffinityTerm, Placement, Pod, Resources, Snapshot
 from .packing import Needs
 from .scheduling import anti_affinity_conflict
 
@@ -32,7 +32,7 @@ class PodShape:
         self.needs: Needs = tuple(sorted((dimension_of[name], value) for name, value in self.requests.items() if value > 0))
         self.representative = first
         self.placement: Placement = first.placement
-        self.terms: tuple[AntiAffinityTerm, ...] = first.anti_affinity
+        self.terms: tuple[PodAffinityTerm, ...] = first.anti_affinity
         self.has_terms = bool(first.anti_affinity)
         self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
         rest = cpu = memory = 0

@@ -22,7 +22,7 @@ from ..model.objects import (
     HOSTNAME_LABEL,
     LAST_BUSY_ANNOTATION,
     SAFE_TO_EVICT_ANNOTATION,
-    AntiAffinityTerm,
+    PodAffinityTerm,
     DisruptionBudget,
     LabelSelector,
     Node,
@@ -380,14 +380,14 @@ def label_selector(raw: Optional[dict]) -> LabelSelector:
     )
 
 
-def _anti_affinity(anti: dict, namespace: str) -> tuple[AntiAffinityTerm, ...]:
+def _anti_affinity(anti: dict, namespace: str) -> tuple[PodAffinityTerm, ...]:
     terms = []
     for term in _sequence(anti.get("requiredDuringSchedulingIgnoredDuringExecution"), "required pod anti-affinity"):
         term = _mapping(term, "an anti-affinity term")
         if term.get("topologyKey") != HOSTNAME_LABEL:
             continue  # only hostname spreading changes how many nodes a set of pods needs
         namespaces = tuple(sorted(_text(n, "a namespace") for n in _sequence(term.get("namespaces"), "namespaces")))
-        terms.append(AntiAffinityTerm(label_selector(term.get("labelSelector")), namespaces or (namespace,)))
+        terms.append(PodAffinityTerm(label_selector(term.get("labelSelector")), namespaces or (namespace,)))
     return tuple(terms)
 
 
