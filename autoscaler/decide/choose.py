@@ -29,7 +29,9 @@ from .group_plan import GroupPlan
 from .improve import improve
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
+from .placement_rules import is_port_dimension
 from .repack import repack
+from .topology import Topology
 
 PRICE, LEAST_WASTE, PRIORITY = EXPANDERS
 SMALL_SHAPES = 64  # waiting shapes up to which the price expander compares several plans
@@ -37,7 +39,7 @@ SMALL_GROUPS = 8
 
 
 def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
-                    expander: str = PRICE) -> list[GroupPlan]:
+                    expander: str = PRICE, topology: Optional[Topology] = None) -> list[GroupPlan]:
     """Plans of every usable group, in candidate order; the shapes' ``taken`` counts grow by
     what the plans hold.
 
@@ -49,14 +51,14 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
     waiting = [shape for shape in shapes if shape.remaining]
     if (expander != PRICE or len(waiting) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
             or any(offer.price is None for offer in usable)):
-        return _repack(shapes, _choose(shapes, offers, dimensions, expander, None), expander)
+        return _repack(shapes, _choose(shapes, offers, dimensions, expander, None, topology), expander)
     start = [shape.taken for shape in shapes]
     tiers = sorted({offer.tier for offer in usable})
     tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
     for seed in [None, *(offer.key for offer in usable)]:
         for shape, taken in zip(shapes, start, strict=True):
             shape.taken = taken
-        plans = _choose(shapes, offers, dimensions, expander, seed)
+        plans = _choose(shapes, offers, dimensions, expander, seed, topology)
         # Fewest pods left out, then the most served by the first tiers (priority, region), then $/h.
         by_tier = tuple(-sum(plan.pods_placed() for plan in plans if plan.offer.tier == tier) for tier in tiers)
         score = (sum(shape.remaining for shape in shapes), by_tier, round(sum(plan.cost() for plan in plans), 9))
@@ -79,8 +81,13 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
 
 
 def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
-            expander: str, seed: Optional[tuple[str, str]]) -> list[GroupPlan]:
+            expander: str, seed: Optional[tuple[str, str]], topology: Optional[Topology] = None) -> list[GroupPlan]:
     plans = [GroupPlan(offer, dimensions) for offer in offers if offer.usable]
+    if topology is not None:
+        # One view of every group's bins: the inter-pod rules count pods per zone across groups.
+        view = topology.with_plans([(plan.offer.group.labels, plan.bins) for plan in plans])
+        for plan in plans:
+            plan.topology = view
     fill_booting(shapes, plans)
     tiers: dict[tuple[int, int], list[GroupPlan]] = {}
     for plan in plans:
@@ -179,7 +186,7 @@ def size_price(plan: GroupPlan, plans: Sequence[GroupPlan]) -> float:
     left wholly unused: CPU pods are not put on an untainted GPU group because its memory fits."""
     shares = []
     for dimension, amount in enumerate(plan.empty):
-        if plan.dimensions[dimension] == "pods":
+        if plan.dimensions[dimension] == "pods" or is_port_dimension(plan.dimensions[dimension]):
             continue
         top = max(other.empty[dimension] for other in plans)
         if top > 0:

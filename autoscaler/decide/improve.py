@@ -31,7 +31,8 @@ def improve(plans: Sequence[GroupPlan]) -> int:
 
 
 def _fill_level(plan: GroupPlan, target: Bin) -> float:
-    return max((1 - free / size for free, size in zip(target.free, plan.empty, strict=True) if size > 0), default=1.0)
+    return max((1 - free / size for free, size, sized in zip(target.free, plan.empty, plan.sized, strict=True)
+                if size > 0 and sized), default=1.0)
 
 
 def _last_new_bins(plan: GroupPlan) -> list[Bin]:
@@ -94,7 +95,7 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
         left = moving[shape]
         for other in fill_plans:
             if left and other.takes(shape):
-                for entry, placed in fill_bins(shape, left, other.bins):
+                for entry, placed in fill_bins(shape, left, other.bins, other.allow(shape)):
                     fills.append((other, entry, shape, placed))
                     left -= placed
         while left:
@@ -104,7 +105,7 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
             best = None
             for other in open_plans:
                 if other.room > 0 and other.takes(shape):
-                    trial = open_bins(shape, left, other.empty, 1)
+                    trial = open_bins(shape, left, other.empty, 1, other.allow(shape))
                     if trial:
                         placed = trial[0].contents[shape]
                         key = ((other.price or 0.0) / placed, other.offer.cost_tie_break)

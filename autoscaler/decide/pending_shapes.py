@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..model.objects import PodAffinityTerm, Placement, Pod, Resources, Snapshot
+from ..model.objects import HOSTNAME_LABEL, Placement, Pod, PodAffinityTerm, Resources, Snapshot
 from .packing import Needs
-from .scheduling import anti_affinity_conflict
+from .placement_rules import anti_affinity_conflict, has_topology_rules, port_dimension, term_selects, topology_keys
 
 
 class PodShape:
@@ -19,22 +19,29 @@ class PodShape:
     plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
 
     __slots__ = ("pods", "size", "taken", "requests", "needs", "representative", "placement", "terms", "has_terms",
-                 "self_conflict", "sort_key", "index")
+                 "self_conflict", "sort_key", "index", "rules", "domain_keys")
 
     def __init__(self, pods: list[Pod], dimension_of: dict[str, int], order_text: str, labels_text: str,
-                 requests: Optional[Resources] = None):
+                 requests: Optional[Resources] = None, targeted: bool = False):
         first = pods[0]
         self.pods = pods
         self.size = len(pods)
         self.taken = 0
         self.index = 0  # position in first-fit-decreasing order
         self.requests: Resources = requests if requests is not None else first.requests
-        self.needs: Needs = tuple(sorted((dimension_of[name], value) for name, value in self.requests.items() if value > 0))
+        # A host port is a dimension of its own: one per node or new instance (placement_rules).
+        self.needs: Needs = tuple(sorted([(dimension_of[name], value) for name, value in self.requests.items() if value > 0]
+                                         + [(dimension_of[port_dimension(port)], 1) for port in set(first.host_ports)]))
         self.representative = first
         self.placement: Placement = first.placement
         self.terms: tuple[PodAffinityTerm, ...] = first.anti_affinity
         self.has_terms = bool(first.anti_affinity)
         self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
+        # Where it may go depends on other pods per topology domain (topology.py): its own
+        # affinity, anti-affinity or spread, or another pod's anti-affinity selecting it.
+        self.rules = targeted or has_topology_rules(first)
+        # Topology keys other than the hostname: a new instance must carry them as group labels.
+        self.domain_keys = frozenset(key for key in topology_keys(first) if key != HOSTNAME_LABEL)
         rest = cpu = memory = 0
         for name, value in self.requests.items():
             if name == "cpu":
@@ -75,19 +82,23 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
     are one shape, placed as the largest request among them: no node or instance is ever promised
     more than it has, and at most 1/64 of its room goes unused for them. Below that, every request
     is placed as it is."""
-    with_terms = [pod for pod in snapshot.pods if pod.anti_affinity]
-    label_keys = sorted({key for pod in with_terms for term in pod.anti_affinity
-                         for key in [k for k, _ in term.selector.match_labels]
-                         + [r.key for r in term.selector.match_expressions]})
+    with_terms = [pod for pod in snapshot.pods if has_topology_rules(pod)]
+    selectors = [term.selector for pod in with_terms for term in (*pod.anti_affinity, *pod.affinity)]
+    selectors.extend(constraint.selector for pod in with_terms for constraint in pod.spread)
+    label_keys = sorted({key for selector in selectors
+                         for key in [k for k, _ in selector.match_labels] + [r.key for r in selector.match_expressions]})
+    anti_terms: list[PodAffinityTerm] = list({term for pod in with_terms for term in pod.anti_affinity})
     members: dict[tuple[object, ...], list[Pod]] = {}
     for pod in pending:
         # A namespace and labels only change where a pod fits through anti-affinity terms (they
         # select pods by both): without any, identical pods of many namespaces are one shape.
         namespace = pod.namespace if with_terms else ""
         label_values = tuple(pod.labels.get(key) for key in label_keys) if label_keys else ()
-        exact: tuple[object, ...] = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
+        exact: tuple[object, ...] = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values,
+                                     pod.affinity, pod.spread, pod.host_ports)
         members.setdefault(exact, []).append(pod)
-    dimensions = tuple(sorted({name for pods in members.values() for name in pods[0].requests.names()}))
+    dimensions = tuple(sorted({name for pods in members.values() for name in pods[0].requests.names()}
+                              | {port_dimension(port) for pods in members.values() for port in pods[0].host_ports}))
     dimension_of = {name: index for index, name in enumerate(dimensions)}
     largest: dict[tuple[object, ...], Resources] = {}
     if len(members) > merge_above and not with_terms:
@@ -98,7 +109,7 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
             requests, placement = key[0], key[1]
             assert isinstance(requests, Resources)
             amounts = requests.items()
-            bucketed: tuple[object, ...] = (placement, frozenset(
+            bucketed: tuple[object, ...] = (placement, key[7], frozenset(
                 (name, value.bit_length(), value >> max(0, value.bit_length() - shift)) for name, value in amounts))
             group = similar.get(bucketed)
             if group is None:
@@ -119,10 +130,12 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
             pods.sort(key=lambda p: (p.namespace, p.name))
             shapes.append(PodShape(pods, dimension_of, repr(key[0]), "", largest[key]))
             continue
-        order = key[1:4]
+        order = key[1:4] + key[5:] if any(key[5:]) else key[1:4]
         if order not in order_texts:
             order_texts[order] = repr(order)
-        shapes.append(PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else ""))
+        targeted = bool(anti_terms) and any(term_selects(term, pods[0]) for term in anti_terms)
+        shapes.append(PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else "",
+                               targeted=targeted))
     shapes.sort(key=lambda shape: shape.sort_key)
     for index, shape in enumerate(shapes):
         shape.index = index

@@ -23,6 +23,7 @@ from .over_provision import over_provision
 from .packing import NodeIndex
 from .pending_shapes import group_into_shapes, pending_demand
 from .scale_up_actions import failure_notices, hand_out, infeasible_notice, raises
+from .topology import Topology
 
 ScaleUpAction = Union[Uncordon, SetDesiredCapacity, Notify]
 
@@ -60,8 +61,10 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     shapes, dimensions = group_into_shapes(pending, snapshot)
     width = len(dimensions)
     rooms = build_rooms(snapshot, settings, now, dimensions)
-    placed = fit_on_live_nodes(shapes, rooms, width)
-    taken_back, uncordons = take_back_cordoned(shapes, rooms, width)
+    # Pods per topology domain, only when some pending pod has inter-pod rules (else: the fast path).
+    topology = Topology(snapshot.nodes, snapshot.pods, snapshot.groups) if any(shape.rules for shape in shapes) else None
+    placed = fit_on_live_nodes(shapes, rooms, width, topology)
+    taken_back, uncordons = take_back_cordoned(shapes, rooms, width, topology)
 
     waiting = [shape for shape in shapes if shape.remaining]
     every_node = NodeIndex(list(rooms.schedulable + rooms.cordoned), {shape.placement for shape in waiting})
@@ -69,7 +72,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
 
     offers = make_offers(snapshot, settings, timed_out)
     first_free = {shape: shape.taken for shape in shapes}
-    plans = choose_and_pack(shapes, offers, dimensions, settings.expander)
+    plans = choose_and_pack(shapes, offers, dimensions, settings.expander, topology)
     pods_of = hand_out(plans, first_free)
     left_shapes = [shape for shape in shapes if shape.remaining]
     first_left = {shape: shape.taken for shape in left_shapes}

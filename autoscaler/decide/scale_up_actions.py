@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence, cast
 
-from ..model.objects import Placement, Pod, Resources
+from ..model.objects import ZONE_LABEL, Placement, Pod, Resources
 from ..model.plan import Notify, SetDesiredCapacity
 from ..model.text import named_list
 from .group_plan import GroupPlan
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
-from .scheduling import placement_matches
+from .placement_rules import placement_matches, unpromised_zone
 
 MAX_PODS_IN_ACTION = 20  # pod keys an action carries; the count says the rest
 MAX_PODS_NAMED = 5  # pod keys a notification names
@@ -83,21 +83,38 @@ def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[l
 
 
 def matching_offers(placement: Placement, offers: Sequence[Offer]) -> list[Offer]:
-    return [offer for offer in offers if placement_matches(placement, offer.group.labels, offer.group.taints)]
+    """The groups the placement matches, and those spanning zones that would match in one of
+    them (they cannot promise it: the notice says so)."""
+    return [offer for offer in offers if placement_matches(placement, offer.group.labels, offer.group.taints)
+            or unpromised_zone(placement, offer.group)]
 
 
 def why_not_taken(shape: PodShape, candidates: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan]) -> str:
     """Why none of the groups its placement matches took a pod of this shape (notice and Event)."""
     if not candidates:
         return "no managed group's nodes would match its node selector, node affinity and tolerations"
-    reasons = [f"{offer.group.describe()}: {_why_not(shape.requests, offer, plans.get(offer.key))}"
+    reasons = [f"{offer.group.describe()}: {_why_not(shape, offer, plans.get(offer.key))}"
                for offer in candidates[:MAX_GROUPS_NAMED]]
     return (f"none of the {len(candidates)} matching groups could take it: "
             + named_list(reasons, MAX_GROUPS_NAMED, total=len(candidates), separator="; "))
 
 
-def _why_not(requests: Resources, offer: Offer, plan: "GroupPlan | None") -> str:
+def _zones(group_zones: Sequence[str]) -> str:
+    return ", ".join(sorted(set(group_zones)))
+
+
+def _why_not(shape: PodShape, offer: Offer, plan: "GroupPlan | None") -> str:
     group = offer.group
+    requests = shape.requests
+    if unpromised_zone(shape.placement, group):
+        return (f"spans zones {_zones(group.zones)} and cannot promise the zone its volumes or node affinity need "
+                "(AWS picks the zone of a new instance)")
+    missing = sorted(shape.domain_keys.difference(group.labels))
+    if missing:
+        rules = "its pod affinity, anti-affinity or topology spread"
+        if missing == [ZONE_LABEL] and len(set(group.zones)) > 1:
+            return f"spans zones {_zones(group.zones)} and cannot promise a zone for {rules} by zone"
+        return f"its nodes carry no label {', '.join(missing)} known in advance, which {rules} counts by"
     if offer.timed_out:
         return "timed out after a failed launch"
     if offer.planned is None:
@@ -115,6 +132,8 @@ def _why_not(requests: Resources, offer: Offer, plan: "GroupPlan | None") -> str
         return f"at max size {group.max_size}"
     if plan is not None and plan.room <= 0:
         return f"its max size {group.max_size} is taken by this loop's other pending pods"
+    if shape.rules and not shape.has_terms:
+        return "its pod affinity, anti-affinity or topology spread leaves no room for it in this loop's new instances"
     return "anti-affinity leaves no room for it in this loop's new instances"
 
 

@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 
 from ..model.objects import Group, InstanceShape, Node, Pod, shape_size, sort_shapes
 # The rules live in placement_rules.py, one predicate each; re-exported here for older callers.
-from .placement_rules import (  # noqa: F401
+from .placement_rules import (
     SCHEDULING_EFFECTS,
     anti_affinity_conflict,
     node_affinity_matches,
@@ -21,6 +21,12 @@ from .placement_rules import (  # noqa: F401
     toleration_tolerates,
     tolerates,
 )
+
+__all__ = [
+    "SCHEDULING_EFFECTS", "anti_affinity_conflict", "group_capacity_for", "largest_shape", "node_affinity_matches",
+    "placement_matches", "pod_matches_node", "requirement_matches", "selector_matches", "term_selects",
+    "toleration_tolerates", "tolerates",
+]
 
 
 def pod_matches_node(pod: Pod, node: Node) -> bool:
