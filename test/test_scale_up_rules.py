@@ -177,3 +177,35 @@ def test_pods_without_rules_are_unaffected_by_a_live_node_without_zone_label():
     pods = make_pods(2, cpu="100m")
     result = plan_scale_up(make_snapshot(pods, [node], [make_group()]), settings(), None)
     assert result.placed_on_nodes == 2
+
+
+def _pod_pending_states(snapshot):
+    from autoscaler.decide.scale_down import plan_scale_down
+    from autoscaler.model.objects import NodeState
+    from builders import NOW
+    result = plan_scale_down(snapshot, Settings(cluster_name="test", regions=("us-west-2",)), NOW)
+    return {verdict.node.name: verdict.state is NodeState.POD_PENDING for verdict in result.verdicts}
+
+
+def test_scale_in_keeps_a_cordoned_node_only_if_the_pending_pods_port_is_free_there():
+    from dataclasses import replace as _replace
+    group, nodes = make_group_nodes(make_group(min_size=0), 2)
+    nodes = [_replace(node, unschedulable=True, labels={**node.labels, "openai/cordoned-by-autoscaler": "true"})
+             for node in nodes]
+    holder = make_pod(cpu="100m", node=nodes[0].name, host_ports=("TCP/9000",), owner_kinds=("DaemonSet",))
+    pending = make_pod(cpu="100m", host_ports=("TCP/9000",))
+    states = _pod_pending_states(make_snapshot([holder, pending], nodes, [group]))
+    assert states == {nodes[0].name: False, nodes[1].name: True}
+
+
+def test_scale_in_and_scale_up_agree_on_zone_anti_affinity():
+    from dataclasses import replace as _replace
+    groups = zone_groups("us-west-2a", "us-west-2b")
+    group_a, nodes_a = make_group_nodes(groups[0], 2)
+    cordoned = _replace(nodes_a[1], unschedulable=True, labels={**nodes_a[1].labels, "openai/cordoned-by-autoscaler": "true"})
+    guard = make_pod(cpu="3900m", node=nodes_a[0].name, labels={"app": "db"})
+    pending = make_pod(cpu="100m", anti=[pod_term({"app": "db"}, ZONE_LABEL)])
+    snapshot = make_snapshot([guard, pending], [nodes_a[0], cordoned], [group_a, groups[1]])
+    assert _pod_pending_states(snapshot)[cordoned.name] is False
+    result = plan_scale_up(snapshot, settings(), None)
+    assert result.uncordoned == 0 and raised(result) == {"z-b": 1}
