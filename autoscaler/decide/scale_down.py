@@ -38,7 +38,7 @@ from datetime import datetime
 from typing import Mapping, Optional, Sequence
 
 from ..model.config import Settings
-from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint, extreme_sizes
+from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Pod, Resources, Snapshot, Taint, extreme_sizes
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from ..model.plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
 from ..model.text import named_list, utc_text
