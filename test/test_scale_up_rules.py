@@ -209,3 +209,23 @@ def test_scale_in_and_scale_up_agree_on_zone_anti_affinity():
     assert _pod_pending_states(snapshot)[cordoned.name] is False
     result = plan_scale_up(snapshot, settings(), None)
     assert result.uncordoned == 0 and raised(result) == {"z-b": 1}
+
+
+def test_pods_a_pending_spread_counts_keep_its_skew_whichever_is_bound_first():
+    constrained = make_pod("r", cpu="100m", labels={"app": "web"},
+                           spread_constraints=[spread({"app": "web"}, ZONE_LABEL, max_skew=1)])
+    others = make_pods(3, cpu="100m", labels={"app": "web"})
+    result = plan_scale_up(make_snapshot([constrained, *others], groups=zone_groups("us-west-2a", "us-west-2b")),
+                           settings(), None)
+    # All four in one zone would leave r's zone 4 above an empty one if r were bound last.
+    assert raised(result) == {"z-a": 1, "z-b": 1}
+
+
+def test_self_affine_gang_is_not_split_by_the_improvement_pass():
+    term = pod_term({"app": "gang"})
+    gang = make_pods(2, cpu="1", labels={"app": "gang"}, pod_affinity=[term])
+    cheap = make_group("cheap", cpu="4")
+    big = make_group("big", instance_type="m5.2xlarge", cpu="8", memory="32Gi")
+    filler = make_pods(5, cpu="1500m")
+    result = plan_scale_up(make_snapshot(gang + filler, groups=[cheap, big]), settings(), None)
+    assert not result.unaccounted

@@ -73,7 +73,8 @@ class GroupPlan:
         if topology is None or not shape.rules:
             return None
         pod, labels = shape.representative, self.offer.group.labels
-        return lambda target, want: topology.copies_allowed(pod, NewSpot(target, labels), want)
+        together = min(shape.remaining, copies_fitting(shape.needs, self.empty))  # what one new instance takes
+        return lambda target, want: topology.copies_allowed(pod, NewSpot(target, labels), want, together)
 
     def share(self, shape: PodShape) -> float:
         """The largest share of one instance a pod of the shape takes (its busiest resource)."""

@@ -75,6 +75,8 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
     """Try to move the pods of ``targets`` (new instances, each with its group) into room in
     ``fill_plans``' instances, then into new instances of ``open_plans``; keep the move when it
     costs less than the instances it gives up, else undo it."""
+    if any(cast(PodShape, shape).pinned for _, target in targets for shape in target.contents):
+        return False  # affinity or spread counts these pods where they are (pending_shapes.PodShape.pinned)
     saved: list[tuple[GroupPlan, Bin, int, list[int], list[tuple[PodShape, int]]]] = []
     moving: dict[PodShape, int] = {}
     for owner, target in targets:

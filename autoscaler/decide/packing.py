@@ -45,7 +45,7 @@ class LiveRules(Protocol):
     """The inter-pod rules on live nodes (topology.Topology): how many pods alike a node takes,
     and a placement to count from now on."""
 
-    def node_copies(self, pod: Pod, node: Node, want: int) -> int: ...
+    def node_copies(self, pod: Pod, node: Node, want: int, together: int = 0) -> int: ...
 
     def add(self, pod: Pod, node: Node, copies: int) -> None: ...
 
@@ -272,7 +272,7 @@ def fit_on_rooms(shape: Shape, rooms: FirstFit[Room], rules: Optional[LiveRules]
         room = rooms.entries[index]
         copies = min(shape.remaining, _room_for(shape, room.free, room.pods, room.aa_pods))
         if copies and rules is not None and shape.rules:
-            copies = rules.node_copies(shape.representative, room.node, copies)
+            copies = rules.node_copies(shape.representative, room.node, copies, shape.remaining)
         if copies:
             _consume(shape.needs, room.free, copies)
             room.add(shape.representative)

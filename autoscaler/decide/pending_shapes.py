@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..model.objects import HOSTNAME_LABEL, Placement, Pod, PodAffinityTerm, Resources, Snapshot
+from ..model.objects import HOSTNAME_LABEL, LabelSelector, Placement, Pod, PodAffinityTerm, Resources, Snapshot
 from .packing import Needs
-from .placement_rules import anti_affinity_conflict, has_topology_rules, port_dimension, term_selects, topology_keys
+from .placement_rules import (
+    anti_affinity_conflict,
+    has_topology_rules,
+    namespace_selected,
+    port_dimension,
+    selector_matches,
+    term_selects,
+    topology_keys,
+)
 
 
 class PodShape:
@@ -19,10 +27,10 @@ class PodShape:
     plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
 
     __slots__ = ("pods", "size", "taken", "requests", "needs", "representative", "placement", "terms", "has_terms",
-                 "self_conflict", "sort_key", "index", "rules", "domain_keys")
+                 "self_conflict", "sort_key", "index", "rules", "domain_keys", "pinned")
 
     def __init__(self, pods: list[Pod], dimension_of: dict[str, int], order_text: str, labels_text: str,
-                 requests: Optional[Resources] = None, targeted: bool = False):
+                 requests: Optional[Resources] = None, targeted: bool = False, pinned: bool = False):
         first = pods[0]
         self.pods = pods
         self.size = len(pods)
@@ -39,7 +47,10 @@ class PodShape:
         self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
         # Where it may go depends on other pods per topology domain (topology.py): its own
         # affinity, anti-affinity or spread, or another pod's anti-affinity selecting it.
-        self.rules = targeted or has_topology_rules(first)
+        self.rules = targeted or pinned or has_topology_rules(first)
+        # Moving its pods between instances once placed could break a rule of its own or of
+        # another pod (affinity or spread counts it): the improvement pass leaves it where it is.
+        self.pinned = pinned or bool(first.affinity or first.spread)
         # Topology keys other than the hostname: a new instance must carry them as group labels.
         self.domain_keys = frozenset(key for key in topology_keys(first) if key != HOSTNAME_LABEL)
         rest = cpu = memory = 0
@@ -88,6 +99,10 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
     label_keys = sorted({key for selector in selectors
                          for key in [k for k, _ in selector.match_labels] + [r.key for r in selector.match_expressions]})
     anti_terms: list[PodAffinityTerm] = list({term for pod in with_terms for term in pod.anti_affinity})
+    # What pending pods' affinity and spread count: a pod they select is placed by the rules too.
+    pulls: list[tuple[LabelSelector, tuple[str, ...]]] = list(
+        {(term.selector, term.namespaces) for pod in pending for term in pod.affinity}
+        | {(constraint.selector, (pod.namespace,)) for pod in pending for constraint in pod.spread})
     members: dict[tuple[object, ...], list[Pod]] = {}
     for pod in pending:
         # A namespace and labels only change where a pod fits through anti-affinity terms (they
@@ -134,8 +149,10 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
         if order not in order_texts:
             order_texts[order] = repr(order)
         targeted = bool(anti_terms) and any(term_selects(term, pods[0]) for term in anti_terms)
+        pinned = bool(pulls) and any(namespace_selected(namespaces, pods[0].namespace)
+                                     and selector_matches(selector, pods[0].labels) for selector, namespaces in pulls)
         shapes.append(PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else "",
-                               targeted=targeted))
+                               targeted=targeted, pinned=pinned))
     shapes.sort(key=lambda shape: shape.sort_key)
     for index, shape in enumerate(shapes):
         shape.index = index

@@ -102,6 +102,7 @@ class Topology:
         self._groups = tuple(groups)
         self._entries: list[tuple[Pod, Node, int]] = []
         self._anti: list[tuple[Pod, Node]] = []  # live pods with anti-affinity terms, and their node
+        self._spreading: list[tuple[Pod, Node]] = []  # pending pods with spread placed on live nodes this loop
         for pod in pods:
             node = self._nodes.get(pod.node_name or "")
             if pod.occupies_node and node is not None:
@@ -119,6 +120,8 @@ class Topology:
     def add(self, pod: Pod, node: Node, copies: int) -> None:
         """``copies`` pods alike placed on a live node this loop."""
         self._record(pod, node, copies)
+        if pod.spread:
+            self._spreading.append((pod, node))
         for (matcher, key), counts in self._counts.items():
             value = _node_domain(node, key)
             if value is not None and self._selects_pod(matcher, pod):
@@ -180,9 +183,11 @@ class Topology:
 
     # ------------------------------------------------------------ the rules
 
-    def copies_allowed(self, pod: Pod, spot: Spot, want: int) -> int:
+    def copies_allowed(self, pod: Pod, spot: Spot, want: int, together: int = 0) -> int:
         """How many of ``want`` pods alike ``pod`` the spot takes by the inter-pod rules (anti-
-        affinity both ways, affinity, topology spread), placed there together."""
+        affinity both ways, affinity, topology spread), placed there together. ``together``: the
+        first pods of a self-affine group go where this many fit on one node (its peers must
+        follow it there), not into the last room of a full one."""
         allowed = want
         for term in pod.anti_affinity:
             domain = spot.domain(term.topology_key)
@@ -196,6 +201,9 @@ class Topology:
                 return 0
         if self._blocked(pod, spot):
             return 0
+        allowed = min(allowed, self._spread_of_others(pod, spot))
+        if not allowed:
+            return 0
         if pod.affinity:
             in_domains = []
             for term in pod.affinity:
@@ -206,6 +214,9 @@ class Topology:
             anywhere = sum(self.anywhere((term.selector, term.namespaces)) for term in pod.affinity)
             allowed = min(allowed, affinity_copies(in_domains, anywhere, all(term_selects(t, pod) for t in pod.affinity)))
             if not allowed:
+                return 0
+            if (not all(in_domains) and want < together
+                    and any(term.topology_key == HOSTNAME_LABEL for term in pod.affinity)):
                 return 0
         for constraint in pod.spread:
             key = constraint.topology_key
@@ -221,9 +232,9 @@ class Topology:
                 return 0
         return allowed if allowed < UNBOUNDED else want
 
-    def node_copies(self, pod: Pod, node: Node, want: int) -> int:
+    def node_copies(self, pod: Pod, node: Node, want: int, together: int = 0) -> int:
         """``copies_allowed`` on a live node (packing.LiveRules)."""
-        return self.copies_allowed(pod, LiveSpot(node), want)
+        return self.copies_allowed(pod, LiveSpot(node), want, together)
 
     def _blocked(self, pod: Pod, spot: Spot) -> bool:
         """A pod already there (or in the plan) has an anti-affinity term that selects this pod,
@@ -241,6 +252,29 @@ class Topology:
                 if mine is not None and mine == where.domain(term.topology_key):
                     return True
         return False
+
+    def _spread_of_others(self, pod: Pod, spot: Spot) -> int:
+        """Pending pods with spread constraints that select this pod, placed this loop in the
+        spot's domain: the scheduler may bind them after this pod, so the domain's count with
+        it must still keep their skew."""
+        allowed = UNBOUNDED
+        holders: list[tuple[Pod, Spot]] = [(other, LiveSpot(node)) for other, node in self._spreading]
+        holders.extend((shape.representative, NewSpot(entry, labels)) for labels, entry in self._bins()
+                       for shape in entry.contents if shape.representative.spread)
+        for other, where in holders:
+            for constraint in other.spread:
+                matcher = _spread_matcher(other, constraint)
+                if other is pod or not self._selects_pod(matcher, pod):
+                    continue
+                key = constraint.topology_key
+                mine = spot.domain(key)
+                if isinstance(mine, Unknown):
+                    return 0
+                if mine is None or mine != where.domain(key):
+                    continue
+                least = self._spread_min(other, constraint, matcher, spot)
+                allowed = min(allowed, spread_copies(constraint.max_skew, self.count(matcher, key, mine), least, True))
+        return allowed
 
     def _spread_min(self, pod: Pod, constraint: SpreadConstraint, matcher: Matcher, spot: Spot) -> int:
         """The least matching pods any eligible domain holds, as low as it may be when the
