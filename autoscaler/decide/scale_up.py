@@ -62,7 +62,8 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     width = len(dimensions)
     rooms = build_rooms(snapshot, settings, now, dimensions)
     # Pods per topology domain, only when some pending pod has inter-pod rules (else: the fast path).
-    topology = Topology(snapshot.nodes, snapshot.pods, snapshot.groups) if any(shape.rules for shape in shapes) else None
+    topology = (Topology(snapshot.nodes, snapshot.pods, snapshot.groups, [shape.representative for shape in shapes if shape.rules])
+                if any(shape.rules for shape in shapes) else None)
     placed = fit_on_live_nodes(shapes, rooms, width, topology)
     taken_back, uncordons = take_back_cordoned(shapes, rooms, width, topology)
 

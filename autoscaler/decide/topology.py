@@ -94,23 +94,57 @@ def _eligible(placement: Placement, labels: Mapping[str, str]) -> bool:
     return not placement.node_affinity or node_affinity_matches(placement.node_affinity, labels)
 
 
-class Topology:
-    """Live pods per domain, and the plan's new instances once ``with_plans`` names them."""
+class _Least:
+    """The least count over a fixed set of domains, kept as counts only grow: recounted only when
+    the last domain at the least grows."""
 
-    def __init__(self, nodes: Sequence[Node], pods: Iterable[Pod], groups: Sequence[Group] = ()):
+    __slots__ = ("domains", "counts", "least", "at_least")
+
+    def __init__(self, domains: set[str], counts: dict[str, int]):
+        self.domains = domains
+        self.counts = counts
+        self.least = 0
+        self.at_least = 0
+        self.recount()
+
+    def recount(self) -> None:
+        values = [self.counts.get(domain, 0) for domain in self.domains]
+        self.least = min(values, default=0)
+        self.at_least = values.count(self.least)
+
+    def grown(self, domain: str, before: int) -> None:
+        if before == self.least and domain in self.domains:
+            self.at_least -= 1
+            if self.at_least <= 0:
+                self.recount()
+
+
+class Topology:
+    """Live pods per domain, and the plan's new instances once ``with_plans`` names them.
+    ``pending``: one pod of each pending shape with inter-pod rules (their spread and
+    anti-affinity count wherever they are placed this loop)."""
+
+    def __init__(self, nodes: Sequence[Node], pods: Iterable[Pod], groups: Sequence[Group] = (),
+                 pending: Sequence[Pod] = ()):
         self._nodes = {node.name: node for node in nodes}
         self._groups = tuple(groups)
         self._entries: list[tuple[Pod, Node, int]] = []
-        self._anti: list[tuple[Pod, Node]] = []  # live pods with anti-affinity terms, and their node
+        self._anti: list[tuple[Pod, Node]] = []  # pods with anti-affinity terms on live nodes, and their node
         self._spreading: list[tuple[Pod, Node]] = []  # pending pods with spread placed on live nodes this loop
         for pod in pods:
             node = self._nodes.get(pod.node_name or "")
             if pod.occupies_node and node is not None:
                 self._record(pod, node, 1)
+        self._pending_anti = [pod for pod in pending if pod.anti_affinity]
+        self._pending_spread = [pod for pod in pending if pod.spread]
         self._counts: dict[tuple[Matcher, str], dict[str, int]] = {}
         self._anywhere: dict[Matcher, int] = {}
         self._plan: tuple[tuple[Mapping[str, str], FirstFit[Bin]], ...] = ()
         self._selects: dict[tuple[Matcher, int], bool] = {}
+        self._least: dict[tuple[Matcher, Placement], _Least] = {}  # hostname spread over live nodes
+        self._zone_domains: dict[tuple[Placement, str], frozenset[str]] = {}
+        self._live_blocked: dict[int, dict[str, set[str]]] = {}  # id(pod) -> key -> domains live pods' terms bar
+        self._holders: dict[int, tuple[list[Pod], list[Pod]]] = {}  # id(pod) -> pending (anti, spread) pods selecting it
 
     def _record(self, pod: Pod, node: Node, copies: int) -> None:
         self._entries.append((pod, node, copies))
@@ -120,12 +154,19 @@ class Topology:
     def add(self, pod: Pod, node: Node, copies: int) -> None:
         """``copies`` pods alike placed on a live node this loop."""
         self._record(pod, node, copies)
+        if pod.anti_affinity:
+            self._live_blocked.clear()
         if pod.spread:
             self._spreading.append((pod, node))
         for (matcher, key), counts in self._counts.items():
             value = _node_domain(node, key)
             if value is not None and self._selects_pod(matcher, pod):
-                counts[value] = counts.get(value, 0) + copies
+                before = counts.get(value, 0)
+                counts[value] = before + copies
+                if key == HOSTNAME_LABEL:
+                    for (least_matcher, _), least in self._least.items():
+                        if least_matcher == matcher:
+                            least.grown(value, before)
         for matcher in self._anywhere:
             if self._selects_pod(matcher, pod):
                 self._anywhere[matcher] += copies
@@ -155,10 +196,13 @@ class Topology:
                     counts[value] = counts.get(value, 0) + copies
         return counts
 
-    def _bins(self) -> Iterable[tuple[Mapping[str, str], Bin]]:
+    def _bins(self, key: str = "", domain: Optional[str] = None) -> Iterable[tuple[Mapping[str, str], Bin]]:
+        """The plan's open bins holding pods (of the groups whose label ``key`` is ``domain``)."""
         for labels, bins in self._plan:
+            if key and labels.get(key) != domain:
+                continue
             for entry in bins.entries:
-                if not entry.closed and entry.contents:
+                if entry.contents and not entry.closed:
                     yield labels, entry
 
     def _in_bin(self, matcher: Matcher, entry: Bin) -> int:
@@ -172,7 +216,7 @@ class Topology:
             return self._in_bin(matcher, domain)
         total = self._live(matcher, key).get(domain, 0)
         if key != HOSTNAME_LABEL:
-            total += sum(self._in_bin(matcher, entry) for labels, entry in self._bins() if labels.get(key) == domain)
+            total += sum(self._in_bin(matcher, entry) for _, entry in self._bins(key, domain))
         return total
 
     def anywhere(self, matcher: Matcher) -> int:
@@ -199,11 +243,13 @@ class Topology:
             allowed = min(allowed, anti_affinity_copies(in_domain, term_selects(term, pod)))
             if not allowed:
                 return 0
-        if self._blocked(pod, spot):
+        anti_holders, spread_holders = self._pending_holders(pod)
+        if self._blocked(pod, spot, anti_holders):
             return 0
-        allowed = min(allowed, self._spread_of_others(pod, spot))
-        if not allowed:
-            return 0
+        if spread_holders:
+            allowed = min(allowed, self._spread_of_others(pod, spot, spread_holders))
+            if not allowed:
+                return 0
         if pod.affinity:
             in_domains = []
             for term in pod.affinity:
@@ -236,35 +282,63 @@ class Topology:
         """``copies_allowed`` on a live node (packing.LiveRules)."""
         return self.copies_allowed(pod, LiveSpot(node), want, together)
 
-    def _blocked(self, pod: Pod, spot: Spot) -> bool:
+    def _pending_holders(self, pod: Pod) -> tuple[list[Pod], list[Pod]]:
+        """Pending pods (one per shape) whose anti-affinity terms, and whose spread constraints,
+        select this pod."""
+        known = self._holders.get(id(pod))
+        if known is None:
+            anti = [other for other in self._pending_anti if any(term_selects(term, pod) for term in other.anti_affinity)]
+            spreading = [other for other in self._pending_spread if other is not pod and any(
+                self._selects_pod(_spread_matcher(other, constraint), pod) for constraint in other.spread)]
+            known = self._holders[id(pod)] = (anti, spreading)
+        return known
+
+    def _blocked(self, pod: Pod, spot: Spot, pending_holders: list[Pod]) -> bool:
         """A pod already there (or in the plan) has an anti-affinity term that selects this pod,
         in the spot's domain of that term's key."""
-        holders: list[tuple[Pod, Spot]] = [(other, LiveSpot(node)) for other, node in self._anti]
-        holders.extend((shape.representative, NewSpot(entry, labels)) for labels, entry in self._bins()
-                       for shape in entry.contents if shape.representative.anti_affinity)
-        for other, where in holders:
-            for term in other.anti_affinity:
-                if not term_selects(term, pod):
+        barred = self._live_blocked.get(id(pod))
+        if barred is None:
+            barred = self._live_blocked[id(pod)] = {}
+            for other, node in self._anti:
+                for term in other.anti_affinity:
+                    value = _node_domain(node, term.topology_key)
+                    if value is not None and term_selects(term, pod):
+                        barred.setdefault(term.topology_key, set()).add(value)
+        for key, domains in barred.items():
+            mine = spot.domain(key)
+            if isinstance(mine, Unknown) or (isinstance(mine, str) and mine in domains):
+                return True
+        if not pending_holders or not self._plan:
+            return False
+        holders = {id(other) for other in pending_holders}
+        for labels, entry in self._bins():
+            for shape in entry.contents:
+                other = shape.representative
+                if id(other) not in holders:
                     continue
-                mine = spot.domain(term.topology_key)
-                if isinstance(mine, Unknown):
-                    return True
-                if mine is not None and mine == where.domain(term.topology_key):
-                    return True
+                for term in other.anti_affinity:
+                    if not term_selects(term, pod):
+                        continue
+                    mine = spot.domain(term.topology_key)
+                    if isinstance(mine, Unknown):
+                        return True
+                    if mine is not None and mine == NewSpot(entry, labels).domain(term.topology_key):
+                        return True
         return False
 
-    def _spread_of_others(self, pod: Pod, spot: Spot) -> int:
+    def _spread_of_others(self, pod: Pod, spot: Spot, pending_holders: list[Pod]) -> int:
         """Pending pods with spread constraints that select this pod, placed this loop in the
         spot's domain: the scheduler may bind them after this pod, so the domain's count with
         it must still keep their skew."""
         allowed = UNBOUNDED
-        holders: list[tuple[Pod, Spot]] = [(other, LiveSpot(node)) for other, node in self._spreading]
-        holders.extend((shape.representative, NewSpot(entry, labels)) for labels, entry in self._bins()
-                       for shape in entry.contents if shape.representative.spread)
-        for other, where in holders:
+        holders = {id(other) for other in pending_holders}
+        placed: list[tuple[Pod, Spot]] = [(other, LiveSpot(node)) for other, node in self._spreading if id(other) in holders]
+        placed.extend((shape.representative, NewSpot(entry, labels)) for labels, entry in self._bins()
+                      for shape in entry.contents if id(shape.representative) in holders)
+        for other, where in placed:
             for constraint in other.spread:
                 matcher = _spread_matcher(other, constraint)
-                if other is pod or not self._selects_pod(matcher, pod):
+                if not self._selects_pod(matcher, pod):
                     continue
                 key = constraint.topology_key
                 mine = spot.domain(key)
@@ -285,18 +359,22 @@ class Topology:
         if key == HOSTNAME_LABEL:
             if isinstance(spot, NewSpot):
                 return 0
-            live = self._live(matcher, key)
-            values = [live.get(_node_domain(node, key) or "", 0) for node in self._nodes.values()
-                      if _eligible(placement, node.labels)]
-            return min(values, default=0)
-        domains: set[str] = {value for node in self._nodes.values() if _eligible(placement, node.labels)
-                             for value in [_node_domain(node, key)] if value is not None}
-        for group in self._groups:
-            if key == ZONE_LABEL and key not in group.labels:
-                if any(_eligible(placement, {**group.labels, ZONE_LABEL: zone}) for zone in group.zones):
-                    domains.update(group.zones)
-            elif key in group.labels and _eligible(placement, group.labels):
-                domains.add(group.labels[key])
+            least = self._least.get((matcher, placement))
+            if least is None:
+                names = {_node_domain(node, key) or "" for node in self._nodes.values() if _eligible(placement, node.labels)}
+                least = self._least[(matcher, placement)] = _Least(names, self._live(matcher, key))
+            return least.least
+        domains = self._zone_domains.get((placement, key))
+        if domains is None:
+            found: set[str] = {value for node in self._nodes.values() if _eligible(placement, node.labels)
+                               for value in [_node_domain(node, key)] if value is not None}
+            for group in self._groups:
+                if key == ZONE_LABEL and key not in group.labels:
+                    if any(_eligible(placement, {**group.labels, ZONE_LABEL: zone}) for zone in group.zones):
+                        found.update(group.zones)
+                elif key in group.labels and _eligible(placement, group.labels):
+                    found.add(group.labels[key])
+            domains = self._zone_domains[(placement, key)] = frozenset(found)
         if len(domains) < constraint.min_domains:
             return 0
         return min((self.count(matcher, key, value) for value in domains), default=0)
