@@ -27,9 +27,10 @@ from ..model.config import EXPANDERS
 from .greedy import greedy
 from .group_plan import GroupPlan
 from .improve import improve
-from .offers import Offer, describe_price
+from .offers import Offer
 from .pending_shapes import PodShape
 from .placement_rules import is_port_dimension
+from .reasons import NoCheaperChoice, PlansCompared, TakeAll
 from .repack import repack
 from .topology import Topology
 
@@ -69,14 +70,10 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
         shape.taken = taken
     if seed is not None:
         runner_up = tried[1][0]
-        if runner_up[0] > left:
-            why = f"of {len(tried)} plans compared, the one that leaves out the fewest pods"
-        else:
-            why = (f"{describe_price(total)} in all against {describe_price(runner_up[2])} for the next plan "
-                   f"of {len(tried)} compared")
+        why = PlansCompared(len(tried), runner_up[0] > left, total, runner_up[2])
         for plan in plans:
             if plan.offer.key == seed and plan.notes:
-                plan.notes[0] = f"{plan.notes[0]}; {why}"
+                plan.notes.insert(1, why)
     return _repack(shapes, plans, expander)
 
 
@@ -96,13 +93,13 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
         members = tiers[tier]
         if expander == PRIORITY:
             for plan in members:
-                _take_all(plan, shapes, "the first in priority order (single-AZ, spot, name) that takes them")
+                _take_all(plan, shapes, TakeAll.PRIORITY_ORDER)
             continue
         priced, unpriced = _priced_and_unpriced(members, expander)
         if priced:
             for plan in priced:
                 if plan.offer.key == seed:
-                    _take_all(plan, shapes, "all it can take")
+                    _take_all(plan, shapes, TakeAll.SEED)
             greedy(shapes, priced, PRICE)
             improve(priced)
         if unpriced:
@@ -164,10 +161,10 @@ def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
             placed += plan.place(shape, plan.room)
         waiting = [shape for shape in waiting if shape.remaining]
         if placed and plan.new > before:
-            plan.notes.append(f"for {placed} pods no cheaper choice took")
+            plan.notes.append(NoCheaperChoice(placed))
 
 
-def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: str) -> None:
+def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: TakeAll) -> None:
     before = plan.new
     for shape in plan.decreasing(shape for shape in shapes if shape.remaining and plan.takes(shape)):
         plan.place(shape, plan.room)

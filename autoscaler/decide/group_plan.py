@@ -14,6 +14,7 @@ from .offers import Offer
 from .packing import Allow, Bin, FirstFit, close_bin, copies_fitting, fill_bins, open_bins
 from .pending_shapes import PodShape
 from .placement_rules import dimension_capacity, is_port_dimension, placement_matches
+from .reasons import Choice
 from .topology import NewSpot, Topology
 
 
@@ -33,7 +34,7 @@ class GroupPlan:
         self.bins = FirstFit(len(dimensions), [Bin(list(self.empty), booting=True) for _ in range(offer.booting)])
         self.new = 0  # new instances (open bins that are not booting ones)
         self.price: Optional[float] = offer.price  # what the expander compares; least-waste sets its own
-        self.notes: list[str] = []  # why this group was chosen, per choice
+        self.notes: list[Choice] = []  # why this group was chosen, per choice (text only in scale_up_actions)
         self._matches: dict[Placement, bool] = {}
         self.spare_checked = True  # no room left unoffered to the waiting pods since the last look
         # Pods per topology domain over the whole plan (choose.py sets it when a pod has inter-pod rules).

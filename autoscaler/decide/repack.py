@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Optional, Sequence, cast
 
 from .group_plan import GroupPlan
-from .offers import describe_price
 from .packing import Bin, copies_fitting, put, unfill
 from .pending_shapes import PodShape
+from .reasons import PackedExactly
 
 MAX_SHAPES = 4
 MAX_STATES = 500  # states of the search (how many of each shape are left) it may visit
@@ -74,8 +74,7 @@ def repack(plans: Sequence[GroupPlan], in_dollars: bool = True) -> bool:
         plan.spare_checked = False
     if in_dollars:
         after = sum(priced[index].price or 0.0 for index, _ in packing)
-        note = (f"the tier's {len(packing)} new instances packed exactly: {describe_price(after)} in all against "
-                f"{describe_price(current / MICRODOLLARS)} by first fit")
+        note = PackedExactly(len(packing), after, current / MICRODOLLARS)
         for index in sorted(bought):
             priced[index].notes.append(note)
     return True

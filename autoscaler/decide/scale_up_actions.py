@@ -15,6 +15,19 @@ from .group_plan import GroupPlan
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
 from .placement_rules import placement_matches, unpromised_zone
+from .reasons import (
+    AtMaxSize,
+    FitsOnlySome,
+    MaxSizeTaken,
+    NotTaken,
+    Refusal,
+    TooSmall,
+    UnpromisedDomain,
+    UnpromisedZone,
+    describe_choice,
+    describe_not_taken,
+    follows_price,
+)
 
 MAX_PODS_IN_ACTION = 20  # pod keys an action carries; the count says the rest
 MAX_PODS_NAMED = 5  # pod keys a notification names
@@ -71,9 +84,10 @@ def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[l
         reason = (f"{len(new)} pending pods {_placements(new)} ({named(new)}) need {plan.new} new "
                   f"{offer.instance_name()} instances{over_note}{capped}")
         own = f"{describe_price(offer.price * plan.new)} for {plan.new} {offer.instance_name()}" if offer.price is not None else ""
-        why = "; ".join(dict.fromkeys(plan.notes))
+        choices = tuple(dict.fromkeys(plan.notes))
+        why = "; ".join(describe_choice(choice) for choice in choices)
         if own or why:
-            joint = " " if why.startswith("against") else "; "
+            joint = " " if follows_price(choices) else "; "
             reason += ": " + joint.join(part for part in (own, why) if part)
         if booting:
             reason += f"; {offer.booting} booting instance(s) take {len(booting)} more"
@@ -93,48 +107,45 @@ def why_not_taken(shape: PodShape, candidates: Sequence[Offer], plans: Mapping[t
     """Why none of the groups its placement matches took a pod of this shape (notice and Event)."""
     if not candidates:
         return "no managed group's nodes would match its node selector, node affinity and tolerations"
-    reasons = [f"{offer.group.describe()}: {_why_not(shape, offer, plans.get(offer.key))}"
+    reasons = [f"{offer.group.describe()}: {describe_not_taken(why_not(shape, offer, plans.get(offer.key)))}"
                for offer in candidates[:MAX_GROUPS_NAMED]]
     return (f"none of the {len(candidates)} matching groups could take it: "
             + named_list(reasons, MAX_GROUPS_NAMED, total=len(candidates), separator="; "))
 
 
-def _zones(group_zones: Sequence[str]) -> str:
-    return ", ".join(sorted(set(group_zones)))
+def _zones(group_zones: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(group_zones)))
 
 
-def _why_not(shape: PodShape, offer: Offer, plan: "GroupPlan | None") -> str:
+def why_not(shape: PodShape, offer: Offer, plan: "GroupPlan | None") -> NotTaken:
+    """Why this group (its placement matches, or would in a zone it cannot promise) took no pod
+    of the shape."""
     group = offer.group
     requests = shape.requests
     if unpromised_zone(shape.placement, group):
-        return (f"spans zones {_zones(group.zones)} and cannot promise the zone its volumes or node affinity need "
-                "(AWS picks the zone of a new instance)")
-    missing = sorted(shape.domain_keys.difference(group.labels))
+        return UnpromisedZone(_zones(group.zones))
+    missing = tuple(sorted(shape.domain_keys.difference(group.labels)))
     if missing:
-        rules = "its pod affinity, anti-affinity or topology spread"
-        if missing == [ZONE_LABEL] and len(set(group.zones)) > 1:
-            return f"spans zones {_zones(group.zones)} and cannot promise a zone for {rules} by zone"
-        return f"its nodes carry no label {', '.join(missing)} known in advance, which {rules} counts by"
+        spans = missing == (ZONE_LABEL,) and len(set(group.zones)) > 1
+        return UnpromisedDomain(_zones(group.zones) if spans else (), missing)
     if offer.timed_out:
-        return "timed out after a failed launch"
+        return Refusal.TIMED_OUT
     if offer.planned is None:
-        return "its launch settings could not be read"
+        return Refusal.NO_LAUNCH_SETTINGS
     if not requests.fits_in(offer.planned.capacity):
-        fitting = [shape.instance_type for shape in group.shapes if requests.fits_in(shape.capacity)]
+        fitting = tuple(option.instance_type for option in group.shapes if requests.fits_in(option.capacity))
         if not fitting:
-            return f"too small (one instance offers {offer.planned.capacity.describe()})"
-        overrides = ", ".join(shape.instance_type for shape in group.shapes)
-        if offer.determined:
-            return (f"fits only {', '.join(fitting)} of its overrides {overrides}, and its allocation strategy "
-                    f"{group.allocation_strategy} launches {offer.planned.instance_type}")
-        return f"fits only {', '.join(fitting)} of its overrides {overrides}, and AWS may launch any of them"
+            return TooSmall(offer.planned.capacity)
+        overrides = tuple(option.instance_type for option in group.shapes)
+        strategy = group.allocation_strategy if offer.determined else ""
+        return FitsOnlySome(fitting, overrides, strategy, offer.planned.instance_type)
     if group.desired >= group.max_size and offer.booting == 0:
-        return f"at max size {group.max_size}"
+        return AtMaxSize(group.max_size)
     if plan is not None and plan.room <= 0:
-        return f"its max size {group.max_size} is taken by this loop's other pending pods"
+        return MaxSizeTaken(group.max_size)
     if shape.rules and not shape.has_terms:
-        return "its pod affinity, anti-affinity or topology spread leaves no room for it in this loop's new instances"
-    return "anti-affinity leaves no room for it in this loop's new instances"
+        return Refusal.INTER_POD_RULES
+    return Refusal.ANTI_AFFINITY
 
 
 def failure_notices(left: Sequence[PodShape], offers: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan],
