@@ -229,3 +229,27 @@ def test_self_affine_gang_is_not_split_by_the_improvement_pass():
     filler = make_pods(5, cpu="1500m")
     result = plan_scale_up(make_snapshot(gang + filler, groups=[cheap, big]), settings(), None)
     assert not result.unaccounted
+
+
+def test_two_pending_shapes_that_exclude_each_other_by_zone_go_to_different_zones():
+    web = make_pod("web", cpu="100m", labels={"app": "web"}, anti=[pod_term({"app": "db"}, ZONE_LABEL)])
+    db = make_pod("db", cpu="100m", labels={"app": "db"})
+    result = plan_scale_up(make_snapshot([web, db], groups=zone_groups("us-west-2a", "us-west-2b")), settings(), None)
+    assert raised(result) == {"z-a": 1, "z-b": 1}
+
+
+def test_zone_anti_affinity_counts_pods_placed_on_live_nodes_this_loop():
+    groups = zone_groups("us-west-2a", "us-west-2b")
+    group_a, nodes = make_group_nodes(groups[0], 2)
+    first = make_pod("a-first", cpu="100m", labels={"app": "db"}, anti=[pod_term({"app": "db"}, ZONE_LABEL)])
+    second = make_pod("b-second", cpu="100m", labels={"app": "db"}, anti=[pod_term({"app": "db"}, ZONE_LABEL)])
+    result = plan_scale_up(make_snapshot([first, second], nodes, [group_a, groups[1]]), settings(), None)
+    assert result.placed_on_nodes == 1  # one on a live node of zone a; the other may not join it there
+    assert raised(result) == {"z-b": 1}
+
+
+def test_booting_instance_of_a_multi_zone_group_takes_no_zone_rule_pod():
+    group = make_group("spread", zones=ZONES, desired=1)
+    pod = make_pod(cpu="100m", labels={"app": "db"}, anti=[pod_term({"app": "db"}, ZONE_LABEL)])
+    result = plan_scale_up(make_snapshot([pod], groups=[group]), settings(), None)
+    assert result.pods_for_new_instances == 0 and len(result.unaccounted) == 1

@@ -72,10 +72,10 @@ class PendingDemand:
     affinity, taints, host ports, and, when a pod has inter-pod rules or another pod's
     anti-affinity could select it, those rules counted per domain (topology.py)."""
 
-    def __init__(self, pods: Sequence[Pod], nodes: Sequence[Node] = ()):
+    def __init__(self, pods: Sequence[Pod], nodes: Sequence[Node] = (), groups: Sequence[Group] = ()):
         anti = any(pod.anti_affinity for pod in pods)
         pending = [pod for pod in pods if pod.is_pending_unassigned and not pod.is_daemonset]
-        self._topology = Topology(nodes, pods) if anti or any(has_topology_rules(pod) for pod in pending) else None
+        self._topology = Topology(nodes, pods, groups) if anti or any(has_topology_rules(pod) for pod in pending) else None
         by_placement: dict[tuple[object, ...], list[Pod]] = defaultdict(list)
         for pod in pending:
             # With inter-pod rules about, a pod's own rules, labels and namespace count too.
@@ -131,7 +131,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         if pod.occupies_node and pod.node_name is not None:
             pods_by_node[pod.node_name].append(pod)
     group_node_count = Counter(group_of[_instance_of(node)].key for node in nodes if _instance_of(node) in group_of)
-    demand = PendingDemand(snapshot.pods, snapshot.nodes)
+    demand = PendingDemand(snapshot.pods, snapshot.nodes, snapshot.groups)
 
     def pending_fits(node: Node) -> bool:
         on_node = pods_by_node.get(node.name, ())
