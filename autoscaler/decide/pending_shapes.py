@@ -38,8 +38,10 @@ class PodShape:
         self.index = 0  # position in first-fit-decreasing order
         self.requests: Resources = requests if requests is not None else first.requests
         # A host port is a dimension of its own: one per node or new instance (placement_rules).
-        self.needs: Needs = tuple(sorted([(dimension_of[name], value) for name, value in self.requests.items() if value > 0]
-                                         + [(dimension_of[port_dimension(port)], 1) for port in set(first.host_ports)]))
+        needs = [(dimension_of[name], value) for name, value in self.requests.items() if value > 0]
+        if first.host_ports:
+            needs.extend((dimension_of[port_dimension(port)], 1) for port in set(first.host_ports))
+        self.needs: Needs = tuple(sorted(needs))
         self.representative = first
         self.placement: Placement = first.placement
         self.terms: tuple[PodAffinityTerm, ...] = first.anti_affinity
@@ -47,12 +49,13 @@ class PodShape:
         self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
         # Where it may go depends on other pods per topology domain (topology.py): its own
         # affinity, anti-affinity or spread, or another pod's anti-affinity selecting it.
-        self.rules = targeted or pinned or has_topology_rules(first)
+        own_rules = has_topology_rules(first)
+        self.rules = targeted or pinned or own_rules
         # Moving its pods between instances once placed could break a rule of its own or of
         # another pod (affinity or spread counts it): the improvement pass leaves it where it is.
         self.pinned = pinned or bool(first.affinity or first.spread)
         # Topology keys other than the hostname: a new instance must carry them as group labels.
-        self.domain_keys = frozenset(key for key in topology_keys(first) if key != HOSTNAME_LABEL)
+        self.domain_keys = frozenset(key for key in topology_keys(first) if key != HOSTNAME_LABEL) if own_rules else frozenset()
         rest = cpu = memory = 0
         for name, value in self.requests.items():
             if name == "cpu":
@@ -93,7 +96,7 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
     are one shape, placed as the largest request among them: no node or instance is ever promised
     more than it has, and at most 1/64 of its room goes unused for them. Below that, every request
     is placed as it is."""
-    with_terms = [pod for pod in snapshot.pods if has_topology_rules(pod)]
+    with_terms = [pod for pod in snapshot.pods if pod.anti_affinity or pod.affinity or pod.spread]
     selectors = [term.selector for pod in with_terms for term in (*pod.anti_affinity, *pod.affinity)]
     selectors.extend(constraint.selector for pod in with_terms for constraint in pod.spread)
     label_keys = sorted({key for selector in selectors
