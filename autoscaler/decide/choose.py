@@ -47,34 +47,34 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
     With the price expander on a small problem (every group priced), the greedy plan is compared
     with plans that first let one group take all it can, and the cheapest is kept (fewest pods
     left out first): the greedy alone misses consolidations such as one larger instance for pods
-    it spread over several families."""
+    it spread over several families. Each trial plans its own copies of the shapes
+    (PodShape.fork); only the plan kept commits its counts to the shapes."""
     usable = [offer for offer in offers if offer.usable]
     waiting = [shape for shape in shapes if shape.remaining]
     if (expander != PRICE or len(waiting) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
             or any(offer.price is None for offer in usable)):
         return _repack(shapes, _choose(shapes, offers, dimensions, expander, None, topology), expander)
-    start = [shape.taken for shape in shapes]
     tiers = sorted({offer.tier for offer in usable})
-    tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
+    tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[PodShape]]] = []
     for seed in [None, *(offer.key for offer in usable)]:
-        for shape, taken in zip(shapes, start, strict=True):
-            shape.taken = taken
-        plans = _choose(shapes, offers, dimensions, expander, seed, topology)
+        trial = [shape.fork() for shape in shapes]
+        plans = _choose(trial, offers, dimensions, expander, seed, topology)
         # Fewest pods left out, then the most served by the first tiers (priority, region), then $/h.
         by_tier = tuple(-sum(plan.pods_placed() for plan in plans if plan.offer.tier == tier) for tier in tiers)
-        score = (sum(shape.remaining for shape in shapes), by_tier, round(sum(plan.cost() for plan in plans), 9))
-        tried.append((score, seed, plans, [shape.taken for shape in shapes]))
+        score = (sum(shape.remaining for shape in trial), by_tier, round(sum(plan.cost() for plan in plans), 9))
+        tried.append((score, seed, plans, trial))
     tried.sort(key=lambda attempt: attempt[0])  # stable: the greedy plan wins ties
-    (left, _, total), seed, plans, taken_counts = tried[0]
-    for shape, taken in zip(shapes, taken_counts, strict=True):
-        shape.taken = taken
+    (left, _, total), seed, plans, kept = tried[0]
     if seed is not None:
         runner_up = tried[1][0]
         why = PlansCompared(len(tried), runner_up[0] > left, total, runner_up[2])
         for plan in plans:
             if plan.offer.key == seed and plan.notes:
                 plan.notes.insert(1, why)
-    return _repack(shapes, plans, expander)
+    plans = _repack(kept, plans, expander)
+    for twin in kept:
+        twin.origin.taken = twin.taken  # the plan kept, committed
+    return plans
 
 
 def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],

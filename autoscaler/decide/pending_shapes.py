@@ -7,6 +7,7 @@ handed out in key order, so which pod goes where does not depend on input order.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 from ..model.objects import HOSTNAME_LABEL, LabelSelector, Placement, Pod, PodAffinityTerm, Resources, Snapshot
@@ -27,7 +28,7 @@ class PodShape:
     plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
 
     __slots__ = ("pods", "size", "taken", "requests", "needs", "representative", "placement", "terms", "has_terms",
-                 "self_conflict", "sort_key", "index", "rules", "domain_keys", "pinned")
+                 "self_conflict", "sort_key", "index", "rules", "domain_keys", "pinned", "origin")
 
     def __init__(self, pods: list[Pod], dimension_of: dict[str, int], order_text: str, labels_text: str,
                  requests: Optional[Resources] = None, targeted: bool = False, pinned: bool = False):
@@ -35,6 +36,7 @@ class PodShape:
         self.pods = pods
         self.size = len(pods)
         self.taken = 0
+        self.origin = self  # the shape a trial's copy stands for (fork)
         self.index = 0  # position in first-fit-decreasing order
         self.requests: Resources = requests if requests is not None else first.requests
         # A host port is a dimension of its own: one per node or new instance (placement_rules).
@@ -70,6 +72,11 @@ class PodShape:
     @property
     def remaining(self) -> int:
         return self.size - self.taken
+
+    def fork(self) -> "PodShape":
+        """A copy for a trial plan (choose.py): the same pods, its own ``taken``; ``origin`` is
+        the shape it stands for, whose count the chosen trial commits."""
+        return copy.copy(self)
 
     def take(self, count: int) -> list[Pod]:
         start = self.taken

@@ -50,7 +50,7 @@ def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> 
             if entry.closed:
                 continue
             for packed, copies in entry.contents.items():
-                shape = cast(PodShape, packed)  # bins hold the shapes the planner put there
+                shape = cast(PodShape, packed).origin  # bins hold the shapes (or a trial's copies of them)
                 start = cursor[shape]
                 cursor[shape] = start + copies
                 (booting if entry.booting else new).extend(shape.pods[start:start + copies])
