@@ -9,6 +9,11 @@ decision. Run: /tmp/venv/bin/python bench/scale_up.py
 so nothing is placed by count) with one node per 10 pending pods, up to 100,000 pending pods on
 10,000 nodes, the case where the cost of first fit over nodes and over new instances shows.
 
+``--rules`` gives a quarter of the 20 shapes a host port, a quarter a hostname spread constraint
+(max skew 2), a quarter a zone spread constraint (max skew 50) and one a zone anti-affinity
+against the batch pool, and labels single-zone groups and their nodes with their zone: the
+placement rules' slow path (placement_rules.py, topology.py) at scale.
+
 Targets (issue 9): 10,000 pending pods x 2,000 nodes x 50 groups under 0.5 s; 100,000 pending
 pods of distinct shapes x 10,000 nodes under 3 s, growing about linearly. The groups carry
 on-demand prices, so the price expander's choice is what is timed.
@@ -25,7 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from autoscaler.model.config import Settings  # noqa: E402
 from autoscaler.model.objects import (  # noqa: E402
-    HOSTNAME_LABEL, Group, Instance, InstanceShape, Node, Placement, Pod, PodPhase, Resources, Snapshot, Taint, Toleration,
+    HOSTNAME_LABEL, ZONE_LABEL, Group, Instance, InstanceShape, LabelSelector, Node, Placement, Pod, PodAffinityTerm, PodPhase,
+    Resources, Snapshot, SpreadConstraint, Taint, Toleration,
 )
 from autoscaler.decide.decision import decide  # noqa: E402
 from autoscaler.decide.group_health import GroupHealthState  # noqa: E402
@@ -57,6 +63,8 @@ def build_groups() -> list[Group]:
         pool = "gpu" if instance_type == "p3.2xlarge" else POOLS[index % 4]
         labels = {"aws/type": instance_type, "aws/class": instance_type[0], "aws/region": region, "pool": pool}
         zones = (f"{region}a",) if index % 3 else (f"{region}a", f"{region}b")
+        if RULES and len(zones) == 1:
+            labels[ZONE_LABEL] = zones[0]
         groups.append(Group(
             name=f"{pool}-{instance_type}-{index:02}", region=region, min_size=0, max_size=1000, desired=0,
             zones=zones, labels=labels, taints=(GPU_TAINT,) if pool == "gpu" else (),
@@ -97,6 +105,24 @@ SELECTOR_SETS = (
 )
 
 
+def _rules(number: int, labels: dict[str, str]) -> dict[str, object]:
+    """--rules: the placement rules of shape ``number``."""
+    if not RULES:
+        return {}
+    own = LabelSelector(tuple(labels.items()))
+    if number == 7:
+        batch = LabelSelector((("pool", "batch"),))
+        return {"anti_affinity": (PodAffinityTerm(batch, ("jobs",), ZONE_LABEL),)}
+    kind = number % 4
+    if kind == 1:
+        return {"host_ports": (f"TCP/{9000 + number}",)}
+    if kind == 2:
+        return {"spread": (SpreadConstraint(HOSTNAME_LABEL, 2, own),)}
+    if kind == 3:
+        return {"spread": (SpreadConstraint(ZONE_LABEL, 50, own),)}
+    return {}
+
+
 def build_pending(count: int) -> list[Pod]:
     """``count`` pending pods of 20 shapes, in 5 selector sets."""
     shapes = []
@@ -104,9 +130,9 @@ def build_pending(count: int) -> list[Pod]:
         placement = SELECTOR_SETS[number % 5]
         gpus = 1000 if number % 5 == 4 else 0
         requests = Resources({"cpu": 250 * (1 + number % 8), "memory": GIB * 1000 * (1 + number % 6), GPU: gpus, "pods": 1000})
-        shapes.append((placement, requests, f"job-{number}"))
+        shapes.append((placement, requests, f"job-{number}", _rules(number, {"job-name": f"job-{number}"})))
     return [Pod("jobs", f"{shapes[i % 20][2]}-{i}", PodPhase.PENDING, shapes[i % 20][1], placement=shapes[i % 20][0],
-                labels={"job-name": shapes[i % 20][2]}, owner_kinds=("Job",), created=NOW)
+                labels={"job-name": shapes[i % 20][2]}, owner_kinds=("Job",), created=NOW, **shapes[i % 20][3])  # type: ignore[arg-type]
             for i in range(count)]
 
 
@@ -136,6 +162,9 @@ def best_of(runs: int, snapshot: Snapshot, settings: Settings) -> tuple[float, o
         result = plan_scale_up(snapshot, settings, NOW)
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+RULES = "--rules" in sys.argv[1:]
 
 
 def main() -> None:

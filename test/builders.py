@@ -13,7 +13,8 @@ from typing import Iterable, Mapping, Optional
 from autoscaler.model.objects import (
     CORDONED_BY_AUTOSCALER_LABEL,
     HOSTNAME_LABEL,
-    AntiAffinityTerm,
+    ZONE_LABEL,
+    PodAffinityTerm,
     Group,
     Instance,
     InstanceShape,
@@ -25,6 +26,7 @@ from autoscaler.model.objects import (
     Requirement,
     Resources,
     Snapshot,
+    SpreadConstraint,
     Toleration,
 )
 from autoscaler.read.resources import parse_resources
@@ -46,23 +48,39 @@ def requirement(key: str, operator: str, *values: str) -> Requirement:
 
 
 def make_placement(selector: Optional[Mapping[str, str]] = None, tolerations: Iterable[Toleration] = (),
-                   affinity: Iterable[Iterable[Requirement]] = ()) -> Placement:
+                   affinity: Iterable[Iterable[Requirement]] = (), volume_zones: Iterable[str] = ()) -> Placement:
+    """``volume_zones``: one bound zonal volume per zone named (its node affinity: zone In [it])."""
     return Placement(
         node_selector=tuple(sorted((selector or {}).items())),
         tolerations=tuple(tolerations),
         node_affinity=tuple(tuple(term) for term in affinity),
+        volume_affinity=tuple(((Requirement(ZONE_LABEL, "In", (zone,)),),) for zone in volume_zones),
     )
 
 
 def anti_affinity(match_labels: Optional[Mapping[str, str]] = None, namespaces: Iterable[str] = ("default",),
-                  expressions: Iterable[Requirement] = ()) -> AntiAffinityTerm:
-    return AntiAffinityTerm(LabelSelector(tuple(sorted((match_labels or {}).items())), tuple(expressions)),
+                  expressions: Iterable[Requirement] = ()) -> PodAffinityTerm:
+    return PodAffinityTerm(LabelSelector(tuple(sorted((match_labels or {}).items())), tuple(expressions)),
                             tuple(namespaces))
+
+
+def pod_term(match_labels: Optional[Mapping[str, str]] = None, topology_key: str = HOSTNAME_LABEL,
+             namespaces: Iterable[str] = ("default",), expressions: Iterable[Requirement] = ()) -> PodAffinityTerm:
+    """A required pod affinity or anti-affinity term on any topology key."""
+    return PodAffinityTerm(LabelSelector(tuple(sorted((match_labels or {}).items())), tuple(expressions)),
+                           tuple(namespaces), topology_key)
+
+
+def spread(match_labels: Mapping[str, str], topology_key: str = HOSTNAME_LABEL, max_skew: int = 1,
+           min_domains: int = 1) -> SpreadConstraint:
+    """A DoNotSchedule topology spread constraint."""
+    return SpreadConstraint(topology_key, max_skew, LabelSelector(tuple(sorted(match_labels.items()))), min_domains)
 
 
 def make_pod(name: Optional[str] = None, cpu="500m", memory="0", gpu=0, selector=None, tolerations=(),
              affinity=(), anti=(), labels=None, node: Optional[str] = None, phase: Optional[PodPhase] = None,
-             namespace="default", owner_kinds=("Job",), requests: Optional[Resources] = None, **extra) -> Pod:
+             namespace="default", owner_kinds=("Job",), requests: Optional[Resources] = None, pod_affinity=(),
+             spread_constraints=(), host_ports=(), volume_zones=(), **extra) -> Pod:
     """A pod asking for these requests (plus ``pods: 1``); Pending without ``node``, else Running."""
     if requests is None:
         requests = make_resources(cpu=cpu, memory=memory, gpu=gpu, pods=1, **extra)
@@ -74,8 +92,11 @@ def make_pod(name: Optional[str] = None, cpu="500m", memory="0", gpu=0, selector
         phase=phase,
         requests=requests,
         node_name=node,
-        placement=make_placement(selector, tolerations, affinity),
+        placement=make_placement(selector, tolerations, affinity, volume_zones),
         anti_affinity=tuple(anti),
+        affinity=tuple(pod_affinity),
+        spread=tuple(spread_constraints),
+        host_ports=tuple(host_ports),
         labels=dict(labels or {}),
         owner_kinds=tuple(owner_kinds),
     )
@@ -125,6 +146,8 @@ def make_group(name="workers", region="us-west-2", instance_type="m5.xlarge", cp
     group_labels = {"aws/region": region}
     if shapes:
         group_labels["aws/type"] = shapes[0].instance_type
+    if len(set(zones)) == 1:  # as group_labels.node_template: a single-zone group's nodes carry its zone
+        group_labels[ZONE_LABEL] = tuple(zones)[0]
     group_labels.update(labels or {})
     return Group(
         name=name, region=region, min_size=min_size, max_size=max_size, desired=desired,

@@ -84,7 +84,8 @@ def grace_seconds(settings: Settings) -> float:
 def guard(state: GuardState, snapshot: Snapshot, readiness: Mapping[str, Readiness], settings: Settings,
           now: datetime) -> Guarded:
     """Find this loop's mismatches and keep every known one out of the snapshot's pending pods."""
-    pending = {pod.key: pod for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset}
+    pending = {pod.key: pod for pod in snapshot.pods
+               if pod.is_pending_unassigned and not pod.is_daemonset and not pod.is_gated}
     initialized_since = {name: state.initialized_since.get(name, now)
                          for name, ready in readiness.items() if ready is Readiness.INITIALIZED}
     group_of_instance = {instance_id: group for group in snapshot.groups for instance_id in group.instance_ids}

@@ -27,9 +27,12 @@ from ..model.config import EXPANDERS
 from .greedy import greedy
 from .group_plan import GroupPlan
 from .improve import improve
-from .offers import Offer, describe_price
+from .offers import Offer
 from .pending_shapes import PodShape
+from .placement_rules import is_port_dimension
+from .reasons import NoCheaperChoice, PlansCompared, TakeAll
 from .repack import repack
+from .topology import Topology
 
 PRICE, LEAST_WASTE, PRIORITY = EXPANDERS
 SMALL_SHAPES = 64  # waiting shapes up to which the price expander compares several plans
@@ -37,50 +40,51 @@ SMALL_GROUPS = 8
 
 
 def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
-                    expander: str = PRICE) -> list[GroupPlan]:
+                    expander: str = PRICE, topology: Optional[Topology] = None) -> list[GroupPlan]:
     """Plans of every usable group, in candidate order; the shapes' ``taken`` counts grow by
     what the plans hold.
 
     With the price expander on a small problem (every group priced), the greedy plan is compared
     with plans that first let one group take all it can, and the cheapest is kept (fewest pods
     left out first): the greedy alone misses consolidations such as one larger instance for pods
-    it spread over several families."""
+    it spread over several families. Each trial plans its own copies of the shapes
+    (PodShape.fork); only the plan kept commits its counts to the shapes."""
     usable = [offer for offer in offers if offer.usable]
     waiting = [shape for shape in shapes if shape.remaining]
     if (expander != PRICE or len(waiting) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
             or any(offer.price is None for offer in usable)):
-        return _repack(shapes, _choose(shapes, offers, dimensions, expander, None), expander)
-    start = [shape.taken for shape in shapes]
+        return _repack(shapes, _choose(shapes, offers, dimensions, expander, None, topology), expander)
     tiers = sorted({offer.tier for offer in usable})
-    tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[int]]] = []
+    tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[PodShape]]] = []
     for seed in [None, *(offer.key for offer in usable)]:
-        for shape, taken in zip(shapes, start, strict=True):
-            shape.taken = taken
-        plans = _choose(shapes, offers, dimensions, expander, seed)
+        trial = [shape.fork() for shape in shapes]
+        plans = _choose(trial, offers, dimensions, expander, seed, topology)
         # Fewest pods left out, then the most served by the first tiers (priority, region), then $/h.
         by_tier = tuple(-sum(plan.pods_placed() for plan in plans if plan.offer.tier == tier) for tier in tiers)
-        score = (sum(shape.remaining for shape in shapes), by_tier, round(sum(plan.cost() for plan in plans), 9))
-        tried.append((score, seed, plans, [shape.taken for shape in shapes]))
+        score = (sum(shape.remaining for shape in trial), by_tier, round(sum(plan.cost() for plan in plans), 9))
+        tried.append((score, seed, plans, trial))
     tried.sort(key=lambda attempt: attempt[0])  # stable: the greedy plan wins ties
-    (left, _, total), seed, plans, taken_counts = tried[0]
-    for shape, taken in zip(shapes, taken_counts, strict=True):
-        shape.taken = taken
+    (left, _, total), seed, plans, kept = tried[0]
     if seed is not None:
         runner_up = tried[1][0]
-        if runner_up[0] > left:
-            why = f"of {len(tried)} plans compared, the one that leaves out the fewest pods"
-        else:
-            why = (f"{describe_price(total)} in all against {describe_price(runner_up[2])} for the next plan "
-                   f"of {len(tried)} compared")
+        why = PlansCompared(len(tried), runner_up[0] > left, total, runner_up[2])
         for plan in plans:
             if plan.offer.key == seed and plan.notes:
-                plan.notes[0] = f"{plan.notes[0]}; {why}"
-    return _repack(shapes, plans, expander)
+                plan.notes.insert(1, why)
+    plans = _repack(kept, plans, expander)
+    for twin in kept:
+        twin.origin.taken = twin.taken  # the plan kept, committed
+    return plans
 
 
 def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
-            expander: str, seed: Optional[tuple[str, str]]) -> list[GroupPlan]:
+            expander: str, seed: Optional[tuple[str, str]], topology: Optional[Topology] = None) -> list[GroupPlan]:
     plans = [GroupPlan(offer, dimensions) for offer in offers if offer.usable]
+    if topology is not None:
+        # One view of every group's bins: the inter-pod rules count pods per zone across groups.
+        view = topology.with_plans([(plan.offer.group.labels, plan.bins) for plan in plans])
+        for plan in plans:
+            plan.topology = view
     fill_booting(shapes, plans)
     tiers: dict[tuple[int, int], list[GroupPlan]] = {}
     for plan in plans:
@@ -89,13 +93,13 @@ def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tup
         members = tiers[tier]
         if expander == PRIORITY:
             for plan in members:
-                _take_all(plan, shapes, "the first in priority order (single-AZ, spot, name) that takes them")
+                _take_all(plan, shapes, TakeAll.PRIORITY_ORDER)
             continue
         priced, unpriced = _priced_and_unpriced(members, expander)
         if priced:
             for plan in priced:
                 if plan.offer.key == seed:
-                    _take_all(plan, shapes, "all it can take")
+                    _take_all(plan, shapes, TakeAll.SEED)
             greedy(shapes, priced, PRICE)
             improve(priced)
         if unpriced:
@@ -157,10 +161,10 @@ def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
             placed += plan.place(shape, plan.room)
         waiting = [shape for shape in waiting if shape.remaining]
         if placed and plan.new > before:
-            plan.notes.append(f"for {placed} pods no cheaper choice took")
+            plan.notes.append(NoCheaperChoice(placed))
 
 
-def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: str) -> None:
+def _take_all(plan: GroupPlan, shapes: Sequence[PodShape], why: TakeAll) -> None:
     before = plan.new
     for shape in plan.decreasing(shape for shape in shapes if shape.remaining and plan.takes(shape)):
         plan.place(shape, plan.room)
@@ -179,7 +183,7 @@ def size_price(plan: GroupPlan, plans: Sequence[GroupPlan]) -> float:
     left wholly unused: CPU pods are not put on an untainted GPU group because its memory fits."""
     shares = []
     for dimension, amount in enumerate(plan.empty):
-        if plan.dimensions[dimension] == "pods":
+        if plan.dimensions[dimension] == "pods" or is_port_dimension(plan.dimensions[dimension]):
             continue
         top = max(other.empty[dimension] for other in plans)
         if top > 0:

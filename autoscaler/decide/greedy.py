@@ -15,9 +15,10 @@ from typing import Optional, Sequence
 from ..model.config import EXPANDERS
 from .demand_classes import DemandClass, classify, instances_for, whole
 from .group_plan import GroupPlan
-from .offers import CostTieBreak, describe_price
+from .offers import CostTieBreak
 from .packing import copies_fitting
 from .pending_shapes import PodShape
+from .reasons import Candidate, CheaperThanNext, Choice, LeastWaste, OnlyInTier
 
 PRICE, LEAST_WASTE, _ = EXPANDERS
 TOLERANCE = 1e-9
@@ -145,22 +146,15 @@ def max_free(plan: GroupPlan) -> list[int]:
     return best
 
 
-def _why(best: _Candidate, runner_up: Optional[_Candidate], kind: str, no_price: bool) -> str:
+def _why(best: _Candidate, runner_up: Optional[_Candidate], kind: str, no_price: bool) -> Choice:
     """Why this group, against the next candidate for the same pods (the raise's reason puts the
     group's own final $/h in front)."""
+    other = None
+    if runner_up is not None:
+        plan = runner_up.plan
+        other = Candidate(runner_up.instances, plan.offer.instance_name(), plan.name, (plan.price or 0.0) * runner_up.instances)
     if kind == LEAST_WASTE:
-        own = "no known price, so chosen by least waste: it leaves the least room unused" if no_price \
-            else "it leaves the least room unused"
-        if runner_up is None:
-            return own + "; the only group of its tier that takes them"
-        return own + f", against {runner_up.instances} {runner_up.plan.offer.instance_name()} of {runner_up.plan.name} (next candidate)"
-    if runner_up is None:
-        return "the only group of its tier that takes them"
-    other = runner_up.plan
-    takes = ""
-    if runner_up.pods < best.pods:
-        takes = f", which would take about {runner_up.pods} of the {best.pods} pods"
-    elif runner_up.pods > best.pods:
-        takes = f", which would take {runner_up.pods} pods"
-    return (f"against {describe_price((other.price or 0.0) * runner_up.instances)} for {runner_up.instances} "
-            f"{other.offer.instance_name()} of {other.name} (next candidate{takes})")
+        return LeastWaste(no_price, other)
+    if other is None or runner_up is None:
+        return OnlyInTier()
+    return CheaperThanNext(other, best.pods, runner_up.pods)

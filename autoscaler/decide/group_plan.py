@@ -11,13 +11,16 @@ from typing import Iterable, Optional
 
 from ..model.objects import Placement
 from .offers import Offer
-from .packing import Bin, FirstFit, close_bin, copies_fitting, fill_bins, open_bins
+from .packing import Allow, Bin, FirstFit, close_bin, copies_fitting, fill_bins, open_bins
 from .pending_shapes import PodShape
-from .scheduling import placement_matches
+from .placement_rules import dimension_capacity, is_port_dimension, placement_matches
+from .reasons import Choice
+from .topology import NewSpot, Topology
 
 
 class GroupPlan:
-    __slots__ = ("offer", "dimensions", "capacity", "empty", "bins", "new", "price", "notes", "_matches", "spare_checked")
+    __slots__ = ("offer", "dimensions", "capacity", "empty", "bins", "new", "price", "notes", "_matches", "spare_checked",
+                 "topology", "sized")
 
     def __init__(self, offer: Offer, dimensions: tuple[str, ...]):
         assert offer.planned is not None
@@ -25,13 +28,17 @@ class GroupPlan:
         self.offer = offer
         self.dimensions = dimensions
         self.capacity = capacity  # of one new instance, every resource (not only those asked for)
-        self.empty = [capacity.get(name) for name in dimensions]
+        self.empty = [dimension_capacity(name, capacity) for name in dimensions]
+        # The dimensions an instance's size is measured in: resources, not host ports.
+        self.sized = [not is_port_dimension(name) for name in dimensions]
         self.bins = FirstFit(len(dimensions), [Bin(list(self.empty), booting=True) for _ in range(offer.booting)])
         self.new = 0  # new instances (open bins that are not booting ones)
         self.price: Optional[float] = offer.price  # what the expander compares; least-waste sets its own
-        self.notes: list[str] = []  # why this group was chosen, per choice
+        self.notes: list[Choice] = []  # why this group was chosen, per choice (text only in scale_up_actions)
         self._matches: dict[Placement, bool] = {}
         self.spare_checked = True  # no room left unoffered to the waiting pods since the last look
+        # Pods per topology domain over the whole plan (choose.py sets it when a pod has inter-pod rules).
+        self.topology: Optional[Topology] = None
 
     @property
     def name(self) -> str:
@@ -50,14 +57,31 @@ class GroupPlan:
         return known
 
     def takes(self, shape: PodShape) -> bool:
-        """Its placement matches the group and one pod fits an empty instance."""
+        """Its placement matches the group and one pod fits an empty instance; a pod whose
+        inter-pod rules count per zone (or another key) only where the group's nodes carry it."""
+        if shape.domain_keys and not self.promises_domains(shape):
+            return False
         return self.matches(shape.placement) and copies_fitting(shape.needs, self.empty) > 0
+
+    def promises_domains(self, shape: PodShape) -> bool:
+        """Its new instances carry every topology key (other than the hostname) the shape's
+        rules count by: a group spanning zones has no zone label, AWS picks the zone."""
+        return shape.domain_keys.issubset(self.offer.group.labels)
+
+    def allow(self, shape: PodShape) -> Optional[Allow]:
+        """The inter-pod rules for the shape in this group's bins; None when it has none."""
+        topology = self.topology
+        if topology is None or not shape.rules:
+            return None
+        pod, labels = shape.representative, self.offer.group.labels
+        together = min(shape.remaining, copies_fitting(shape.needs, self.empty))  # what one new instance takes
+        return lambda target, want: topology.copies_allowed(pod, NewSpot(target, labels), want, together)
 
     def share(self, shape: PodShape) -> float:
         """The largest share of one instance a pod of the shape takes (its busiest resource)."""
-        empty = self.empty
-        return max((amount / empty[dimension] if empty[dimension] else float("inf") for dimension, amount in shape.needs),
-                   default=0.0)
+        empty, sized = self.empty, self.sized
+        return max((amount / empty[dimension] if empty[dimension] else float("inf") for dimension, amount in shape.needs
+                    if sized[dimension]), default=0.0)
 
     def decreasing(self, shapes: Iterable[PodShape]) -> list[PodShape]:
         """First-fit-decreasing order for this group's instances: the largest share of an
@@ -69,13 +93,19 @@ class GroupPlan:
         """The shape's remaining pods into open bins first fit, then into at most ``new_allowed``
         new bins; returns how many were placed (they count as taken)."""
         wanted = shape.remaining
-        placed = sum(copies for _, copies in fill_bins(shape, wanted, self.bins))
-        if placed < wanted and new_allowed > 0:
-            opened = open_bins(shape, wanted - placed, self.empty, new_allowed)
-            if opened:
-                self.bins.extend(opened)
-                self.new += len(opened)
-                placed += sum(opened_bin.contents[shape] for opened_bin in opened)
+        allow = self.allow(shape)
+        placed = sum(copies for _, copies in fill_bins(shape, wanted, self.bins, allow))
+        while placed < wanted and new_allowed > 0:
+            # With inter-pod rules, one new instance at a time: the next one's domains count it.
+            opened = open_bins(shape, wanted - placed, self.empty, new_allowed, allow)
+            if not opened:
+                break
+            self.bins.extend(opened)
+            self.new += len(opened)
+            new_allowed -= len(opened)
+            placed += sum(opened_bin.contents[shape] for opened_bin in opened)
+            if allow is None:
+                break
         shape.taken += placed
         if placed:
             self.spare_checked = False

@@ -31,7 +31,8 @@ def improve(plans: Sequence[GroupPlan]) -> int:
 
 
 def _fill_level(plan: GroupPlan, target: Bin) -> float:
-    return max((1 - free / size for free, size in zip(target.free, plan.empty, strict=True) if size > 0), default=1.0)
+    return max((1 - free / size for free, size, sized in zip(target.free, plan.empty, plan.sized, strict=True)
+                if size > 0 and sized), default=1.0)
 
 
 def _last_new_bins(plan: GroupPlan) -> list[Bin]:
@@ -74,6 +75,8 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
     """Try to move the pods of ``targets`` (new instances, each with its group) into room in
     ``fill_plans``' instances, then into new instances of ``open_plans``; keep the move when it
     costs less than the instances it gives up, else undo it."""
+    if any(cast(PodShape, shape).pinned for _, target in targets for shape in target.contents):
+        return False  # affinity or spread counts these pods where they are (pending_shapes.PodShape.pinned)
     saved: list[tuple[GroupPlan, Bin, int, list[int], list[tuple[PodShape, int]]]] = []
     moving: dict[PodShape, int] = {}
     for owner, target in targets:
@@ -94,7 +97,7 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
         left = moving[shape]
         for other in fill_plans:
             if left and other.takes(shape):
-                for entry, placed in fill_bins(shape, left, other.bins):
+                for entry, placed in fill_bins(shape, left, other.bins, other.allow(shape)):
                     fills.append((other, entry, shape, placed))
                     left -= placed
         while left:
@@ -104,7 +107,7 @@ def _relocate(targets: list[tuple[GroupPlan, Bin]], fill_plans: Sequence[GroupPl
             best = None
             for other in open_plans:
                 if other.room > 0 and other.takes(shape):
-                    trial = open_bins(shape, left, other.empty, 1)
+                    trial = open_bins(shape, left, other.empty, 1, other.allow(shape))
                     if trial:
                         placed = trial[0].contents[shape]
                         key = ((other.price or 0.0) / placed, other.offer.cost_tie_break)

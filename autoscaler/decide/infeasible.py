@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 from ..model.objects import Group, Placement, Pod, Resources, extreme_sizes
 from .packing import NodeIndex
 from .pending_shapes import PodShape
-from .scheduling import largest_shape, placement_matches
+from .placement_rules import placement_matches, unpromised_zone
+from .scheduling import largest_shape
 
 
 def set_apart_infeasible(shapes: Sequence[PodShape], groups: Sequence[Group],
@@ -25,7 +26,10 @@ def set_apart_infeasible(shapes: Sequence[PodShape], groups: Sequence[Group],
         if shape.remaining:
             by_placement.setdefault(shape.placement, []).append(shape)
     for placement in sorted(by_placement, key=repr):
-        candidates = [group for group in groups if placement_matches(placement, group.labels, group.taints)]
+        # A group spanning zones that would match in one of them is no promise, but neither is the
+        # pod infeasible: stage 4 says why that group does not take it.
+        candidates = [group for group in groups if placement_matches(placement, group.labels, group.taints)
+                      or unpromised_zone(placement, group)]
         if not all(group.shapes for group in candidates):
             continue
         allowed = [option for group in candidates for option in group.shapes]

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 from ..model.config import Settings
 from ..model.objects import Node, Pod, Snapshot
 from ..model.plan import Uncordon
 from .initialized import Readiness
 from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
-from .packing import NodeIndex, Room, copies_fitting, fit_on_rooms
+from .packing import LiveRules, NodeIndex, Room, copies_fitting, fit_on_rooms
 from .pending_shapes import PodShape, smallest_needs
+from .placement_rules import dimension_capacity, port_dimension
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimension
             totals = used.setdefault(pod.node_name, {})
             for name, value in pod.requests.items():
                 totals[name] = totals.get(name, 0) + value
+            for port in pod.host_ports:  # a host port held on the node: its dimension is used up
+                totals[port_dimension(port)] = totals.get(port_dimension(port), 0) + 1
     schedulable: list[Room] = []
     cordoned: list[Room] = []
     for order, node in enumerate(sorted(snapshot.nodes, key=lambda n: n.name)):
@@ -66,13 +69,13 @@ def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimension
         if node.unschedulable and not can_be_taken_back(node, on_node, settings, now):
             continue
         taken = used.get(node.name, {})
-        free = [node.allocatable.get(name) - taken.get(name, 0) for name in dimensions]
+        free = [dimension_capacity(name, node.allocatable) - taken.get(name, 0) for name in dimensions]
         room = Room(node, order, taints_for_pending_pods(node, settings, now), free, list(on_node))
         (cordoned if node.unschedulable else schedulable).append(room)
     return LiveRooms(tuple(schedulable), tuple(cordoned))
 
 
-def fit_on_live_nodes(shapes: Sequence[PodShape], rooms: LiveRooms, width: int) -> int:
+def fit_on_live_nodes(shapes: Sequence[PodShape], rooms: LiveRooms, width: int, rules: Optional[LiveRules] = None) -> int:
     """Stage 1: each shape's pods onto schedulable matching nodes with room, first fit in
     node-name order, largest shapes first; room is used up as pods are placed. Returns how many
     were placed (the shapes' ``taken`` counts say which)."""
@@ -84,11 +87,12 @@ def fit_on_live_nodes(shapes: Sequence[PodShape], rooms: LiveRooms, width: int) 
                       {shape.placement for shape in shapes}, width)
     for shape in shapes:
         if shape.remaining:
-            fit_on_rooms(shape, index.first_fit(shape.placement))
+            fit_on_rooms(shape, index.first_fit(shape.placement), rules)
     return sum(shape.taken for shape in shapes) - before
 
 
-def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int) -> tuple[int, tuple[Uncordon, ...]]:
+def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int,
+                       rules: Optional[LiveRules] = None) -> tuple[int, tuple[Uncordon, ...]]:
     """Stage 2: pods left over onto idle nodes the autoscaler cordoned, by the node's own labels,
     taints and room; each node that gets one is uncordoned (in name order). Returns how many
     pods were placed and the uncordons."""
@@ -101,7 +105,7 @@ def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int)
                       {shape.placement for shape in waiting}, width)
     uncordons: dict[str, Uncordon] = {}
     for shape in waiting:
-        for room in fit_on_rooms(shape, index.first_fit(shape.placement)):
+        for room in fit_on_rooms(shape, index.first_fit(shape.placement), rules):
             uncordons.setdefault(room.node.name, Uncordon(
                 room.node.name, f"pending pods {shape.placement.describe()} fit on it; the autoscaler cordoned it, "
                                 "so it is taken back before launching"))

@@ -10,10 +10,10 @@ part, and what the outcome means as actions, is scale_up's concern.
 """
 from __future__ import annotations
 
-from typing import Generic, Iterable, Optional, Protocol, TypeVar
+from typing import Callable, Generic, Iterable, Optional, Protocol, TypeVar
 
 from ..model.objects import Node, Placement, Pod, Taint
-from .scheduling import anti_affinity_conflict, placement_matches
+from .placement_rules import anti_affinity_conflict, placement_label_keys, placement_matches
 
 
 # (dimension, amount) of each resource a pod asks for; dimensions index a ``free`` list.
@@ -29,6 +29,7 @@ class Shape(Protocol):
     representative: Pod
     has_terms: bool
     self_conflict: bool
+    rules: bool  # inter-pod rules decide where it goes (topology.py)
 
     @property
     def remaining(self) -> int: ...
@@ -38,6 +39,19 @@ class Shape(Protocol):
 
 class HasRoom(Protocol):
     free: list[int]
+
+
+class LiveRules(Protocol):
+    """The inter-pod rules on live nodes (topology.Topology): how many pods alike a node takes,
+    and a placement to count from now on."""
+
+    def node_copies(self, pod: Pod, node: Node, want: int, together: int = 0) -> int: ...
+
+    def add(self, pod: Pod, node: Node, copies: int) -> None: ...
+
+
+# How many of the wanted pods of a shape a bin takes by the inter-pod rules (GroupPlan.allow).
+Allow = Callable[["Bin", int], int]
 
 
 Entry = TypeVar("Entry", bound=HasRoom)
@@ -213,8 +227,7 @@ class NodeIndex:
     def __init__(self, rooms: list[Room], placements: Iterable[Placement], width: int = 0):
         keys: set[str] = set()
         for placement in placements:
-            keys.update(key for key, _ in placement.node_selector)
-            keys.update(r.key for term in placement.node_affinity for r in term)
+            keys.update(placement_label_keys(placement))
         self._keys = sorted(keys)
         self._width = width
         self._by_signature: dict[Signature, list[Room]] = {}
@@ -249,18 +262,24 @@ class NodeIndex:
         return tree
 
 
-def fit_on_rooms(shape: Shape, rooms: FirstFit[Room]) -> list[Room]:
-    """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used."""
+def fit_on_rooms(shape: Shape, rooms: FirstFit[Room], rules: Optional[LiveRules] = None) -> list[Room]:
+    """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used.
+    ``rules``: the inter-pod rules, when any pod of the loop has some (every placement is
+    counted; only shapes with ``rules`` are asked)."""
     used = []
     index = rooms.first(shape.needs)
     while index >= 0 and shape.remaining:
         room = rooms.entries[index]
         copies = min(shape.remaining, _room_for(shape, room.free, room.pods, room.aa_pods))
+        if copies and rules is not None and shape.rules:
+            copies = rules.node_copies(shape.representative, room.node, copies, shape.remaining)
         if copies:
             _consume(shape.needs, room.free, copies)
             room.add(shape.representative)
             shape.take(copies)
             used.append(room)
+            if rules is not None:
+                rules.add(shape.representative, room.node, copies)
         index = rooms.first(shape.needs, index + 1)
     return used
 
@@ -290,14 +309,16 @@ def unfill(target: Bin, shape: Shape, copies: int) -> None:
     target.has_terms = any(other.has_terms for other in target.contents)
 
 
-def fill_bins(shape: Shape, wanted: int, bins: FirstFit[Bin]) -> list[tuple[Bin, int]]:
+def fill_bins(shape: Shape, wanted: int, bins: FirstFit[Bin], allow: Optional[Allow] = None) -> list[tuple[Bin, int]]:
     """Up to ``wanted`` of the shape's pods into existing bins, first fit in bin order; returns
-    (bin, copies) of each placement."""
+    (bin, copies) of each placement. ``allow``: the inter-pod rules, for a shape that has some."""
     placed: list[tuple[Bin, int]] = []
     index = bins.first(shape.needs) if wanted else -1
     while wanted and index >= 0:
         current = bins.entries[index]
         copies = min(wanted, _room_for(shape, current.free, current.pods, current.pods if current.has_terms else []))
+        if copies and allow is not None:
+            copies = allow(current, copies)
         if copies:
             _fill(current, shape, copies)
             bins.changed(index)
@@ -307,13 +328,20 @@ def fill_bins(shape: Shape, wanted: int, bins: FirstFit[Bin]) -> list[tuple[Bin,
     return placed
 
 
-def open_bins(shape: Shape, wanted: int, empty: list[int], limit: int) -> list[Bin]:
-    """New bins of capacity ``empty``, at most ``limit``, holding up to ``wanted`` of the shape's pods."""
+def open_bins(shape: Shape, wanted: int, empty: list[int], limit: int, allow: Optional[Allow] = None) -> list[Bin]:
+    """New bins of capacity ``empty``, at most ``limit``, holding up to ``wanted`` of the shape's
+    pods. With ``allow`` (the inter-pod rules), at most one: the next one's domains count this one."""
     per_bin = _room_for(shape, list(empty), [], []) if wanted and limit > 0 else 0
     opened: list[Bin] = []
+    if allow is not None:
+        limit = min(limit, 1)
     while wanted and per_bin and len(opened) < limit:
         new_bin = Bin(list(empty))
         copies = min(wanted, per_bin)
+        if allow is not None:
+            copies = allow(new_bin, copies)
+            if not copies:
+                break
         _fill(new_bin, shape, copies)
         wanted -= copies
         opened.append(new_bin)

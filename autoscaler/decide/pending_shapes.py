@@ -7,11 +7,20 @@ handed out in key order, so which pod goes where does not depend on input order.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
-from ..model.objects import AntiAffinityTerm, Placement, Pod, Resources, Snapshot
+from ..model.objects import HOSTNAME_LABEL, LabelSelector, Placement, Pod, PodAffinityTerm, Resources, Snapshot
 from .packing import Needs
-from .scheduling import anti_affinity_conflict
+from .placement_rules import (
+    anti_affinity_conflict,
+    has_topology_rules,
+    namespace_selected,
+    port_dimension,
+    selector_matches,
+    term_selects,
+    topology_keys,
+)
 
 
 class PodShape:
@@ -19,22 +28,36 @@ class PodShape:
     plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
 
     __slots__ = ("pods", "size", "taken", "requests", "needs", "representative", "placement", "terms", "has_terms",
-                 "self_conflict", "sort_key", "index")
+                 "self_conflict", "sort_key", "index", "rules", "domain_keys", "pinned", "origin")
 
     def __init__(self, pods: list[Pod], dimension_of: dict[str, int], order_text: str, labels_text: str,
-                 requests: Optional[Resources] = None):
+                 requests: Optional[Resources] = None, targeted: bool = False, pinned: bool = False):
         first = pods[0]
         self.pods = pods
         self.size = len(pods)
         self.taken = 0
+        self.origin = self  # the shape a trial's copy stands for (fork)
         self.index = 0  # position in first-fit-decreasing order
         self.requests: Resources = requests if requests is not None else first.requests
-        self.needs: Needs = tuple(sorted((dimension_of[name], value) for name, value in self.requests.items() if value > 0))
+        # A host port is a dimension of its own: one per node or new instance (placement_rules).
+        needs = [(dimension_of[name], value) for name, value in self.requests.items() if value > 0]
+        if first.host_ports:
+            needs.extend((dimension_of[port_dimension(port)], 1) for port in set(first.host_ports))
+        self.needs: Needs = tuple(sorted(needs))
         self.representative = first
         self.placement: Placement = first.placement
-        self.terms: tuple[AntiAffinityTerm, ...] = first.anti_affinity
+        self.terms: tuple[PodAffinityTerm, ...] = first.anti_affinity
         self.has_terms = bool(first.anti_affinity)
         self.self_conflict = self.has_terms and anti_affinity_conflict(first, (first,))
+        # Where it may go depends on other pods per topology domain (topology.py): its own
+        # affinity, anti-affinity or spread, or another pod's anti-affinity selecting it.
+        own_rules = has_topology_rules(first)
+        self.rules = targeted or pinned or own_rules
+        # Moving its pods between instances once placed could break a rule of its own or of
+        # another pod (affinity or spread counts it): the improvement pass leaves it where it is.
+        self.pinned = pinned or bool(first.affinity or first.spread)
+        # Topology keys other than the hostname: a new instance must carry them as group labels.
+        self.domain_keys = frozenset(key for key in topology_keys(first) if key != HOSTNAME_LABEL) if own_rules else frozenset()
         rest = cpu = memory = 0
         for name, value in self.requests.items():
             if name == "cpu":
@@ -49,6 +72,11 @@ class PodShape:
     @property
     def remaining(self) -> int:
         return self.size - self.taken
+
+    def fork(self) -> "PodShape":
+        """A copy for a trial plan (choose.py): the same pods, its own ``taken``; ``origin`` is
+        the shape it stands for, whose count the chosen trial commits."""
+        return copy.copy(self)
 
     def take(self, count: int) -> list[Pod]:
         start = self.taken
@@ -76,19 +104,27 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
     are one shape, placed as the largest request among them: no node or instance is ever promised
     more than it has, and at most 1/64 of its room goes unused for them. Below that, every request
     is placed as it is."""
-    with_terms = [pod for pod in snapshot.pods if pod.anti_affinity]
-    label_keys = sorted({key for pod in with_terms for term in pod.anti_affinity
-                         for key in [k for k, _ in term.selector.match_labels]
-                         + [r.key for r in term.selector.match_expressions]})
+    with_terms = [pod for pod in snapshot.pods if pod.anti_affinity or pod.affinity or pod.spread]
+    selectors = [term.selector for pod in with_terms for term in (*pod.anti_affinity, *pod.affinity)]
+    selectors.extend(constraint.selector for pod in with_terms for constraint in pod.spread)
+    label_keys = sorted({key for selector in selectors
+                         for key in [k for k, _ in selector.match_labels] + [r.key for r in selector.match_expressions]})
+    anti_terms: list[PodAffinityTerm] = list({term for pod in with_terms for term in pod.anti_affinity})
+    # What pending pods' affinity and spread count: a pod they select is placed by the rules too.
+    pulls: list[tuple[LabelSelector, tuple[str, ...]]] = list(
+        {(term.selector, term.namespaces) for pod in pending for term in pod.affinity}
+        | {(constraint.selector, (pod.namespace,)) for pod in pending for constraint in pod.spread})
     members: dict[tuple[object, ...], list[Pod]] = {}
     for pod in pending:
         # A namespace and labels only change where a pod fits through anti-affinity terms (they
         # select pods by both): without any, identical pods of many namespaces are one shape.
         namespace = pod.namespace if with_terms else ""
         label_values = tuple(pod.labels.get(key) for key in label_keys) if label_keys else ()
-        exact: tuple[object, ...] = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values)
+        exact: tuple[object, ...] = (pod.requests, pod.placement, pod.anti_affinity, namespace, label_values,
+                                     pod.affinity, pod.spread, pod.host_ports)
         members.setdefault(exact, []).append(pod)
-    dimensions = tuple(sorted({name for pods in members.values() for name in pods[0].requests.names()}))
+    dimensions = tuple(sorted({name for pods in members.values() for name in pods[0].requests.names()}
+                              | {port_dimension(port) for pods in members.values() for port in pods[0].host_ports}))
     dimension_of = {name: index for index, name in enumerate(dimensions)}
     largest: dict[tuple[object, ...], Resources] = {}
     if len(members) > merge_above and not with_terms:
@@ -99,7 +135,7 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
             requests, placement = key[0], key[1]
             assert isinstance(requests, Resources)
             amounts = requests.items()
-            bucketed: tuple[object, ...] = (placement, frozenset(
+            bucketed: tuple[object, ...] = (placement, key[7], frozenset(
                 (name, value.bit_length(), value >> max(0, value.bit_length() - shift)) for name, value in amounts))
             group = similar.get(bucketed)
             if group is None:
@@ -120,10 +156,14 @@ def group_into_shapes(pending: Sequence[Pod], snapshot: Snapshot,
             pods.sort(key=lambda p: (p.namespace, p.name))
             shapes.append(PodShape(pods, dimension_of, repr(key[0]), "", largest[key]))
             continue
-        order = key[1:4]
+        order = key[1:4] + key[5:] if any(key[5:]) else key[1:4]
         if order not in order_texts:
             order_texts[order] = repr(order)
-        shapes.append(PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else ""))
+        targeted = bool(anti_terms) and any(term_selects(term, pods[0]) for term in anti_terms)
+        pinned = bool(pulls) and any(namespace_selected(namespaces, pods[0].namespace)
+                                     and selector_matches(selector, pods[0].labels) for selector, namespaces in pulls)
+        shapes.append(PodShape(pods, dimension_of, order_texts[order], repr(key[4]) if label_keys else "",
+                               targeted=targeted, pinned=pinned))
     shapes.sort(key=lambda shape: shape.sort_key)
     for index, shape in enumerate(shapes):
         shape.index = index

@@ -5,7 +5,7 @@ instances go 3+3, 3+3, 3+2+2, 2+2+2, 2 (five instances) where 3+2+2 three times 
 and what fills four large instances to three quarters may fit three large and one half-size. Batch
 clusters run many copies of a few shapes, so this is the common case.
 
-When the new instances of a tier's groups hold at most MAX_SHAPES shapes (none with anti-affinity),
+When the new instances of a tier's groups hold at most MAX_SHAPES shapes (none with inter-pod rules),
 the cheapest set of instances holding those pods is found by a search over how many of each shape
 are left: each step buys one instance of a group, filled with a maximal mix of the shapes it takes
 (one to which no further pod fits). The result is kept when it costs less and stays within each
@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Optional, Sequence, cast
 
 from .group_plan import GroupPlan
-from .offers import describe_price
 from .packing import Bin, copies_fitting, put, unfill
 from .pending_shapes import PodShape
+from .reasons import PackedExactly
 
 MAX_SHAPES = 4
 MAX_STATES = 500  # states of the search (how many of each shape are left) it may visit
@@ -44,7 +44,7 @@ def repack(plans: Sequence[GroupPlan], in_dollars: bool = True) -> bool:
             shape = cast(PodShape, held)  # bins hold the shapes the planner put there
             counts[shape] = counts.get(shape, 0) + copies
     shapes = sorted(counts, key=lambda shape: shape.index)
-    if len(shapes) > MAX_SHAPES or any(shape.has_terms for shape in shapes):
+    if len(shapes) > MAX_SHAPES or any(shape.has_terms or shape.rules for shape in shapes):
         return False
     demand = tuple(counts[shape] for shape in shapes)
     options = _options(priced, shapes, demand)
@@ -74,8 +74,7 @@ def repack(plans: Sequence[GroupPlan], in_dollars: bool = True) -> bool:
         plan.spare_checked = False
     if in_dollars:
         after = sum(priced[index].price or 0.0 for index, _ in packing)
-        note = (f"the tier's {len(packing)} new instances packed exactly: {describe_price(after)} in all against "
-                f"{describe_price(current / MICRODOLLARS)} by first fit")
+        note = PackedExactly(len(packing), after, current / MICRODOLLARS)
         for index in sorted(bought):
             priced[index].notes.append(note)
     return True

@@ -38,11 +38,12 @@ from datetime import datetime
 from typing import Mapping, Optional, Sequence
 
 from ..model.config import Settings
-from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Placement, Pod, Resources, Snapshot, Taint, extreme_sizes
+from ..model.objects import LAST_BUSY_ANNOTATION, Group, Node, NodeState, Pod, Resources, Snapshot, Taint, extreme_sizes
 from .node_state import NodeVerdict, can_be_taken_back, classify, idle_since, is_busy_pod, taints_for_pending_pods
 from ..model.plan import Action, AnnotateNode, Cordon, DeleteNode, EvictPod, Notify, Plan, TerminateInstance, Uncordon, terminations_message
 from ..model.text import named_list, utc_text
-from .scheduling import placement_matches
+from .placement_rules import has_topology_rules, placement_matches, ports_free
+from .topology import Topology
 
 # A busy node's last-busy annotation is rewritten only when older than this, so busy nodes do not
 # cost one patch each per loop; idle time is then at most this much too long.
@@ -66,13 +67,22 @@ class ScaleDownResult:
 class PendingDemand:
     """Pending, unassigned pods folded into distinct shapes, so that asking whether any of them
     could run on a node costs the number of distinct placements, not the number of pods.
-    DaemonSet pods are no demand: their controller binds each to its own node (as in scale up)."""
+    DaemonSet pods are no demand: their controller binds each to its own node (as in scale up).
+    The same placement rules as scale up's (placement_rules.py): resources, node and volume
+    affinity, taints, host ports, and, when a pod has inter-pod rules or another pod's
+    anti-affinity could select it, those rules counted per domain (topology.py)."""
 
-    def __init__(self, pods: Sequence[Pod]):
-        by_placement: dict[Placement, list[Pod]] = defaultdict(list)
-        for pod in pods:
-            if pod.is_pending_unassigned and not pod.is_daemonset:
-                by_placement[pod.placement].append(pod)
+    def __init__(self, pods: Sequence[Pod], nodes: Sequence[Node] = (), groups: Sequence[Group] = ()):
+        anti = any(pod.anti_affinity for pod in pods)
+        # Gated pods (scheduling gates, unbound claims) are no demand: no node is held for them.
+        pending = [pod for pod in pods if pod.is_pending_unassigned and not pod.is_daemonset and not pod.is_gated]
+        self._topology = Topology(nodes, pods, groups) if anti or any(has_topology_rules(pod) for pod in pending) else None
+        by_placement: dict[tuple[object, ...], list[Pod]] = defaultdict(list)
+        for pod in pending:
+            # With inter-pod rules about, a pod's own rules, labels and namespace count too.
+            who: tuple[object, ...] = ((pod.namespace, tuple(sorted(pod.labels.items())), pod.anti_affinity, pod.affinity,
+                                        pod.spread) if self._topology is not None else ())
+            by_placement[(pod.placement, pod.host_ports, who)].append(pod)
         self._shapes: list[tuple[Pod, tuple[Resources, ...]]] = []
         for placement_pods in by_placement.values():
             representative = min(placement_pods, key=lambda pod: pod.key)
@@ -81,9 +91,13 @@ class PendingDemand:
     def __bool__(self) -> bool:
         return bool(self._shapes)
 
-    def fits(self, node: Node, taints: Sequence[Taint], free: Resources) -> bool:
+    def fits(self, node: Node, taints: Sequence[Taint], free: Resources, on_node: Sequence[Pod] = ()) -> bool:
+        held = {port for pod in on_node for port in pod.host_ports}
+        topology = self._topology
         return any(
             any(requests.fits_in(free) for requests in sizes) and placement_matches(pod.placement, node.labels, taints)
+            and ports_free(pod.host_ports, held)
+            and (topology is None or topology.node_copies(pod, node, 1) > 0)
             for pod, sizes in self._shapes
         )
 
@@ -118,7 +132,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         if pod.occupies_node and pod.node_name is not None:
             pods_by_node[pod.node_name].append(pod)
     group_node_count = Counter(group_of[_instance_of(node)].key for node in nodes if _instance_of(node) in group_of)
-    demand = PendingDemand(snapshot.pods)
+    demand = PendingDemand(snapshot.pods, snapshot.nodes, snapshot.groups)
 
     def pending_fits(node: Node) -> bool:
         on_node = pods_by_node.get(node.name, ())
@@ -133,7 +147,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         elif busy and settings.drain_utilization <= 0:
             return False
         used = sum((pod.requests for pod in on_node), Resources())
-        return demand.fits(node, taints_for_pending_pods(node, settings, now), node.allocatable - used)
+        return demand.fits(node, taints_for_pending_pods(node, settings, now), node.allocatable - used, on_node)
 
     # Within a group, most recently busy first, so spares are the nodes that worked last.
     def walk_order(node: Node) -> tuple[tuple[str, str], bool, float, str]:

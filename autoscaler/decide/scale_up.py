@@ -24,6 +24,7 @@ from .over_provision import over_provision
 from .packing import NodeIndex
 from .pending_shapes import group_into_shapes, pending_demand
 from .scale_up_actions import failure_notices, hand_out, infeasible_notice, raises
+from .topology import Topology
 
 ScaleUpAction = Union[Uncordon, SetDesiredCapacity, Notify]
 
@@ -72,8 +73,11 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
         readiness = {name: state for name, (state, _) in readiness_of_nodes(snapshot, settings, now).items()}
     starting = booting_nodes(snapshot, readiness)
     rooms = build_rooms(snapshot, settings, now, dimensions, starting)
-    placed = fit_on_live_nodes(shapes, rooms, width)
-    taken_back, uncordons = take_back_cordoned(shapes, rooms, width)
+    # Pods per topology domain, only when some pending pod has inter-pod rules (else: the fast path).
+    topology = (Topology(snapshot.nodes, snapshot.pods, snapshot.groups, [shape.representative for shape in shapes if shape.rules])
+                if any(shape.rules for shape in shapes) else None)
+    placed = fit_on_live_nodes(shapes, rooms, width, topology)
+    taken_back, uncordons = take_back_cordoned(shapes, rooms, width, topology)
 
     waiting = [shape for shape in shapes if shape.remaining]
     every_node = NodeIndex(list(rooms.schedulable + rooms.cordoned), {shape.placement for shape in waiting})
@@ -81,7 +85,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
 
     offers = make_offers(snapshot, settings, timed_out, starting)
     first_free = {shape: shape.taken for shape in shapes}
-    plans = choose_and_pack(shapes, offers, dimensions, settings.expander)
+    plans = choose_and_pack(shapes, offers, dimensions, settings.expander, topology)
     pods_of = hand_out(plans, first_free)
     left_shapes = [shape for shape in shapes if shape.remaining]
     first_left = {shape: shape.taken for shape in left_shapes}

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence, cast
 
-from ..model.objects import Placement, Pod, Resources
+from ..model.objects import ZONE_LABEL, Placement, Pod, Resources
 from ..model.plan import Notify, SetDesiredCapacity
 from ..model.text import named_list
 from .group_plan import GroupPlan
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
-from .scheduling import placement_matches
+from .placement_rules import placement_matches, unpromised_zone
+from .reasons import (
+    AtMaxSize,
+    FitsOnlySome,
+    MaxSizeTaken,
+    NotTaken,
+    Refusal,
+    TooSmall,
+    UnpromisedDomain,
+    UnpromisedZone,
+    describe_choice,
+    describe_not_taken,
+    follows_price,
+)
 
 MAX_PODS_IN_ACTION = 20  # pod keys an action carries; the count says the rest
 MAX_PODS_NAMED = 5  # pod keys a notification names
@@ -37,7 +50,7 @@ def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> 
             if entry.closed:
                 continue
             for packed, copies in entry.contents.items():
-                shape = cast(PodShape, packed)  # bins hold the shapes the planner put there
+                shape = cast(PodShape, packed).origin  # bins hold the shapes (or a trial's copies of them)
                 start = cursor[shape]
                 cursor[shape] = start + copies
                 (booting if entry.booting else new).extend(shape.pods[start:start + copies])
@@ -71,9 +84,10 @@ def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[l
         reason = (f"{len(new)} pending pods {_placements(new)} ({named(new)}) need {plan.new} new "
                   f"{offer.instance_name()} instances{over_note}{capped}")
         own = f"{describe_price(offer.price * plan.new)} for {plan.new} {offer.instance_name()}" if offer.price is not None else ""
-        why = "; ".join(dict.fromkeys(plan.notes))
+        choices = tuple(dict.fromkeys(plan.notes))
+        why = "; ".join(describe_choice(choice) for choice in choices)
         if own or why:
-            joint = " " if why.startswith("against") else "; "
+            joint = " " if follows_price(choices) else "; "
             reason += ": " + joint.join(part for part in (own, why) if part)
         if booting:
             reason += f"; {offer.booting} booting instance(s) take {len(booting)} more"
@@ -83,39 +97,55 @@ def raises(plans: Sequence[GroupPlan], pods_of: Mapping[tuple[str, str], tuple[l
 
 
 def matching_offers(placement: Placement, offers: Sequence[Offer]) -> list[Offer]:
-    return [offer for offer in offers if placement_matches(placement, offer.group.labels, offer.group.taints)]
+    """The groups the placement matches, and those spanning zones that would match in one of
+    them (they cannot promise it: the notice says so)."""
+    return [offer for offer in offers if placement_matches(placement, offer.group.labels, offer.group.taints)
+            or unpromised_zone(placement, offer.group)]
 
 
 def why_not_taken(shape: PodShape, candidates: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan]) -> str:
     """Why none of the groups its placement matches took a pod of this shape (notice and Event)."""
     if not candidates:
         return "no managed group's nodes would match its node selector, node affinity and tolerations"
-    reasons = [f"{offer.group.describe()}: {_why_not(shape.requests, offer, plans.get(offer.key))}"
+    reasons = [f"{offer.group.describe()}: {describe_not_taken(why_not(shape, offer, plans.get(offer.key)))}"
                for offer in candidates[:MAX_GROUPS_NAMED]]
     return (f"none of the {len(candidates)} matching groups could take it: "
             + named_list(reasons, MAX_GROUPS_NAMED, total=len(candidates), separator="; "))
 
 
-def _why_not(requests: Resources, offer: Offer, plan: "GroupPlan | None") -> str:
+def _zones(group_zones: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(group_zones)))
+
+
+def why_not(shape: PodShape, offer: Offer, plan: "GroupPlan | None") -> NotTaken:
+    """Why this group (its placement matches, or would in a zone it cannot promise) took no pod
+    of the shape."""
     group = offer.group
+    requests = shape.requests
+    if unpromised_zone(shape.placement, group):
+        return UnpromisedZone(_zones(group.zones))
+    missing = tuple(sorted(shape.domain_keys.difference(group.labels)))
+    if missing:
+        spans = missing == (ZONE_LABEL,) and len(set(group.zones)) > 1
+        return UnpromisedDomain(_zones(group.zones) if spans else (), missing)
     if offer.timed_out:
-        return "timed out after a failed launch"
+        return Refusal.TIMED_OUT
     if offer.planned is None:
-        return "its launch settings could not be read"
+        return Refusal.NO_LAUNCH_SETTINGS
     if not requests.fits_in(offer.planned.capacity):
-        fitting = [shape.instance_type for shape in group.shapes if requests.fits_in(shape.capacity)]
+        fitting = tuple(option.instance_type for option in group.shapes if requests.fits_in(option.capacity))
         if not fitting:
-            return f"too small (one instance offers {offer.planned.capacity.describe()})"
-        overrides = ", ".join(shape.instance_type for shape in group.shapes)
-        if offer.determined:
-            return (f"fits only {', '.join(fitting)} of its overrides {overrides}, and its allocation strategy "
-                    f"{group.allocation_strategy} launches {offer.planned.instance_type}")
-        return f"fits only {', '.join(fitting)} of its overrides {overrides}, and AWS may launch any of them"
+            return TooSmall(offer.planned.capacity)
+        overrides = tuple(option.instance_type for option in group.shapes)
+        strategy = group.allocation_strategy if offer.determined else ""
+        return FitsOnlySome(fitting, overrides, strategy, offer.planned.instance_type)
     if group.desired >= group.max_size and offer.booting == 0:
-        return f"at max size {group.max_size}"
+        return AtMaxSize(group.max_size)
     if plan is not None and plan.room <= 0:
-        return f"its max size {group.max_size} is taken by this loop's other pending pods"
-    return "anti-affinity leaves no room for it in this loop's new instances"
+        return MaxSizeTaken(group.max_size)
+    if shape.rules and not shape.has_terms:
+        return Refusal.INTER_POD_RULES
+    return Refusal.ANTI_AFFINITY
 
 
 def failure_notices(left: Sequence[PodShape], offers: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan],

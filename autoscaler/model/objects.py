@@ -178,10 +178,6 @@ class PodAffinityTerm:
 ALL_NAMESPACES: tuple[str, ...] = ("*",)
 
 
-# The name the rest of the code knew before affinity terms other than hostname anti-affinity were read.
-AntiAffinityTerm = PodAffinityTerm
-
-
 @dataclass(frozen=True)
 class SpreadConstraint:
     """A topology spread constraint with ``whenUnsatisfiable: DoNotSchedule`` (ScheduleAnyway ones
