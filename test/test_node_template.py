@@ -234,3 +234,13 @@ def test_a_start_up_taint_flag_names_a_taint_that_goes_away_by_itself():
     assert not is_startup_taint(taint, SETTINGS)
     assert is_startup_taint(taint, replace(SETTINGS, startup_taints=("example.com/bootstrapping",)))
     assert is_startup_taint(Taint("startup-taint.cluster-autoscaler.kubernetes.io/cni", "", "NoSchedule"), SETTINGS)
+
+
+def test_a_host_port_a_daemonset_holds_is_not_free_on_a_new_instance():
+    """A node exporter on hostPort 9100 everywhere: a pod asking for the same port can never run
+    on a new instance of the group, so none is bought for it; a pod on another port gets one."""
+    exporter = replace(daemonset(cpu="100m"), host_ports=("TCP/9100",))
+    for port, expected in (("TCP/9100", {}), ("TCP/9200", {"xlarge": 1})):
+        pod = replace(make_pod(cpu="1"), host_ports=(port,))
+        snapshot = replace(make_snapshot(pods=[pod], groups=[make_group("xlarge", **XLARGE_GROUP)]), daemonsets=(exporter,))
+        assert raised_groups(snapshot)[0] == expected, port

@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 from autoscaler.model.config import Settings
 from autoscaler.sandbox import Sandbox, parse_trace, sandbox_settings
 
-NEEDS_PLANNER = pytest.mark.xfail(reason="needs issue 17 placement rules (host ports, volume zone, pod topology)", strict=True)
 
 
 @dataclass(frozen=True)
@@ -205,13 +204,7 @@ WORLDS = {
         """, {"special": 1}, exact=False, runs=False),
 }
 
-# The worlds this branch's planner gets wrong (measured on the sandbox branch, before the issue-17
-# planner and reader land).
-XFAIL = {"g-host-ports", "h-volume-zone", "i-zone-anti-affinity", "j-hostname-spread"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=[NEEDS_PLANNER] if name in XFAIL else [])
-                                  for name in WORLDS])
+@pytest.mark.parametrize("name", list(WORLDS))
 def test_world(fake_aws, name):
     world = WORLDS[name]
     sandbox, report = run_world(fake_aws, world)

@@ -28,7 +28,7 @@ class GroupPlan:
         self.offer = offer
         self.dimensions = dimensions
         self.capacity = capacity  # of one new instance, every resource (not only those asked for)
-        self.empty = [dimension_capacity(name, capacity) for name in dimensions]
+        self.empty = [dimension_capacity(name, capacity, offer.group.daemon_ports) for name in dimensions]
         # The dimensions an instance's size is measured in: resources, not host ports.
         self.sized = [not is_port_dimension(name) for name in dimensions]
         self.bins = FirstFit(len(dimensions), [Bin(list(self.empty), booting=True) for _ in range(offer.booting)])

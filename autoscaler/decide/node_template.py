@@ -13,7 +13,8 @@ So each loop, before deciding, every group's template is corrected:
   loop warns about once, naming the group and the tag, and planning goes by the nodes;
 - capacity of each shape: the smallest allocatable its initialized nodes report (else the
   estimate), less the DaemonSet overhead: per resource, the larger of what the DaemonSets that admit
-  the template ask for and what the DaemonSet pods on any initialized node of the group hold.
+  the template ask for and what the DaemonSet pods on any initialized node of the group hold; and
+  the host ports those DaemonSet pods hold are not free on a new instance (Group.daemon_ports).
 """
 from __future__ import annotations
 
@@ -77,13 +78,15 @@ def with_node_templates(snapshot: Snapshot, readiness: Mapping[str, Readiness]) 
         for node in initialized:
             overhead = overhead.max_with(sum((pod.requests for pod in daemon_pods.get(node.name, ())), Resources()))
         overheads[group.key] = overhead
+        ports = daemonset_ports(snapshot.daemonsets, labels, taints).union(
+            port for node in initialized for pod in daemon_pods.get(node.name, ()) for port in pod.host_ports)
         shapes = effective_shapes(group, initialized)
         if overhead:
             shapes = sort_shapes(replace(shape, capacity=_less(shape.capacity, overhead)) for shape in shapes)
-        if labels == dict(group.labels) and taints == group.taints and shapes == group.shapes:
+        if labels == dict(group.labels) and taints == group.taints and shapes == group.shapes and not ports:
             groups.append(group)
         else:
-            groups.append(replace(group, labels=labels, taints=taints, shapes=shapes))
+            groups.append(replace(group, labels=labels, taints=taints, shapes=shapes, daemon_ports=frozenset(ports)))
     if all(new is old for new, old in zip(groups, snapshot.groups, strict=True)):
         return Templates(snapshot, tuple(differences), overheads)
     return Templates(replace(snapshot, groups=tuple(groups)), tuple(differences), overheads)
@@ -97,6 +100,13 @@ def daemonset_overhead(daemonsets: Iterable[DaemonSet], labels: Mapping[str, str
         if placement_matches(daemonset.placement, labels, taints):
             total = total + daemonset.requests
     return total
+
+
+def daemonset_ports(daemonsets: Iterable[DaemonSet], labels: Mapping[str, str], taints: Iterable[Taint]) -> frozenset[str]:
+    """The host ports the DaemonSets that will run on a node with these labels and taints hold there."""
+    taints = tuple(taints)
+    return frozenset(port for daemonset in daemonsets if daemonset.host_ports
+                     and placement_matches(daemonset.placement, labels, taints) for port in daemonset.host_ports)
 
 
 def _less(capacity: Resources, overhead: Resources) -> Resources:

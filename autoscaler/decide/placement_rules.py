@@ -165,9 +165,12 @@ def is_port_dimension(name: str) -> bool:
     return name.startswith(PORT_PREFIX)
 
 
-def dimension_capacity(name: str, capacity: Resources) -> int:
-    """What one empty node offers in a packing dimension: a host port once, else its capacity."""
-    return 1 if name.startswith(PORT_PREFIX) else capacity.get(name)
+def dimension_capacity(name: str, capacity: Resources, held_ports: Collection[str] = frozenset()) -> int:
+    """What one empty node offers in a packing dimension: a host port once (never when a DaemonSet
+    pod holds it there: ``held_ports``), else its capacity."""
+    if name.startswith(PORT_PREFIX):
+        return 0 if name[len(PORT_PREFIX):] in held_ports else 1
+    return capacity.get(name)
 
 
 def ports_free(wanted: Iterable[str], held: Collection[str]) -> bool:

@@ -376,6 +376,9 @@ class Group:
     # $/h of one new instance as the operator set it with the group tag openai/hourly-price;
     # when set it wins over the price table and spot prices.
     hourly_price_override: Optional[float] = None
+    # Host ports ("TCP/9100") the DaemonSets that run on its nodes hold on every new instance
+    # (decide/node_template.py); empty as read.
+    daemon_ports: frozenset[str] = frozenset()
 
     @property
     def key(self) -> tuple[str, str]:
