@@ -156,15 +156,34 @@ def test_the_policy_allows_exactly_what_the_code_calls():
 
 def test_every_write_is_limited_to_the_clusters_own_tagged_resources():
     """Reads cannot be limited by tag (Describe* take no resource); every write must be, to the
-    groups (and spot requests) tagged KubernetesCluster=<the cluster>, the tag the autoscaler
-    manages groups by. The value is the manifests' placeholder cluster name, replaced together."""
+    groups (and spot requests) the autoscaler manages: tagged KubernetesCluster=<the cluster> and a
+    worker role in Role or KubernetesRole (the reader's filter, read/aws_reader.py). IAM has no OR
+    across condition keys, so each role tag is its own statement, and each write action must be in
+    one statement per role tag. The cluster value is the manifests' placeholder, replaced together."""
+    from autoscaler.read.aws_reader import CLUSTER_TAG, MANAGED_ROLES, ROLE_TAGS
     from test_manifests import container_environment, documents
 
     cluster = container_environment(documents(ROOT / "autoscaler-dep.yaml"))["AUTOSCALER_CLUSTER_NAME"]
+    assert CLUSTER_TAG == "KubernetesCluster"
+    write_role_tags: dict[str, set[str]] = {}
     for statement in json.loads(POLICY_FILE.read_text())["Statement"]:
         writes = [action for action in statement["Action"] if not action.split(":")[1].startswith("Describe")]
         if not writes:
             assert "Condition" not in statement, statement["Sid"]
             continue
         assert writes == statement["Action"], f"{statement['Sid']}: reads and writes in one statement"
-        assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}}, statement["Sid"]
+        assert list(statement["Condition"]) == ["StringEquals"], statement["Sid"]
+        condition = statement["Condition"]["StringEquals"]
+        assert condition.get("aws:ResourceTag/KubernetesCluster") == cluster, statement["Sid"]
+        role_keys = [key for key in condition if key != "aws:ResourceTag/KubernetesCluster"]
+        assert len(role_keys) == 1 and role_keys[0].removeprefix("aws:ResourceTag/") in ROLE_TAGS, statement["Sid"]
+        values = condition[role_keys[0]]
+        assert isinstance(values, list) and set(values) == MANAGED_ROLES, statement["Sid"]
+        for action in writes:
+            write_role_tags.setdefault(action, set()).add(role_keys[0].removeprefix("aws:ResourceTag/"))
+    assert write_role_tags, "no write statement"
+    for action, tags in write_role_tags.items():
+        assert tags == set(ROLE_TAGS), f"{action} is allowed with the role in {sorted(tags)} only, not {list(ROLE_TAGS)}"
+    # Every action the code writes with is among them.
+    writes_in_code = {action for action in boto3_calls_in_code() if not action.split(":")[1].startswith("Describe")}
+    assert writes_in_code == write_role_tags.keys()
