@@ -272,6 +272,10 @@ class FakeKubeApi:
                 metadata["continue"] = token
             return 200, {"kind": resource_type.list_kind, "apiVersion": resource_type.api_version,
                          "metadata": metadata, "items": items}
+        if method == "POST" and resource_type.kind == "SelfSubjectAccessReview":
+            # Every authenticated user may ask; the fake has no RBAC, so the answer is yes.
+            review = _json_body(body)
+            return 201, {**review, "metadata": {}, "status": {"allowed": True}}
         if method == "POST" and (namespace is not None or not resource_type.namespaced):
             return 201, self.store.create(resource_type, namespace, _json_body(body))
         raise method_not_allowed(method)

@@ -14,12 +14,13 @@ from ..act.actuator import Actuator
 from ..act.aws_actuator import AwsActuator
 from ..read.aws_reader import AwsClients, ClientSetupError, make_session
 from .call_timing import time_aws_calls, time_kube_calls
-from ..model.config import Settings
+from ..model.config import ConfigurationError, Settings
 from ..act.events import EventRecorder
 from ..act.kube_actuator import KubeActuator
 from ..clients.kube_connect import KubeConfigError, connect
 from ..read.kube_reader import KubeReader
 from .leader import LeaderElector
+from .preflight import check_credentials
 from .logs import ALWAYS_SHOWN, COUNTERS_ATTRIBUTE, TEXT_FORMAT, configure_logging as configure_log_output, secret_values
 from .loop import Loop, LoopCounters, LoopReport, utc_now
 from .metrics import Liveness, Metrics, MetricsServer, health_window
@@ -97,6 +98,16 @@ def run(settings: Settings) -> int:
     except (KubeConfigError, ClientSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # One authenticated call to each API before the Lease and the first loop: a rejected token or
+    # key ends the process now, on a standby replica too (run/preflight.py).
+    try:
+        checked, _ = _in_worker(lambda: check_credentials(api_client, loop.world.aws, settings), stop)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not checked:
+        print(f"error: stopped by {_signal_name(signals)} while checking the credentials", file=sys.stderr)
+        _exit_now(128 + (signals[0] if signals else signal.SIGTERM) if settings.once else 0)
     loop.actuator.announce_mode()
     if settings.once:
         return _run_once(loop, leader, stop, signals)
