@@ -30,6 +30,8 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md main.py Dockerfile .dockerignore autoscaler-dep.yaml autoscaler-secret.yaml iam-policy.json ./
 COPY autoscaler/ autoscaler/
 COPY deploy/ deploy/
+COPY charts/ charts/
+COPY tools/ tools/
 COPY test/ test/
 COPY docs/ docs/
 ENTRYPOINT ["python", "-m", "pytest"]

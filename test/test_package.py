@@ -397,7 +397,7 @@ def test_the_test_stage_gets_what_the_tests_read_and_nothing_ignored():
     copied = {source for keyword, arguments in stage("test") if keyword == "COPY" for source in copy_sources(arguments)}
     assert {"requirements.txt", "requirements", "main.py", "autoscaler", "test", "deploy", "pyproject.toml",
             "Dockerfile", ".dockerignore", "autoscaler-dep.yaml", "autoscaler-secret.yaml", "iam-policy.json",
-            "docs"} <= copied
+            "docs", "charts", "tools"} <= copied
     every_copy = {source for _, instructions in stages() for keyword, arguments in instructions if keyword == "COPY"
                   and "--from" not in arguments for source in copy_sources(arguments)}
     patterns = dockerignore_patterns()
