@@ -192,7 +192,8 @@ class FakeKubeApi:
             return list(self._requests)
 
     def mutating_requests(self) -> builtins.list[RecordedRequest]:
-        return [r for r in self.requests if r.method in MUTATING_METHODS]
+        """Requests that change something: a review (a POST that stores nothing) does not."""
+        return [r for r in self.requests if r.method in MUTATING_METHODS and not r.path.endswith("reviews")]
 
     def clear_requests(self) -> None:
         with self._log_lock:
