@@ -105,8 +105,8 @@ class PriceList:
             except CloudConfigurationError as error:
                 if not self._refused:
                     self._refused = True
-                    log.warning("no live on-demand prices (the permission pricing:GetProducts is optional; the "
-                                "shipped table prices every region): %s", error)
+                    log.warning("no live on-demand prices, the shipped table prices every region (the permission "
+                                "pricing:GetProducts is optional; tried again hourly, without this warning): %s", error)
                 return
             except CloudError as error:
                 log.warning("on-demand prices for %s not refreshed (tried again in an hour): %s", region, error)
