@@ -2,7 +2,12 @@
 #   docker build -t IMAGE .                       the image to run: the runtime lock and the package only
 #   docker build --target test -t IMAGE-test .    a checkout with every requirement; runs the test suite
 # `docker run IMAGE --cluster-name ... --regions ...` runs the kubernetes-ec2-autoscaler command.
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base image by digest (the multi-platform index of python:3.11-slim), so two builds of one
+# commit start from the same bytes and a re-pushed tag changes nothing until it is bumped here. To
+# bump (monthly, and for a CVE in the base): `docker buildx imagetools inspect python:3.11-slim`
+# (or `crane digest python:3.11-slim`) prints the index digest; put it after the @, build, and run
+# the test target.
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ------------------------------------------------------------------------------------------- build
 # The package as a wheel; the build tools stay in this stage.
@@ -25,6 +30,8 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md main.py Dockerfile .dockerignore autoscaler-dep.yaml autoscaler-secret.yaml iam-policy.json ./
 COPY autoscaler/ autoscaler/
 COPY deploy/ deploy/
+COPY charts/ charts/
+COPY tools/ tools/
 COPY test/ test/
 COPY docs/ docs/
 ENTRYPOINT ["python", "-m", "pytest"]
@@ -58,9 +65,12 @@ RUN groupadd --system --gid 10001 autoscaler \
         --shell /usr/sbin/nologin autoscaler
 
 # The package (owned by root: the autoscaler cannot rewrite its own code), without its
-# dependencies: they are the locked set above.
+# dependencies: they are the locked set above. Then the installers go: nothing at run time needs
+# pip, setuptools or wheel, and without them a compromised process cannot install anything.
 COPY --from=build /wheels/ /tmp/wheels/
-RUN pip install --no-deps /tmp/wheels/*.whl && rm -r /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/*.whl && rm -r /tmp/wheels \
+    && python -m pip uninstall --yes pip setuptools wheel \
+    && python -c 'import importlib.util as u; assert not any(map(u.find_spec, ("pip", "setuptools", "wheel")))'
 
 USER 10001:10001
 ENTRYPOINT ["kubernetes-ec2-autoscaler"]

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional
 
@@ -112,6 +113,9 @@ FLAGS = {
     "fractional-over-provision": flag_case("--over-provision", "1.5", flag="--over-provision"),
     "huge-over-provision": flag_case("--over-provision", "99999999999999999999", flag="--over-provision"),
     "fraction-above-one": flag_case("--max-scale-in-fraction", "1.5", flag="--max-scale-in-fraction"),
+    "unknown-scale-in-cap": flag_case("--scale-in-cap", "sometimes", flag="--scale-in-cap"),
+    "unknown-scale-in-cap-variable": Case(("--cluster-name", "c", "--once"), 2, ("--scale-in-cap",),
+                                          {**NO_AWS_YET, "AUTOSCALER_SCALE_IN_CAP": "BRAKE!"}),
     "negative-drain-utilization": flag_case("--drain-utilization", "-0.1", flag="--drain-utilization"),
     "metrics-port-out-of-range": flag_case("--metrics-port", "70000", flag="--metrics-port"),
     "missing-kubeconfig": flag_case("--kubeconfig", "/nonexistent/kubeconfig", flag="--kubeconfig"),
@@ -537,3 +541,75 @@ def test_a_kubeconfig_whose_credential_command_hangs_is_one_line_within_its_dead
     message = str(raised.value)
     assert message.startswith(f"--kubeconfig {path}: loading it did not finish within 1 s"), message
     assert "credential command" in message and "\n" not in message
+
+
+
+# ---- credentials checked at start, whatever the groups and the Lease -------------------------------
+
+START_MODES = {"once": ("--once",), "daemon": ("--sleep", "60"), "daemon-leader-elect": ("--sleep", "60", "--leader-elect")}
+
+
+@pytest.mark.parametrize("mode", START_MODES.values(), ids=START_MODES.keys())
+def test_a_rejected_token_ends_the_process_at_start_with_no_group_to_manage(autoscaler_cli, fake_kube, mode):
+    """--cluster-name e2e matches no group: nothing in a loop needs the API server but the reads,
+    and a standby never loops. The start-up check asks the API server first."""
+    fake_kube.fail_next("*", r".*", status=401, count=100_000)
+    started = time.monotonic()
+    result = autoscaler_cli(*mode, timeout=30)
+    assert_one_line(result, 1, "refused the credentials", "SelfSubjectAccessReview")
+    assert time.monotonic() - started < 10
+    assert [(r.method, r.path) for r in fake_kube.requests] == [
+        ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")]
+
+
+def test_a_rejected_aws_key_ends_a_standby_at_start(autoscaler_cli, fake_aws, fake_kube):
+    """Another replica holds the Lease for an hour: this one would wait, never calling AWS."""
+    fake_kube.add({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "kubernetes-ec2-autoscaler", "namespace": "kube-system"},
+        "spec": {"holderIdentity": "the-leader", "leaseDurationSeconds": 3600, "leaseTransitions": 0},
+    })
+    fake_aws.inject_faults("DescribeAutoScalingGroups", count=1000, status=403, code="InvalidClientTokenId",
+                           message="The security token included in the request is invalid.")
+    started = time.monotonic()
+    result = autoscaler_cli("--sleep", "60", "--leader-elect", timeout=30)
+    assert_one_line(result, 1, "checking the AWS credentials in us-west-2", "AWS refused the credentials")
+    assert time.monotonic() - started < 15
+    assert not any("leases" in r.path for r in fake_kube.requests)
+
+
+def test_credentials_that_may_not_list_pods_end_the_process_at_start(monkeypatch):
+    """The review's answer, not only its status code: accepted credentials without the RBAC."""
+    from kubernetes import client as kube_client
+
+    from autoscaler.clients.kube_errors import KubeConfigurationError
+    from autoscaler.run import preflight
+
+    asked = []
+
+    def review(self, body, **_options):
+        asked.append(body.spec.resource_attributes)
+        return kube_client.V1SelfSubjectAccessReview(
+            spec=body.spec, status=kube_client.V1SubjectAccessReviewStatus(allowed=False, reason="no RBAC rule"))
+
+    monkeypatch.setattr(kube_client.AuthorizationV1Api, "create_self_subject_access_review", review)
+    settings = Settings(cluster_name="c", regions=("us-west-2",), pod_namespace="batch")
+    with pytest.raises(KubeConfigurationError, match="may not list pods in namespace batch [(]no RBAC rule[)]"):
+        preflight.check_kubernetes(kube_client.ApiClient(), settings)
+    assert (asked[0].verb, asked[0].resource, asked[0].namespace) == ("list", "pods", "batch")
+
+
+def test_an_unreachable_api_at_start_is_left_to_the_loop(caplog):
+    """Weather at start is no reason to exit: the loop retries it."""
+    from autoscaler.clients.kube_errors import KubeUnreachable
+    from autoscaler.run import preflight
+
+    def unreachable(*_args):
+        raise KubeUnreachable("cannot reach the Kubernetes API server (connection refused)")
+
+    settings = Settings(cluster_name="c", regions=("us-west-2",))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(preflight, "check_kubernetes", unreachable)
+        patch.setattr(preflight, "check_aws", lambda *_args: None)
+        preflight.check_credentials(None, None, settings)
+    assert "could not check the Kubernetes credentials at start" in caplog.text

@@ -21,7 +21,7 @@ from botocore import xform_name
 
 from autoscaler.fakes.aws import FAKE_AMI_ID
 from autoscaler.fakes.kube_objects import make_node, make_pod
-from test_manifests import granted, rbac_request
+from test_manifests import GRANTED_TO_EVERY_USER, granted, rbac_request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY_FILE = ROOT / "iam-policy.json"
@@ -38,6 +38,14 @@ def policy_actions() -> set[str]:
         assert not any("*" in action for action in statement["Action"]), statement
         actions.update(statement["Action"])
     return actions
+
+
+def optional_actions() -> set[str]:
+    """The actions of the statements whose Sid starts with Optional: the autoscaler works without
+    them (pricing:GetProducts: the daemon's live prices; the shipped table otherwise)."""
+    policy = json.loads(POLICY_FILE.read_text())
+    return {action for statement in policy["Statement"] if statement["Sid"].startswith("Optional")
+            for action in statement["Action"]}
 
 
 def boto3_calls_in_code() -> dict[str, set[str]]:
@@ -140,9 +148,9 @@ def test_a_full_run_needs_exactly_the_actions_of_the_policy(fake_aws, fake_kube)
 
     allowed = policy_actions()
     assert not called - allowed, f"the run called actions iam-policy.json does not allow: {sorted(called - allowed)}"
-    assert called == allowed, f"the run never needed: {sorted(allowed - called)}"
+    assert called == allowed - optional_actions(), f"the run never needed: {sorted(allowed - optional_actions() - called)}"
 
-    kube_needed = {rbac_request(r.method, r.path, r.query) for r in fake_kube.requests} - {None}
+    kube_needed = {rbac_request(r.method, r.path, r.query) for r in fake_kube.requests} - {None} - GRANTED_TO_EVERY_USER
     assert not kube_needed - granted(), f"the ClusterRole lacks: {sorted(kube_needed - granted())}"
 
 
@@ -156,15 +164,34 @@ def test_the_policy_allows_exactly_what_the_code_calls():
 
 def test_every_write_is_limited_to_the_clusters_own_tagged_resources():
     """Reads cannot be limited by tag (Describe* take no resource); every write must be, to the
-    groups (and spot requests) tagged KubernetesCluster=<the cluster>, the tag the autoscaler
-    manages groups by. The value is the manifests' placeholder cluster name, replaced together."""
+    groups (and spot requests) the autoscaler manages: tagged KubernetesCluster=<the cluster> and a
+    worker role in Role or KubernetesRole (the reader's filter, read/aws_reader.py). IAM has no OR
+    across condition keys, so each role tag is its own statement, and each write action must be in
+    one statement per role tag. The cluster value is the manifests' placeholder, replaced together."""
+    from autoscaler.read.aws_reader import CLUSTER_TAG, MANAGED_ROLES, ROLE_TAGS
     from test_manifests import container_environment, documents
 
     cluster = container_environment(documents(ROOT / "autoscaler-dep.yaml"))["AUTOSCALER_CLUSTER_NAME"]
+    assert CLUSTER_TAG == "KubernetesCluster"
+    write_role_tags: dict[str, set[str]] = {}
     for statement in json.loads(POLICY_FILE.read_text())["Statement"]:
-        writes = [action for action in statement["Action"] if not action.split(":")[1].startswith("Describe")]
+        writes = [action for action in statement["Action"] if not action.split(":")[1].startswith(("Describe", "Get"))]
         if not writes:
             assert "Condition" not in statement, statement["Sid"]
             continue
         assert writes == statement["Action"], f"{statement['Sid']}: reads and writes in one statement"
-        assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}}, statement["Sid"]
+        assert list(statement["Condition"]) == ["StringEquals"], statement["Sid"]
+        condition = statement["Condition"]["StringEquals"]
+        assert condition.get("aws:ResourceTag/KubernetesCluster") == cluster, statement["Sid"]
+        role_keys = [key for key in condition if key != "aws:ResourceTag/KubernetesCluster"]
+        assert len(role_keys) == 1 and role_keys[0].removeprefix("aws:ResourceTag/") in ROLE_TAGS, statement["Sid"]
+        values = condition[role_keys[0]]
+        assert isinstance(values, list) and set(values) == MANAGED_ROLES, statement["Sid"]
+        for action in writes:
+            write_role_tags.setdefault(action, set()).add(role_keys[0].removeprefix("aws:ResourceTag/"))
+    assert write_role_tags, "no write statement"
+    for action, tags in write_role_tags.items():
+        assert tags == set(ROLE_TAGS), f"{action} is allowed with the role in {sorted(tags)} only, not {list(ROLE_TAGS)}"
+    # Every action the code writes with is among them.
+    writes_in_code = {action for action in boto3_calls_in_code() if not action.split(":")[1].startswith(("Describe", "Get"))}
+    assert writes_in_code == write_role_tags.keys()

@@ -338,6 +338,27 @@ def test_every_stage_builds_on_the_official_slim_python():
         assert instructions[0][1].split()[0] == "${PYTHON_IMAGE}", name
 
 
+def test_the_base_image_is_pinned_by_digest_with_how_to_bump_it():
+    image = build_args()["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.\d+-slim(-[a-z]+)?@sha256:[0-9a-f]{64}", image), \
+        f"{image}: pin the tag's digest, so a re-pushed tag cannot change the build"
+    text = DOCKERFILE.read_text()
+    comment = text[:text.index("ARG PYTHON_IMAGE=")].rsplit("\n\n", 1)[-1]
+    tag = image.split("@")[0]
+    assert "bump" in comment and f"imagetools inspect {tag}" in comment, "say how to get the next digest"
+
+
+def test_the_runtime_image_has_no_installers_after_the_last_install():
+    """pip, setuptools and wheel are build tools: gone from the final stage once the package is in,
+    and checked gone in the same RUN (a later layer cannot bring them back unnoticed)."""
+    runs = [arguments for keyword, arguments in final_stage() if keyword == "RUN"]
+    installs = [index for index, arguments in enumerate(runs) if "pip install" in arguments]
+    last = runs[installs[-1]]
+    assert last.index("pip install") < last.index("pip uninstall --yes pip setuptools wheel"), last
+    assert re.search(r"find_spec.*\(\s*\"pip\", \"setuptools\", \"wheel\"\)", last), "the removal is not checked"
+    assert not any("pip" in arguments for arguments in runs[installs[-1] + 1:])
+
+
 def test_the_default_target_is_the_runtime_stage_and_a_test_target_exists():
     assert stages()[-1][0] == "runtime"
     assert stage("test")
@@ -376,7 +397,7 @@ def test_the_test_stage_gets_what_the_tests_read_and_nothing_ignored():
     copied = {source for keyword, arguments in stage("test") if keyword == "COPY" for source in copy_sources(arguments)}
     assert {"requirements.txt", "requirements", "main.py", "autoscaler", "test", "deploy", "pyproject.toml",
             "Dockerfile", ".dockerignore", "autoscaler-dep.yaml", "autoscaler-secret.yaml", "iam-policy.json",
-            "docs"} <= copied
+            "docs", "charts", "tools"} <= copied
     every_copy = {source for _, instructions in stages() for keyword, arguments in instructions if keyword == "COPY"
                   and "--from" not in arguments for source in copy_sources(arguments)}
     patterns = dockerignore_patterns()

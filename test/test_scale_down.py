@@ -296,22 +296,63 @@ def test_scale_in_limit(fraction, total, limit):
     assert scale_in_limit(replace(SETTINGS, max_scale_in_fraction=fraction), total) == limit
 
 
-def test_cap_holds_back_every_removal_but_not_cordons():
-    nodes = [node(f"idle{i}", by_autoscaler=True) for i in range(2)] + [node("fresh", idle=7200)] + \
-            [node(f"busy{i}") for i in range(7)]
-    pods = [busy_pod(f"busy{i}") for i in range(7)]
-    result = run(world(nodes, pods, extra_instances=[instance("i-lost", launch_ago=9000)]),
-                 replace(SETTINGS, max_scale_in_fraction=0.2))  # 11 instances: at most 3 removals, 3 asked
-    assert len(of_type(result, TerminateInstance)) == 3 and not result.capped
+def _capped_world(dead=False):
+    """Ten instances: idle0..idle3 cordoned, idle for 7200 s + 1000 i (idle3 the longest), one
+    idle but schedulable ("fresh", cordoned now), five busy nodes, and optionally one dead."""
+    nodes = [node(f"idle{i}", idle=7200 + 1000 * i, cordoned=True, by_autoscaler=True) for i in range(4)] + \
+            [node("fresh", idle=7200)] + [node(f"busy{i}") for i in range(5 - dead)]
+    if dead:
+        nodes.append(node("dead", idle=600, heartbeat_ago=7200))
+    return world(nodes, [busy_pod(f"busy{i}") for i in range(5 - dead)])
 
-    result = run(world(nodes, pods, extra_instances=[instance("i-lost", launch_ago=9000)]),
-                 replace(SETTINGS, max_scale_in_fraction=0.1))  # at most 2
-    assert result.capped and of_type(result, TerminateInstance) == []
-    assert [a.node for a in of_type(result, Cordon)] == ["fresh"]
-    [notice] = of_type(result, Notify)
-    assert notice.kind == "scale-in-capped" and "3 of 11" in notice.message and notice.error
-    held = next(v for v in result.verdicts if v.node.name == "idle0")
-    assert "scale-in cap" in held.reason
+
+@pytest.mark.parametrize("fraction, cap, dead, removed, held", [
+    # 10 instances, 4 idle cordoned ones to remove.
+    (1.0, "rate", False, ["idle0", "idle1", "idle2", "idle3"], 0),
+    (0.4, "rate", False, ["idle0", "idle1", "idle2", "idle3"], 0),  # exactly the limit
+    (0.2, "rate", False, ["idle2", "idle3"], 2),  # the two longest idle
+    (0.1, "rate", False, ["idle3"], 3),
+    (0.01, "rate", False, ["idle3"], 3),  # rounded up: at least one a loop
+    (0.0, "rate", False, [], 4),  # 0 removes no instance
+    (0.2, "rate", True, ["dead", "idle3"], 3),  # a dead node goes before the idle ones
+    (0.4, "brake", False, ["idle0", "idle1", "idle2", "idle3"], 0),
+    (0.2, "brake", False, [], 4),  # the original's brake: more than the limit, none
+    (0.1, "brake", True, [], 5),
+], ids=["all", "at-the-limit", "rate-two-longest-idle", "rate-one", "rate-rounds-up-to-one", "rate-zero",
+        "rate-dead-first", "brake-at-the-limit", "brake-holds-all", "brake-with-dead"])
+def test_scale_in_cap(fraction, cap, dead, removed, held):
+    result = run(_capped_world(dead), replace(SETTINGS, max_scale_in_fraction=fraction, scale_in_cap=cap))
+    assert sorted(a.node for a in of_type(result, TerminateInstance)) == sorted(removed)
+    assert result.capped == (held > 0)
+    assert [a.node for a in of_type(result, Cordon)] == ["fresh"]  # cordons are never held back
+    reasons = {v.node.name: v.reason for v in result.verdicts}
+    held_nodes = [name for name in reasons if "held back" in reasons[name]]
+    assert len(held_nodes) == held and not set(held_nodes) & set(removed)
+    notices = {n.kind: n for n in of_type(result, Notify)}
+    if cap == "brake" and held:
+        assert notices["scale-in-capped"].error and f"{held} of 10" in notices["scale-in-capped"].message
+        assert "nodes-terminated" not in notices
+    else:
+        assert "scale-in-capped" not in notices
+    if cap == "rate" and held and removed:
+        assert f"{held} more wait for later loops" in notices["nodes-terminated"].message
+
+
+def test_a_large_idle_fleet_drains_at_the_rate_over_a_few_loops():
+    """Thirty idle cordoned nodes, 0.1 a loop: three a loop of what is left (rounded up), the
+    longest idle first, until none is left; never more than the fraction of the instances then."""
+    fleet = [node(f"n{i:02}", idle=7200 + 60 * i, cordoned=True, by_autoscaler=True) for i in range(30)]
+    settings = replace(SETTINGS, max_scale_in_fraction=0.1)
+    removed_per_loop = []
+    while fleet:
+        result = run(world(fleet), settings)
+        gone = {a.node for a in of_type(result, TerminateInstance)}
+        assert 1 <= len(gone) <= scale_in_limit(settings, len(fleet))
+        longest = sorted(fleet, key=lambda n: n.created)[:len(gone)]
+        assert gone == {n.name for n in longest}
+        removed_per_loop.append(len(gone))
+        fleet = [n for n in fleet if n.name not in gone]
+    assert removed_per_loop[:3] == [3, 3, 3] and sum(removed_per_loop) == 30 and len(removed_per_loop) < 30
 
 
 def test_cap_keeps_deleting_nodes_of_gone_instances():

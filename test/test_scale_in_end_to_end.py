@@ -178,16 +178,66 @@ def test_drain_evicts_waits_for_a_budget_and_tells_slack(fake_aws, fake_kube):
         slack.close()
 
 
-def test_the_cap_removes_none_and_logs_an_error(fake_aws, fake_kube):
-    ids = build_cluster(fake_aws, fake_kube, 4, nodes={0: AUTOSCALER_CORDON, 1: AUTOSCALER_CORDON})
+def test_the_cap_removes_at_the_rate_or_with_the_brake_none(fake_aws, fake_kube):
+    # node-0 idle since two hours ago, node-1 since one: node-0 is the longest idle.
+    ids = build_cluster(fake_aws, fake_kube, 4, nodes={
+        0: AUTOSCALER_CORDON,
+        1: dict(AUTOSCALER_CORDON, annotations={LAST_BUSY_ANNOTATION: iso(datetime.now(timezone.utc) - timedelta(hours=1))})})
     fake_kube.add(job("job-2", "node-2"))
     fake_kube.add(job("job-3", "node-3"))
-    result = run_autoscaler(fake_aws, fake_kube, "--idle-threshold", "0", "--type-idle-threshold", "0",
-                            "--max-scale-in-fraction", "0.25")  # 4 instances: at most 1 per loop
-    assert result.returncode == 0, result.stderr
+    capped = ("--idle-threshold", "0", "--type-idle-threshold", "0", "--max-scale-in-fraction", "0.25")  # 4: 1 a loop
+
+    brake = run_autoscaler(fake_aws, fake_kube, *capped, "--scale-in-cap", "brake")
+    assert brake.returncode == 0, brake.stderr
     assert desired_and_instances(fake_aws) == (4, sorted(ids.values()))
     assert node_names(fake_kube) == ["node-0", "node-1", "node-2", "node-3"]
-    assert " - ERROR - scale in would remove 2 of 4 instances" in result.stderr
+    assert " - ERROR - scale in would remove 2 of 4 instances" in brake.stderr
+
+    rate = run_autoscaler(fake_aws, fake_kube, *capped)  # the default: --scale-in-cap rate
+    assert rate.returncode == 0, rate.stderr
+    assert desired_and_instances(fake_aws) == (3, sorted(ids[name] for name in ("node-1", "node-2", "node-3")))
+    assert node_names(fake_kube) == ["node-1", "node-2", "node-3"]
+    assert " - ERROR - " not in rate.stderr and "1 more wait for later loops" in rate.stderr
+
+    last = run_autoscaler(fake_aws, fake_kube, *capped)  # 3 instances: still at least one a loop
+    assert last.returncode == 0, last.stderr
+    assert node_names(fake_kube) == ["node-2", "node-3"]
+
+
+def test_a_loop_whose_pod_list_fails_removes_nothing(fake_aws, fake_kube):
+    """Without the pods a busy node looks idle: the read fails the loop before any decision."""
+    ids = build_cluster(fake_aws, fake_kube, 3, nodes={0: AUTOSCALER_CORDON, 1: AUTOSCALER_CORDON})
+    fake_kube.add(job("job-2", "node-2"))
+    fake_kube.fail_next("GET", r"^/api/v1/pods$", status=500, count=50)
+    fake_aws.clear_calls()
+    result = run_autoscaler(fake_aws, fake_kube, *SHORT)
+    assert result.returncode == 1, result.stderr
+    assert fake_aws.mutating_calls() == [] and fake_kube.mutating_requests() == []
+    assert desired_and_instances(fake_aws) == (3, sorted(ids.values()))
+
+
+def test_a_pod_list_that_fails_on_a_later_page_is_no_list(fake_kube, monkeypatch):
+    """A partial list would make the nodes of the missing pods look idle: the reader gives all the
+    pages or raises, never the pages it got."""
+    from autoscaler.clients.kube_connect import connect
+    from autoscaler.clients.kube_errors import KubeError
+    from autoscaler.read import kube_reader
+
+    monkeypatch.setattr(kube_reader, "PAGE_SIZE", 2)
+    for index in range(5):
+        fake_kube.add(job(f"job-{index}", "node-0"))
+    reader = kube_reader.KubeReader(connect(fake_kube.kubeconfig), None)
+    assert len(reader.read_pods()) == 5
+    pages = reader.core.list_pod_for_all_namespaces
+
+    def second_page_fails(**query):
+        if query.get("_continue"):
+            fake_kube.fail_next("GET", r"^/api/v1/pods$", status=500, count=50)
+        return pages(**query)
+
+    monkeypatch.setattr(reader.core, "list_pod_for_all_namespaces", second_page_fails)
+    with pytest.raises(KubeError):
+        reader.read_pods()
 
 
 @pytest.mark.parametrize("flag", ["--dry-run", "--no-maintenance"])

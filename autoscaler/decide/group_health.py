@@ -142,7 +142,7 @@ SPOT_REQUEST_ID = re.compile(r"\b(sir-\w+)")
 
 
 def classify_failure(status_message: str, status_code: str) -> Optional[FailureKind]:
-    """Which row of the §4 table an activity's status is, or None for anything else."""
+    """Which row of the table in docs/decisions.md#launch-failures-and-region-overflow an activity's status is, or None for anything else."""
     for pattern in FAILURE_PATTERNS:
         if status_code in pattern.status_codes and pattern.status_message.search(status_message or ""):
             return pattern.kind

@@ -5,7 +5,7 @@ its instance, its group, whether a pending pod fits it, how many idle nodes of i
 already kept as spares) and returns the first state that applies, with the reason, so a log line
 can say why a node was kept or removed.
 
-Rules this port settles where §5 is silent:
+Rules this port settles where the scale-in rules (docs/decisions.md#scale-in) are silent:
 - Idle time runs from the latest of: the last-busy annotation the autoscaler writes, the
   instance's launch time, the Node's creation. With none of them known the node is kept.
 - grace-period and type-grace-period need a schedulable node, as in the original: a cordoned idle
@@ -137,7 +137,7 @@ def classify(
     settings: Settings,
     now: datetime,
 ) -> NodeVerdict:
-    """The first state of §5 that applies to ``node``.
+    """The first state of docs/decisions.md#scale-in that applies to ``node``.
 
     ``pods_on_node``: the pods bound to it (finished ones are ignored here).
     ``group_node_count``: how many nodes its group has. ``pending_pods_fitting``: a pending,

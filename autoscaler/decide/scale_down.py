@@ -21,11 +21,14 @@ Rules settled here:
   nodes beyond that budget are kept, longest idle removed first, and reported as asg-min-size.
 - Spares: idle nodes of a group are walked most recently busy first; grace-period ones count as
   kept, and type-grace-period keeps more until 5 are kept.
-- Safety cap: if instance terminations (idle, dead, unregistered) exceed
-  ceil(--max-scale-in-fraction x instances of managed groups), none happen and a
-  ``scale-in-capped`` notification says so. Cordons, uncordons, evictions and the deletion of
-  Nodes whose instance is already gone still happen: they remove no instance, and a cordoned node
-  is only removed a loop later, under the cap again.
+- Scale-in cap, limit = ceil(--max-scale-in-fraction x instances of managed groups):
+  --scale-in-cap=rate (default) makes at most that many instance terminations (idle, dead,
+  unregistered) a loop: dead and never-registered instances first, then the longest idle; the
+  rest stay as they are (cordoned) for the next loops, so a large idle fleet drains over a few
+  loops. --scale-in-cap=brake is the original's rule: more than the limit, and none happen, with
+  a ``scale-in-capped`` error notice. Cordons, uncordons, evictions and the deletion of Nodes
+  whose instance is already gone still happen: they remove no instance, and a cordoned node is
+  only removed a loop later, under the cap again.
 - Nodes outside every managed group are classified for the log but never cordoned, drained or
   terminated.
 """
@@ -61,7 +64,7 @@ class ScaleDownResult:
     actions: Plan  # in the order they are to be applied
     state_counts: Mapping[NodeState, int]  # every state, in the order of NodeState
     unregistered_instances: tuple[str, ...]  # instances past --instance-init-time without a Node
-    capped: bool  # the safety cap held back every termination
+    capped: bool  # the scale-in cap held back terminations (all of them with --scale-in-cap=brake)
 
 
 class PendingDemand:
@@ -188,10 +191,14 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
     unregistered = _unregistered_terminations(snapshot, settings, registered, now)
     actions.extend(unregistered)
 
-    capped = _apply_cap(actions, verdict_of, snapshot, settings)
+    held_back = _apply_cap(actions, verdict_of, snapshot, settings)
     terminated = [a for a in actions if isinstance(a, TerminateInstance)]
     if terminated:
-        actions.append(Notify("nodes-terminated", terminations_message(terminated), about=tuple(terminated)))
+        message = terminations_message(terminated)
+        if held_back:
+            message += (f"; {held_back} more wait for later loops (--max-scale-in-fraction "
+                        f"{settings.max_scale_in_fraction:g} a loop)")
+        actions.append(Notify("nodes-terminated", message, about=tuple(terminated)))
 
     verdicts = tuple(verdict_of[node.name] for node in nodes)
     counts = Counter(verdict.state for verdict in verdicts)
@@ -200,7 +207,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
         actions=tuple(actions),
         state_counts={state: counts[state] for state in NodeState},
         unregistered_instances=tuple(a.instance_id for a in unregistered),
-        capped=capped,
+        capped=held_back > 0,
     )
 
 
@@ -300,23 +307,42 @@ def scale_in_limit(settings: Settings, total_instances: int) -> int:
     return math.ceil(round(settings.max_scale_in_fraction * total_instances, 9))
 
 
-def _apply_cap(actions: list[Action], verdict_of: dict[str, NodeVerdict], snapshot: Snapshot, settings: Settings) -> bool:
-    """Drop every termination when there are more than the cap allows; True when it did."""
+def _removal_order(action: TerminateInstance, verdict_of: Mapping[str, NodeVerdict]) -> tuple[int, float, str]:
+    """Dead and never-registered instances first (they run nothing and are replaced or gone), then
+    idle nodes, longest idle first; by instance id last, so the order is stable."""
+    verdict = verdict_of.get(action.node) if action.node else None
+    if verdict is None or verdict.state is NodeState.DEAD:
+        return (0, 0.0, action.instance_id)
+    return (1, -(verdict.idle_seconds or 0.0), action.instance_id)
+
+
+def _apply_cap(actions: list[Action], verdict_of: dict[str, NodeVerdict], snapshot: Snapshot, settings: Settings) -> int:
+    """Keep the terminations within the scale-in cap; how many it held back. With
+    --scale-in-cap=rate the first `limit` in removal order stay; with brake, more than the limit
+    drops them all."""
     terminations = [a for a in actions if isinstance(a, TerminateInstance)]
     total = len({instance_id for group in snapshot.groups for instance_id in group.instance_ids})
     limit = scale_in_limit(settings, total)
     if len(terminations) <= limit:
-        return False
-    actions[:] = [a for a in actions if not isinstance(a, TerminateInstance)]
-    note = f"held back: {len(terminations)} removals exceed the scale-in cap of {limit}"
-    for termination in terminations:
+        return 0
+    if settings.scale_in_cap == "rate":
+        kept = set(map(id, sorted(terminations, key=lambda a: _removal_order(a, verdict_of))[:limit]))
+        held = [a for a in terminations if id(a) not in kept]
+        actions[:] = [a for a in actions if not isinstance(a, TerminateInstance) or id(a) in kept]
+        note = (f"held back to a later loop: --max-scale-in-fraction {settings.max_scale_in_fraction:g} allows "
+                f"{limit} of {total} instances a loop, {len(terminations)} to remove")
+    else:
+        held = terminations
+        actions[:] = [a for a in actions if not isinstance(a, TerminateInstance)]
+        note = f"held back: {len(terminations)} removals exceed the scale-in cap of {limit}"
+        actions.append(Notify(
+            "scale-in-capped",
+            f"scale in would remove {len(terminations)} of {total} instances, more than --max-scale-in-fraction "
+            f"{settings.max_scale_in_fraction:g} allows ({limit}); removing none this loop (--scale-in-cap=brake)",
+            error=True,
+        ))
+    for termination in held:
         if termination.node in verdict_of:
             verdict = verdict_of[termination.node]
             verdict_of[termination.node] = replace(verdict, reason=f"{verdict.reason}; {note}")
-    actions.append(Notify(
-        "scale-in-capped",
-        f"scale in would remove {len(terminations)} of {total} instances, more than --max-scale-in-fraction "
-        f"{settings.max_scale_in_fraction:g} allows ({limit}); removing none this loop",
-        error=True,
-    ))
-    return True
+    return len(held)

@@ -192,7 +192,8 @@ class FakeKubeApi:
             return list(self._requests)
 
     def mutating_requests(self) -> builtins.list[RecordedRequest]:
-        return [r for r in self.requests if r.method in MUTATING_METHODS]
+        """Requests that change something: a review (a POST that stores nothing) does not."""
+        return [r for r in self.requests if r.method in MUTATING_METHODS and not r.path.endswith("reviews")]
 
     def clear_requests(self) -> None:
         with self._log_lock:
@@ -272,6 +273,10 @@ class FakeKubeApi:
                 metadata["continue"] = token
             return 200, {"kind": resource_type.list_kind, "apiVersion": resource_type.api_version,
                          "metadata": metadata, "items": items}
+        if method == "POST" and resource_type.kind == "SelfSubjectAccessReview":
+            # Every authenticated user may ask; the fake has no RBAC, so the answer is yes.
+            review = _json_body(body)
+            return 201, {**review, "metadata": {}, "status": {"allowed": True}}
         if method == "POST" and (namespace is not None or not resource_type.namespaced):
             return 201, self.store.create(resource_type, namespace, _json_body(body))
         raise method_not_allowed(method)

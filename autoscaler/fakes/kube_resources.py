@@ -70,6 +70,8 @@ RESOURCE_TYPES = (
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",),
                  (_status("PodDisruptionBudget"),)),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    # Created and answered, never stored (as the real server does): the autoscaler's start-up check.
+    ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), (_status("DaemonSet"),)),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),

@@ -20,6 +20,9 @@ DEFAULT_OVER_PROVISION = 5
 EXPANDERS = ("price", "least-waste", "priority")
 DEFAULT_EXPANDER = "price"
 DEFAULT_MAX_SCALE_IN_FRACTION = 0.1
+# --scale-in-cap: the fraction as a rate (that many a loop) or as the original's all-or-nothing brake.
+SCALE_IN_CAPS = ("rate", "brake")
+DEFAULT_SCALE_IN_CAP = "rate"
 DEFAULT_DRAIN_UTILIZATION = 0.0
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_LEADER_ELECT_NAMESPACE = "kube-system"
@@ -69,6 +72,7 @@ class Settings:
     over_provision: int = DEFAULT_OVER_PROVISION
     expander: str = DEFAULT_EXPANDER  # how scale up chooses among groups of one tier (docs/decisions.md#how-it-decides)
     max_scale_in_fraction: float = DEFAULT_MAX_SCALE_IN_FRACTION
+    scale_in_cap: str = DEFAULT_SCALE_IN_CAP  # docs/decisions.md#scale-in
     drain_utilization: float = DEFAULT_DRAIN_UTILIZATION
     aws_access_key: Optional[str] = field(default=None, repr=False)
     aws_secret_key: Optional[str] = field(default=None, repr=False)
@@ -183,6 +187,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(flag, "give both the access key and the secret key, or neither (to use the default credential chain)")
     if settings.expander not in EXPANDERS:
         raise SettingsError("--expander", f"must be one of {', '.join(EXPANDERS)} (got {settings.expander!r})")
+    if settings.scale_in_cap not in SCALE_IN_CAPS:
+        raise SettingsError("--scale-in-cap", f"must be one of {', '.join(SCALE_IN_CAPS)} (got {settings.scale_in_cap!r})")
     # The API server would answer 400 or 404 to every call: a typo, found before any call. An empty
     # --pod-namespace (an environment variable set to nothing) means every namespace.
     for flag, namespace in (("--pod-namespace", settings.pod_namespace or None),

@@ -158,6 +158,15 @@ class AwsClients:
             clients = self._by_region[region] = aws_clients(self._settings, region, self._session)
         return clients
 
+    def pricing(self) -> Any:
+        """A Price List API client (its endpoint is in us-east-1 for every region's prices), from
+        the same session, with the same deadline as every other call (read/price_list.py)."""
+        with _client_setup("the Price List API"):
+            if self._session is None:
+                self._session = make_session(self._settings)
+            return bound_aws_client(self._session.client("pricing", region_name="us-east-1", config=client_config()),
+                                    CALL_DEADLINE_SECONDS)
+
 
 ClientsArg = Union[RegionClients, AwsClients]
 

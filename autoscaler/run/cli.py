@@ -89,7 +89,10 @@ def _regions(ctx, param, value):
               help="How scale up chooses among groups of one priority and region: price (least $/h), "
                    "least-waste (least unused room) or priority (the original's order: single-AZ, spot, name).")
 @click.option("--max-scale-in-fraction", type=Number(0, 1), default=config.DEFAULT_MAX_SCALE_IN_FRACTION,
-              help="Most of all instances one loop may remove; a loop that would remove more removes none.")
+              help="Most of all instances one loop may remove (rounded up); see --scale-in-cap.")
+@click.option("--scale-in-cap", type=click.Choice(config.SCALE_IN_CAPS), default=config.DEFAULT_SCALE_IN_CAP,
+              help="rate: each loop removes at most --max-scale-in-fraction of all instances, the longest idle "
+                   "first; brake (the original's): a loop that would remove more removes none.")
 @click.option("--drain-utilization", type=Number(0, 1), default=config.DEFAULT_DRAIN_UTILIZATION,
               help="Drain busy nodes used below this fraction of their capacity (0 turns draining off).")
 @click.option("--group-timeout", type=Number(0, config.MAX_SECONDS), default=config.GROUP_TIMEOUT_SECONDS,
@@ -122,7 +125,7 @@ def _regions(ctx, param, value):
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               help="text: the original's format; json: one object per line, the loop's counters as fields.")
 @click.option("--leader-elect/--no-leader-elect", default=None, show_default=False,
-              help="Act only while holding the Lease kube-system/kubernetes-ec2-autoscaler, so replicas never "
+              help="Act only while holding the Lease kubernetes-ec2-autoscaler (in --leader-elect-namespace), so replicas never "
                    "both act. Default: on in-cluster (no --kubeconfig), off with --kubeconfig.")
 @click.option("--leader-elect-namespace", default=config.DEFAULT_LEADER_ELECT_NAMESPACE,
               help="Namespace of the leader election Lease.")
@@ -139,6 +142,7 @@ def cli(**flags):
         over_provision=flags["over_provision"],
         expander=flags["expander"],
         max_scale_in_fraction=flags["max_scale_in_fraction"],
+        scale_in_cap=flags["scale_in_cap"],
         drain_utilization=flags["drain_utilization"],
         group_timeout=flags["group_timeout"],
         startup_taints=tuple(flags["startup_taints"]),

@@ -13,17 +13,19 @@ from typing import Callable, Optional, cast
 from ..act.actuator import Actuator
 from ..act.aws_actuator import AwsActuator
 from ..read.aws_reader import AwsClients, ClientSetupError, make_session
+from ..read.price_list import PriceList
 from .call_timing import time_aws_calls, time_kube_calls
-from ..model.config import Settings
+from ..model.config import ConfigurationError, Settings
 from ..act.events import EventRecorder
 from ..act.kube_actuator import KubeActuator
 from ..clients.kube_connect import KubeConfigError, connect
 from ..read.kube_reader import KubeReader
 from .leader import LeaderElector
+from .preflight import check_credentials
 from .logs import ALWAYS_SHOWN, COUNTERS_ATTRIBUTE, TEXT_FORMAT, configure_logging as configure_log_output, secret_values
 from .loop import Loop, LoopCounters, LoopReport, utc_now
 from .metrics import Liveness, Metrics, MetricsServer, health_window
-from .observer import Observers
+from .observer import LoopObserver, Observers
 from ..act.notifier import SlackNotifier
 from ..read.world import World
 
@@ -37,10 +39,22 @@ def configure_logging(settings: Settings) -> None:
                          secret_values(settings.aws_access_key, settings.aws_secret_key, settings.slack_hook))
 
 
+class _RefreshPrices(LoopObserver):
+    """After each loop that read the world: the live on-demand prices, refreshed when due."""
+
+    def __init__(self, price_list: PriceList):
+        self.price_list = price_list
+
+    def loop_done(self, seconds: float, snapshot, decision, result) -> None:
+        self.price_list.after_loop(group.region for group in snapshot.groups)
+
+
 def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, leader: Optional[LeaderElector] = None,
                metrics: Optional[Metrics] = None, liveness: Optional[Liveness] = None,
-               clock: Callable[[], datetime] = utc_now, wait: Optional[Callable[[float], object]] = None) -> Loop:
-    """The production wiring. The sandbox passes its simulated clock and wait; nothing else differs."""
+               clock: Callable[[], datetime] = utc_now, wait: Optional[Callable[[float], object]] = None,
+               live_prices: bool = False) -> Loop:
+    """The production wiring. The sandbox passes its simulated clock and wait; nothing else differs
+    but ``live_prices`` (the daemon's: prices from the Price List API, read/price_list.py)."""
     api_client = api_client or connect(settings.kubeconfig)
     session = make_session(settings)
     if metrics is not None:  # autoscaler_api_request_duration_seconds
@@ -51,7 +65,12 @@ def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, le
     on_error = metrics.record_api_error if metrics is not None else None
     actuator = Actuator(AwsActuator(aws), KubeActuator(api_client), SlackNotifier(settings.slack_hook), settings.dry_run,
                         events=EventRecorder(api_client, on_api_error=on_error))
-    observer = Observers(*(companion for companion in (metrics, liveness) if companion is not None))
+    companions: list[LoopObserver] = [companion for companion in (metrics, liveness) if companion is not None]
+    if live_prices:
+        price_list = PriceList(aws.pricing(), settings.regions)
+        price_list.announce()
+        companions.append(_RefreshPrices(price_list))
+    observer = Observers(*companions)
     return Loop(world, actuator, settings, clock=clock, stop=stop, wait=wait, leader=leader, observer=observer)
 
 
@@ -91,12 +110,23 @@ def run(settings: Settings) -> int:
             lease_client = connect(settings.kubeconfig)
             time_kube_calls(lease_client, metrics.observe_call)
             leader = LeaderElector(lease_client, settings.leader_elect_namespace, on_api_error=metrics.record_api_error)
-        loop = build_loop(settings, stop, api_client, leader=leader, metrics=metrics, liveness=liveness)
+        loop = build_loop(settings, stop, api_client, leader=leader, metrics=metrics, liveness=liveness,
+                          live_prices=not settings.once)  # a one-off run would not wait for them
         for region in settings.regions:
             loop.world.aws(region)  # made now: a malformed endpoint or profile is bad input, found before any call
     except (KubeConfigError, ClientSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # One authenticated call to each API before the Lease and the first loop: a rejected token or
+    # key ends the process now, on a standby replica too (run/preflight.py).
+    try:
+        checked, _ = _in_worker(lambda: check_credentials(api_client, loop.world.aws, settings), stop)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not checked:
+        print(f"error: stopped by {_signal_name(signals)} while checking the credentials", file=sys.stderr)
+        _exit_now(128 + (signals[0] if signals else signal.SIGTERM) if settings.once else 0)
     loop.actuator.announce_mode()
     if settings.once:
         return _run_once(loop, leader, stop, signals)

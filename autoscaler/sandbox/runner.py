@@ -77,8 +77,6 @@ DEMO_FLAG_DEFAULTS: dict[str, Any] = {
     "instance_init_time": 600,
     "over_provision": 1,
     "group_timeout": 600,
-    # The production 0.1 holds back every removal when a whole burst goes idle at once.
-    "max_scale_in_fraction": 1.0,
 }
 DEMO_FIXED: dict[str, Any] = {"dead_node_seconds": 600, "drain_grace_seconds": 600, "spot_wait_seconds": 120, "spare_idle_nodes": 1}
 
