@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned control plane the real-Kubernetes test tier runs against (kube-apiserver,
-# kube-scheduler, kube-controller-manager and etcd) from Go modules into a cache outside the
-# work tree, and does nothing when that cache already holds them.
+# kube-scheduler, kube-controller-manager and etcd, and the same release's kubectl, whose
+# kustomize renders deploy/) from Go modules into a cache outside the work tree, and does nothing
+# when that cache already holds them.
 #
 #   tools/build_control_plane.sh          build if missing, print the directory
 #   tools/build_control_plane.sh --force  rebuild
@@ -14,7 +15,7 @@ set -euo pipefail
 # Keep in step with tools/controlplane/go.mod.
 KUBERNETES_VERSION=v1.35.4
 ETCD_VERSION=v3.6.5
-BINARIES=(kube-apiserver kube-scheduler kube-controller-manager etcd)
+BINARIES=(kube-apiserver kube-scheduler kube-controller-manager kubectl etcd)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 module_dir="$here/controlplane"
@@ -54,7 +55,7 @@ done
 
 echo "control plane $KUBERNETES_VERSION: building ${BINARIES[*]} into $cache_dir (cold: ~30-40 min on 2 cores)" >&2
 start=$(date +%s)
-# One go build for all four so the packages they share are compiled once. -trimpath and -s -w
+# One go build for all five so the packages they share are compiled once. -trimpath and -s -w
 # keep paths out of the binaries and drop the symbol tables, which the tests do not need.
 (
   cd "$module_dir"
@@ -64,6 +65,7 @@ start=$(date +%s)
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kubectl \
     ./etcd
 )
 seconds=$(( $(date +%s) - start ))

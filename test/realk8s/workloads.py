@@ -1,0 +1,57 @@
+"""The objects the real-Kubernetes tests create: Jobs, pods, DaemonSets, budgets, volumes, as a
+user would write them (the API server defaults the rest), and the cluster and region they run in."""
+from __future__ import annotations
+
+from typing import Optional
+
+from kubelets import RUN_SECONDS_ANNOTATION
+
+REGION = "us-west-2"
+CLUSTER = "real"
+IMAGE = "registry.k8s.io/pause:3.10"
+
+
+def container(name: str = "main", cpu: str = "1", memory: str = "512Mi", **extra) -> dict:
+    requests = {"cpu": cpu, "memory": memory, **extra.pop("requests", {})}
+    return {"name": name, "image": IMAGE, "resources": {"requests": requests, **extra.pop("resources", {})}, **extra}
+
+
+def pod_spec(*, cpu: str = "1", memory: str = "512Mi", restart: str = "Never", **spec) -> dict:
+    containers = spec.pop("containers", None) or [container(cpu=cpu, memory=memory)]
+    return {"restartPolicy": restart, "terminationGracePeriodSeconds": 30, "containers": containers, **spec}
+
+
+def job(name: str, *, parallelism: int = 1, run_seconds: Optional[float] = None, labels: Optional[dict] = None,
+        **spec) -> dict:
+    """A Job of ``parallelism`` pods that each run ``run_seconds`` (the simulator's default if None)."""
+    annotations = {RUN_SECONDS_ANNOTATION: str(run_seconds)} if run_seconds is not None else {}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"parallelism": parallelism, "completions": parallelism, "backoffLimit": 0,
+                 "template": {"metadata": {"labels": labels or {}, "annotations": annotations}, "spec": pod_spec(**spec)}},
+    }
+
+
+def pod(name: str, *, labels: Optional[dict] = None, **spec) -> dict:
+    """A bare pod (no controller): the autoscaler must not drain it away."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+            "spec": pod_spec(restart="Always", **spec)}
+
+
+def daemon_set(name: str, *, cpu: str = "300m", memory: str = "128Mi", **spec) -> dict:
+    labels = {"daemon": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": pod_spec(cpu=cpu, memory=memory, restart="Always", **spec)}},
+    }
+
+
+def budget(name: str, labels: dict, *, min_available: int) -> dict:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name},
+            "spec": {"minAvailable": min_available, "selector": {"matchLabels": labels}}}
+
+
+def deployment_like_pods(name: str, count: int, labels: dict, **spec) -> list[dict]:
+    """Bare pods sharing labels, as a ReplicaSet's would (no replicaset controller runs here)."""
+    return [pod(f"{name}-{index}", labels=labels, **spec) for index in range(count)]
