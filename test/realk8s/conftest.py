@@ -149,11 +149,11 @@ class Autoscalers:
         self.started.append(process)
         return process
 
-    def run_once(self, *args: str, name: str = "once") -> str:
+    def run_once(self, *args: str, name: str = "once", exit_code: int = 0) -> str:
         process = self.start("--once", *args, name=f"{name}-{len(self.started)}")
         code = process.wait(120)
         log = process.log()
-        assert code == 0 and "Traceback" not in log, log
+        assert code == exit_code and "Traceback" not in log, log
         return log
 
     def requests(self):

@@ -11,7 +11,8 @@ write to the real API server, in a background thread.
   delay, GPUs the device plugin reports only after a delay;
 - pods: a pod bound to one of its nodes (by the scheduler, DaemonSet pods included) turns
   Running and Ready; a Job's pod Succeeded after ``job_seconds`` (or its
-  ``kubelet-simulator/run-seconds`` annotation); a pod being deleted (an eviction, a namespace's
+  ``kubelet-simulator/run-seconds`` annotation; ``kubelet-simulator/started-ago-seconds`` dates
+  its start back); a pod being deleted (an eviction, a namespace's
   end) is removed, as the kubelet confirms a deletion;
 - an instance that has left its group takes its Node with it (the cloud node controller's part).
 
@@ -20,9 +21,10 @@ Errors are kept and raised by ``check()`` and ``stop()``, so a broken simulator 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Optional
 
 from instance_types import INSTANCE_TYPES, node_resources
@@ -33,9 +35,15 @@ LEASE_RENEW_SECONDS = 10
 LEASE_DURATION_SECONDS = 40
 STATUS_HEARTBEAT_SECONDS = 40
 RUN_SECONDS_ANNOTATION = "kubelet-simulator/run-seconds"
+# A pod that has been running for this long already: its start and scheduling times are put back
+# by as much, as the fake-API tests build pods "started two hours ago" (the autoscaler protects
+# pods scheduled within the last hour from a drain, and that hour is not a flag).
+STARTED_AGO_ANNOTATION = "kubelet-simulator/started-ago-seconds"
 GPU = "nvidia.com/gpu"
 LABEL_TAG_PREFIXES = ("kube/", "k8s.io/cluster-autoscaler/node-template/label/")
 TAINT_TAG_PREFIX = "k8s.io/cluster-autoscaler/node-template/taint/"
+# Node names unique in a session: a test's Events about a node are never another test's.
+_node_numbers = itertools.count(1)
 
 
 @dataclasses.dataclass
@@ -62,8 +70,8 @@ class SimulatedNode:
     last_status: float = 0.0
 
 
-def utc_now(micro: bool = False) -> str:
-    now = datetime.now(timezone.utc)
+def utc_now(micro: bool = False, ago: float = 0.0) -> str:
+    now = datetime.now(timezone.utc) - timedelta(seconds=ago)
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -80,7 +88,6 @@ class Kubelets:
         self.errors: list[str] = []
         self._first_seen: dict[str, float] = {}  # instance id -> monotonic time it appeared
         self._running_since: dict[str, float] = {}  # pod uid -> when it was marked Running
-        self._count = 0
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -141,8 +148,8 @@ class Kubelets:
     def _register(self, group: dict, instance: dict, now: float) -> None:
         instance_type, zone = instance["InstanceType"], instance["AvailabilityZone"]
         profile = self.profiles.get(group["AutoScalingGroupName"], NodeProfile())
-        self._count += 1
-        name = f"ip-10-0-{self._count // 250}-{self._count % 250}.{zone[:-1]}.compute.internal"
+        number = next(_node_numbers)
+        name = f"ip-10-0-{number // 250}-{number % 250}.{zone[:-1]}.compute.internal"
         tags = {tag["Key"]: tag["Value"] for tag in group.get("Tags", ())}
         labels = {
             "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
@@ -172,7 +179,7 @@ class Kubelets:
             "status": {
                 "capacity": capacity, "allocatable": allocatable,
                 "conditions": [_ready_condition(stamp)],
-                "addresses": [{"type": "InternalIP", "address": f"10.0.{self._count // 250}.{self._count % 250}"},
+                "addresses": [{"type": "InternalIP", "address": f"10.0.{number // 250}.{number % 250}"},
                               {"type": "Hostname", "address": name}],
                 "nodeInfo": {"architecture": labels["kubernetes.io/arch"], "operatingSystem": "linux",
                              "kubeletVersion": "v1.35.4", "kubeProxyVersion": "", "containerRuntimeVersion": "containerd://2.0.0",
@@ -284,9 +291,9 @@ def _ready_condition(stamp: str, transition: bool = True) -> dict:
 
 
 def _running_status(pod: dict) -> dict:
-    stamp = utc_now()
-    conditions = [{"type": kind, "status": "True", "lastTransitionTime": stamp}
-                  for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")]
+    stamp = utc_now(ago=float((pod["metadata"].get("annotations") or {}).get(STARTED_AGO_ANNOTATION, 0)))
+    kinds = ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
+    conditions = [{"type": kind, "status": "True", "lastTransitionTime": stamp} for kind in kinds]
     return {
         "phase": "Running", "startTime": stamp, "conditions": conditions, "podIP": "10.1.0.1", "hostIP": "10.0.0.1",
         "containerStatuses": [{"name": container["name"], "image": container["image"], "imageID": "", "ready": True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from kubelets import RUN_SECONDS_ANNOTATION
+from kubelets import RUN_SECONDS_ANNOTATION, STARTED_AGO_ANNOTATION
 
 REGION = "us-west-2"
 CLUSTER = "real"
@@ -22,9 +22,12 @@ def pod_spec(*, cpu: str = "1", memory: str = "512Mi", restart: str = "Never", *
 
 
 def job(name: str, *, parallelism: int = 1, run_seconds: Optional[float] = None, labels: Optional[dict] = None,
-        **spec) -> dict:
-    """A Job of ``parallelism`` pods that each run ``run_seconds`` (the simulator's default if None)."""
+        started_ago: Optional[float] = None, **spec) -> dict:
+    """A Job of ``parallelism`` pods that each run ``run_seconds`` (the simulator's default if
+    None); ``started_ago``: seconds the pods have been running when they start (see kubelets.py)."""
     annotations = {RUN_SECONDS_ANNOTATION: str(run_seconds)} if run_seconds is not None else {}
+    if started_ago is not None:
+        annotations[STARTED_AGO_ANNOTATION] = str(started_ago)
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {"parallelism": parallelism, "completions": parallelism, "backoffLimit": 0,
