@@ -19,8 +19,8 @@ from daemon_process import AutoscalerProcess, poll
 from deploy_manifests import NAMESPACE, SERVICE_ACCOUNT, apply, render, service_account_token
 from kube_http import KubeHttp, collection, create_object
 from kubelets import Kubelets
-from workloads import CLUSTER, REGION
 from rbac_audit import describe_refusals, read_audit_log, refused, requests_of, service_account_user
+from workloads import CLUSTER, REGION
 
 AUTOSCALER_USER = service_account_user(NAMESPACE, SERVICE_ACCOUNT)
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/kubernetes-ec2-autoscaler"
@@ -34,8 +34,6 @@ def control_plane(tmp_path_factory):
     directory = tmp_path_factory.mktemp("control-plane")
     _control_plane_directory.append(directory)
     with ControlPlane(binaries, directory) as plane:
-        plane.base_manifests = render(binaries / "kubectl")
-        apply(admin_client(plane), plane.base_manifests)
         yield plane
 
 
@@ -54,7 +52,15 @@ def kube(control_plane) -> KubeHttp:
 
 
 @pytest.fixture(scope="session")
-def autoscaler_kubeconfig(control_plane, kube, tmp_path_factory) -> pathlib.Path:
+def deploy_base(control_plane, kube) -> list[dict]:
+    """deploy/base as kustomize renders it, applied once; tests that change it put it back."""
+    manifests = render(control_plane.binaries / "kubectl")
+    apply(kube, manifests)
+    return manifests
+
+
+@pytest.fixture(scope="session")
+def autoscaler_kubeconfig(control_plane, kube, deploy_base, tmp_path_factory) -> pathlib.Path:
     """A kubeconfig with the ServiceAccount's token: what the autoscaler's pod would mount."""
     path = tmp_path_factory.mktemp("autoscaler") / "kubeconfig"
     return control_plane.write_kubeconfig(path, service_account_token(kube), user=SERVICE_ACCOUNT)
@@ -111,7 +117,7 @@ class RealCluster:
 
 
 @pytest.fixture
-def real(control_plane, kube, fake_aws) -> RealCluster:
+def real(control_plane, kube, deploy_base, fake_aws) -> RealCluster:
     control_plane.check_running()
     name = f"test-{next(_namespaces)}"
     kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

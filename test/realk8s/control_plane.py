@@ -221,3 +221,25 @@ class ControlPlane:
                     return answer.status_code == 200
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or SSL not set up yet
             return False
+
+
+def main() -> int:
+    """``python test/realk8s/control_plane.py [directory]``: start the control plane, print an
+    admin kubeconfig for kubectl, and run until Ctrl-C."""
+    import tempfile
+
+    directory = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(tempfile.mkdtemp(prefix="control-plane-"))
+    with ControlPlane(control_plane_binaries(), directory) as plane:
+        kubeconfig = plane.write_kubeconfig(directory / "admin.kubeconfig", plane.admin_token, user="admin")
+        print(f"up in {plane.start_seconds:.1f} s; logs in {directory}\n"
+              f"kubectl --kubeconfig {kubeconfig} get --raw /version\nCtrl-C stops it.", flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -86,6 +86,11 @@ class Kubelets:
         self.profiles = profiles if profiles is not None else {}  # group name -> profile; tests may add
         self.nodes: dict[str, SimulatedNode] = {}  # node name -> node
         self.errors: list[str] = []
+        # The history a test of scheduling fidelity judges: every instance seen in a group, and the
+        # pods other than DaemonSet pods each one's node has run.
+        self.instances_seen: set[str] = set()
+        self.instances_gone: set[str] = set()
+        self.work_by_instance: dict[str, set[str]] = {}
         self._first_seen: dict[str, float] = {}  # instance id -> monotonic time it appeared
         self._running_since: dict[str, float] = {}  # pod uid -> when it was marked Running
         self._stop = threading.Event()
@@ -123,6 +128,8 @@ class Kubelets:
     def tick(self) -> None:
         now = time.monotonic()
         live = self._instances()
+        self.instances_seen.update(live)
+        self.instances_gone.update(self.instances_seen - set(live))
         for instance_id, (group, instance) in sorted(live.items()):
             first_seen = self._first_seen.setdefault(instance_id, now)
             if now - first_seen >= self.boot_seconds and not any(n.instance_id == instance_id for n in self.nodes.values()):
@@ -260,11 +267,14 @@ class Kubelets:
             self.kube.request("DELETE", path, {"gracePeriodSeconds": 0}, missing_ok=True)
             self._running_since.pop(meta["uid"], None)
             return
+        owners = {owner["kind"] for owner in meta.get("ownerReferences", ())}
         if phase == "Pending":
             self.kube.patch(path + "/status", {"status": _running_status(pod)}, STRATEGIC)
             self._running_since[meta["uid"]] = now
+            if "DaemonSet" not in owners:
+                instance_id = self.nodes[pod["spec"]["nodeName"]].instance_id
+                self.work_by_instance.setdefault(instance_id, set()).add(f"{meta['namespace']}/{meta['name']}")
             return
-        owners = {owner["kind"] for owner in meta.get("ownerReferences", ())}
         if phase == "Running" and "Job" in owners:
             seconds = float((meta.get("annotations") or {}).get(RUN_SECONDS_ANNOTATION, self.job_seconds))
             started = self._running_since.setdefault(meta["uid"], now)
@@ -275,6 +285,11 @@ class Kubelets:
 
     def node_of_instance(self, instance_id: str) -> Optional[str]:
         return next((n.name for n in self.nodes.values() if n.instance_id == instance_id), None)
+
+    def instances_without_work(self, gone_only: bool = False) -> list[str]:
+        """Instances seen that never ran a pod other than a DaemonSet's: bought for nothing
+        (``gone_only``: and already terminated, so they never will)."""
+        return sorted((self.instances_gone if gone_only else self.instances_seen) - set(self.work_by_instance))
 
 
 def _taint_of_tag(key: str, value: str) -> dict:

@@ -3,6 +3,10 @@ the simulated kubelets behaves as a cluster does (registration, binding, DaemonS
 start-up taints, late GPUs, labels that differ from the group's tags)."""
 from __future__ import annotations
 
+import ipaddress
+import os
+import pathlib
+
 from daemon_process import poll
 from kube_http import KubeError, KubeHttp
 from kubelets import NodeProfile
@@ -11,10 +15,30 @@ from workloads import CLUSTER, REGION, daemon_set, job, pod
 import pytest
 
 
-def test_the_api_server_is_the_pinned_release_on_loopback(control_plane, kube):
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses of the TCP sockets process ``pid`` listens on (Linux /proc)."""
+    inodes = set()
+    for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    addresses = set()
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in pathlib.Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address = bytes.fromhex(fields[1].split(":")[0])
+                words = [address[i:i + 4][::-1] for i in range(0, len(address), 4)]  # each 32-bit word is little-endian
+                addresses.add(str(ipaddress.ip_address(b"".join(words))) if width == 32 else str(ipaddress.ip_address(words[0])))
+    return addresses
+
+
+def test_the_api_server_is_the_pinned_release_and_nothing_listens_beyond_loopback(control_plane, kube):
     version = kube.get("/version")
     assert version["gitVersion"] == "v1.35.4" and (version["major"], version["minor"]) == ("1", "35")
-    assert control_plane.server.startswith("https://127.0.0.1:")
+    for component in control_plane.components:
+        addresses = listening_addresses(component.popen.pid)
+        assert addresses and addresses <= {"127.0.0.1"}, (component.name, addresses)
 
 
 def test_the_autoscaler_s_token_gets_what_deploy_base_grants_and_nothing_else(control_plane, autoscaler_kubeconfig, kube):

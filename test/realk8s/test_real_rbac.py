@@ -41,8 +41,8 @@ RUN = [
 ]
 
 
-def rbac(control_plane) -> list[dict]:
-    return [doc for doc in control_plane.base_manifests if doc["kind"] in ("ClusterRole", "Role")]
+def rbac(manifests: list[dict]) -> list[dict]:
+    return [doc for doc in manifests if doc["kind"] in ("ClusterRole", "Role")]
 
 
 def without_rule(manifests: list[dict], resource: str) -> list[dict]:
@@ -53,23 +53,23 @@ def without_rule(manifests: list[dict], resource: str) -> list[dict]:
     return changed
 
 
-def test_a_run_the_manifests_allow_is_neither_refused_nor_given_more_than_it_uses(control_plane):
+def test_a_run_the_manifests_allow_is_neither_refused_nor_given_more_than_it_uses(deploy_base):
     requests = list(requests_of(RUN, USER))
     assert refused(requests) == []
-    assert unused(granted(rbac(control_plane)), requests) == UNUSED_IN_A_TEST_RUN
+    assert unused(granted(rbac(deploy_base)), requests) == UNUSED_IN_A_TEST_RUN
 
 
-def test_a_rule_removed_from_the_manifests_is_named_by_the_request_that_needed_it(control_plane):
+def test_a_rule_removed_from_the_manifests_is_named_by_the_request_that_needed_it(deploy_base):
     # The server would refuse the drain's eviction under the smaller manifest:
-    manifests = without_rule(rbac(control_plane), "pods/eviction")
+    manifests = without_rule(rbac(deploy_base), "pods/eviction")
     assert Access("", "pods/eviction", "create") not in granted(manifests)
     refusals = refused(requests_of([*RUN, audit_event("create", "pods", 403, subresource="eviction")], USER))
     assert describe_refusals(refusals).splitlines() == [
         "  missing rule: create pods/eviction (refused: CREATE /api/v1/pods/x/eviction)"]
 
 
-def test_a_rule_added_to_the_manifests_is_reported_unused(control_plane):
-    manifests = copy.deepcopy(rbac(control_plane))
+def test_a_rule_added_to_the_manifests_is_reported_unused(deploy_base):
+    manifests = copy.deepcopy(rbac(deploy_base))
     manifests[0]["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]})
     manifests[0]["rules"].append({"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["delete"]})
     assert unused(granted(manifests), requests_of(RUN, USER)) - UNUSED_IN_A_TEST_RUN == {
@@ -83,12 +83,12 @@ FAST = ("--sleep", "1", "--idle-threshold", "2", "--type-idle-threshold", "0", "
 
 
 @pytest.fixture
-def restore_rbac(control_plane, kube):
+def restore_rbac(deploy_base, kube):
     yield
-    apply(kube, control_plane.base_manifests)
+    apply(kube, deploy_base)
 
 
-def test_a_production_like_run_uses_every_rule_and_is_refused_nothing(control_plane, real, kubelets, autoscalers):
+def test_a_production_like_run_uses_every_rule_and_is_refused_nothing(deploy_base, real, kubelets, autoscalers):
     """Scale up, a drain that one eviction gets through and a budget refuses, an idle node's
     termination and Node deletion, Events, leader election: the rules of deploy/base, each used."""
     real.aws.create_group(REGION, "workers", CLUSTER, instance_type="m5.xlarge", max_size=10)
@@ -109,12 +109,12 @@ def test_a_production_like_run_uses_every_rule_and_is_refused_nothing(control_pl
     assert daemon.terminate() == 0, daemon.log()
     requests = autoscalers.requests()
     assert refused(requests) == [], describe_refusals(refused(requests))
-    assert unused(granted(rbac(control_plane)), requests) == UNUSED_IN_A_TEST_RUN
+    assert unused(granted(rbac(deploy_base)), requests) == UNUSED_IN_A_TEST_RUN
 
 
 def test_a_drain_under_a_manifest_without_the_eviction_rule_is_refused_and_reported(
-        control_plane, kube, restore_rbac, real, kubelets, autoscalers):
-    apply(kube, without_rule(rbac(control_plane), "pods/eviction"))
+        deploy_base, kube, restore_rbac, real, kubelets, autoscalers):
+    apply(kube, without_rule(rbac(deploy_base), "pods/eviction"))
     real.aws.create_group(REGION, "workers", CLUSTER, instance_type="m5.xlarge", desired=1, max_size=10)
     poll(lambda: real.nodes(), 30, "the node")
     real.create(job("loose", cpu="300m", run_seconds=3600, started_ago=7200))
