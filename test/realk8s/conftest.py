@@ -108,7 +108,11 @@ class RealCluster:
         self.kube.request("DELETE", f"/api/v1{namespace}/pods", params={"gracePeriodSeconds": "0"})
         for node in self.nodes():
             self.kube.delete(f"/api/v1/nodes/{node['metadata']['name']}")
-        for path in self.cluster_scoped:
+        # Volumes and claims carry protection finalizers whose controllers do not run here: lift them.
+        claims = f"/api/v1{namespace}/persistentvolumeclaims"
+        for path in [f"{claims}/{c['metadata']['name']}" for c in self.kube.list(claims)] + self.cluster_scoped:
+            if self.kube.get(path) is not None:
+                self.kube.patch(path, {"metadata": {"finalizers": None}})
             self.kube.delete(path)
         self.kube.delete(LEASE_PATH)
         self.kube.delete(f"/api/v1{namespace}")

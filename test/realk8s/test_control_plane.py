@@ -10,7 +10,7 @@ import pathlib
 from daemon_process import poll
 from kube_http import KubeError, KubeHttp
 from kubelets import NodeProfile
-from workloads import CLUSTER, REGION, daemon_set, job, pod
+from workloads import CLUSTER, REGION, container, daemon_set, job, pod, with_claim, zonal_volume
 
 import pytest
 
@@ -89,3 +89,22 @@ def test_start_up_taints_go_and_gpus_appear_late_and_labels_can_differ_from_the_
     poll(lambda: real.pod("trainer")["status"].get("phase") == "Running", 30, "the GPU pod to run once the GPU appears")
     node = real.kube.get(f"/api/v1/nodes/{node['metadata']['name']}")
     assert not node["spec"].get("taints") and node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_claim_of_a_zonal_volume_runs_in_the_volume_s_zone_and_host_ports_keep_pods_apart(real, kubelets):
+    """The fidelity worlds can be met: given nodes in both zones, the scheduler and the volume
+    binder put the claim's pod in zone b, and two pods on one host port on two nodes."""
+    for zone in "ab":
+        real.aws.create_group(REGION, f"west-{zone}", CLUSTER, instance_type="m5.xlarge", desired=2, zones=[f"{REGION}{zone}"])
+    poll(lambda: len(real.nodes()) == 4, 30, "four nodes")
+    for body in zonal_volume("data", f"{REGION}b"):
+        real.create(body)
+    real.create(job("db", cpu="1", run_seconds=3600, **with_claim("data")))
+    port = container(cpu="500m", ports=[{"containerPort": 8080, "hostPort": 8080}])
+    real.create(job("web", parallelism=2, run_seconds=3600, containers=[port], nodeSelector={"topology.kubernetes.io/zone": f"{REGION}a"}))
+    poll(lambda: sum(p["status"].get("phase") == "Running" for p in real.pods()) == 3, 30, "the three pods running")
+    zone_of = {n["metadata"]["name"]: n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in real.nodes()}
+    [db] = [p for p in real.pods() if p["metadata"]["name"].startswith("db")]
+    assert zone_of[db["spec"]["nodeName"]] == f"{REGION}b"
+    web_nodes = {p["spec"]["nodeName"] for p in real.pods() if p["metadata"]["name"].startswith("web")}
+    assert len(web_nodes) == 2
