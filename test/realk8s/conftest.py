@@ -29,8 +29,10 @@ _control_plane_directory: list[pathlib.Path] = []
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory):
-    binaries = control_plane_binaries()
+def control_plane(tmp_path_factory, pytestconfig):
+    # Uncaptured: a first run builds the binaries for many minutes, and should say so as it goes.
+    with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        binaries = control_plane_binaries()
     directory = tmp_path_factory.mktemp("control-plane")
     _control_plane_directory.append(directory)
     with ControlPlane(binaries, directory) as plane:

@@ -32,7 +32,7 @@ from serving_certs import private_key_pem, write_serving_certs
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "tools" / "build_control_plane.sh"
 ADMIN_USER = "test-admin"
-START_DEADLINE_SECONDS = 90  # a cold start takes ~5-10 s on 2 cores; far more means it is broken
+START_DEADLINE_SECONDS = 90  # it starts in about 3 s on 2 cores; far more means it is broken
 # The controllers the tests rely on, no more: each one runs in the same 2 cores as the tests.
 # No deployment or replicaset controller: deploy/base's Deployment is applied for its RBAC and
 # settings, but its pod must not appear as pending demand the autoscaler would scale up for.
