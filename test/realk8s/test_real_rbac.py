@@ -8,11 +8,12 @@ added) and on the real server (the eviction rule removed, the drain refused).
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import pytest
 from daemon_process import poll
 from deploy_manifests import apply
-from rbac_audit import Access, describe_refusals, granted, refused, requests_of, unused
+from rbac_audit import Access, describe_refusals, granted, read_audit_log, refused, requests_of, unused
 from workloads import CLUSTER, REGION, budget, job
 
 USER = "system:serviceaccount:kube-system:autoscaler"
@@ -29,16 +30,10 @@ def audit_event(verb: str, resource: str, code: int = 200, group: str = "", subr
             "responseStatus": {"code": code}}
 
 
-# What one production-like run does (see the real run below): reads, a cordon, a drain, a
-# terminated node's deletion, events, the leader's Lease.
-RUN = [
-    audit_event("list", "nodes"), audit_event("list", "pods"), audit_event("list", "poddisruptionbudgets", group="policy"),
-    audit_event("patch", "nodes"), audit_event("delete", "nodes"), audit_event("create", "pods", subresource="eviction"),
-    audit_event("create", "pods", 429, subresource="eviction"), audit_event("create", "events"),
-    audit_event("get", "leases", group="coordination.k8s.io"), audit_event("create", "leases", 201, group="coordination.k8s.io"),
-    audit_event("update", "leases", group="coordination.k8s.io"),
-    audit_event("list", "secrets", 403, user="someone-else"),
-]
+# The autoscaler's requests in one run of the production-like scenario below, as the audit log
+# recorded them (fields the checks read; rerun the test and copy its window of audit.log to refresh).
+RUN = read_audit_log(pathlib.Path(__file__).parent / "data" / "production-like-run.audit.jsonl")
+OTHER_USERS_REFUSAL = audit_event("list", "secrets", 403, user="someone-else")
 
 
 def rbac(manifests: list[dict]) -> list[dict]:
@@ -54,7 +49,7 @@ def without_rule(manifests: list[dict], resource: str) -> list[dict]:
 
 
 def test_a_run_the_manifests_allow_is_neither_refused_nor_given_more_than_it_uses(deploy_base):
-    requests = list(requests_of(RUN, USER))
+    requests = list(requests_of([*RUN, OTHER_USERS_REFUSAL], USER))
     assert refused(requests) == []
     assert unused(granted(rbac(deploy_base)), requests) == UNUSED_IN_A_TEST_RUN
 
@@ -66,6 +61,9 @@ def test_a_rule_removed_from_the_manifests_is_named_by_the_request_that_needed_i
     refusals = refused(requests_of([*RUN, audit_event("create", "pods", 403, subresource="eviction")], USER))
     assert describe_refusals(refusals).splitlines() == [
         "  missing rule: create pods/eviction (refused: CREATE /api/v1/pods/x/eviction)"]
+    # and, without the rule, the recorded run's evictions are what the manifest no longer covers:
+    assert unused(granted(manifests), requests_of(RUN, USER)) == UNUSED_IN_A_TEST_RUN
+    assert {r.access for r in requests_of(RUN, USER)} - granted(manifests) == {Access("", "pods/eviction", "create")}
 
 
 def test_a_rule_added_to_the_manifests_is_reported_unused(deploy_base):
