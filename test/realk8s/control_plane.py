@@ -57,8 +57,8 @@ def free_port() -> int:
 
 
 def control_plane_binaries() -> pathlib.Path:
-    """The cached binaries' directory, built first when missing (the first run on a machine: ~30
-    minutes on 2 cores, reported on stderr as it goes)."""
+    """The cached binaries' directory, built first when missing (the first run on a machine: about
+    8 minutes on 2 cores, reported on stderr as it goes)."""
     result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{BUILD_SCRIPT.relative_to(ROOT)} failed with exit code {result.returncode} (its output is above)")
