@@ -171,12 +171,15 @@ class Autoscalers:
     def requests(self):
         return list(requests_of(read_audit_log(self.real.plane.audit_log, self.audit_offset), AUTOSCALER_USER))
 
+    def check_refusals(self) -> None:
+        denied = refused(self.requests())
+        assert not denied, "the API server refused the autoscaler (deploy/base's RBAC):\n" + describe_refusals(denied)
+
     def stop(self) -> None:
         for process in self.started:
             process.kill()
         if not self.expect_refusals:
-            denied = refused(self.requests())
-            assert not denied, "the API server refused the autoscaler (deploy/base's RBAC):\n" + describe_refusals(denied)
+            self.check_refusals()
 
 
 @pytest.fixture

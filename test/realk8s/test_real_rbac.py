@@ -123,5 +123,8 @@ def test_a_drain_under_a_manifest_without_the_eviction_rule_is_refused_and_repor
     assert "lacks this permission" in log
     refusals = refused(autoscalers.requests())
     assert {r.access for r in refusals} == {Access("", "pods/eviction", "create")}
-    assert "missing rule: create pods/eviction" in describe_refusals(refusals)
+    # What every other test's teardown would have failed with:
+    with pytest.raises(AssertionError, match=r"refused the autoscaler .*\n\s+missing rule: create pods/eviction \(refused: "
+                                             rf"CREATE /api/v1/namespaces/{real.namespace}/pods/loose-\w+/eviction\)"):
+        autoscalers.check_refusals()
     assert any(p["status"].get("phase") == "Running" for p in real.pods())  # nothing was evicted
