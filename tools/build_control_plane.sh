@@ -53,13 +53,22 @@ for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   version_flags+=" -X $package.buildDate=1970-01-01T00:00:00Z"
 done
 
+# The module zip carries pkg/generated/openapi for this release; a release whose zip lacks it needs
+# k8s.io/kube-openapi's openapi-gen run on a writable copy first, which this script does not do.
+(cd "$module_dir" && go mod download k8s.io/kubernetes)
+openapi="$(cd "$module_dir" && go list -mod=readonly -m -f '{{.Dir}}' k8s.io/kubernetes)/pkg/generated/openapi/zz_generated.openapi.go"
+if [[ ! -f "$openapi" ]]; then
+  echo "build_control_plane: $openapi is missing: this release's module needs openapi-gen before it builds" >&2
+  exit 1
+fi
+
 echo "control plane $KUBERNETES_VERSION: building ${BINARIES[*]} into $cache_dir (cold, with empty Go caches: about 8 minutes on 2 cores)" >&2
 start=$(date +%s)
 # One go build for all five so the packages they share are compiled once. -trimpath and -s -w
 # keep paths out of the binaries and drop the symbol tables, which the tests do not need.
 (
   cd "$module_dir"
-  CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly" go build \
+  CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false" go build \
     -ldflags="-s -w$version_flags" \
     -o "$staging/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
