@@ -91,6 +91,7 @@ class Kubelets:
         self.instances_seen: set[str] = set()
         self.instances_gone: set[str] = set()
         self.work_by_instance: dict[str, set[str]] = {}
+        self._history_lock = threading.Lock()  # the test thread reads the history while this one writes it
         self._first_seen: dict[str, float] = {}  # instance id -> monotonic time it appeared
         self._running_since: dict[str, float] = {}  # pod uid -> when it was marked Running
         self._stop = threading.Event()
@@ -128,8 +129,9 @@ class Kubelets:
     def tick(self) -> None:
         now = time.monotonic()
         live = self._instances()
-        self.instances_seen.update(live)
-        self.instances_gone.update(self.instances_seen - set(live))
+        with self._history_lock:
+            self.instances_seen.update(live)
+            self.instances_gone.update(self.instances_seen - set(live))
         for instance_id, (group, instance) in sorted(live.items()):
             first_seen = self._first_seen.setdefault(instance_id, now)
             if now - first_seen >= self.boot_seconds and not any(n.instance_id == instance_id for n in self.nodes.values()):
@@ -273,7 +275,8 @@ class Kubelets:
             self._running_since[meta["uid"]] = now
             if "DaemonSet" not in owners:
                 instance_id = self.nodes[pod["spec"]["nodeName"]].instance_id
-                self.work_by_instance.setdefault(instance_id, set()).add(f"{meta['namespace']}/{meta['name']}")
+                with self._history_lock:
+                    self.work_by_instance.setdefault(instance_id, set()).add(f"{meta['namespace']}/{meta['name']}")
             return
         if phase == "Running" and "Job" in owners:
             seconds = float((meta.get("annotations") or {}).get(RUN_SECONDS_ANNOTATION, self.job_seconds))
@@ -289,7 +292,8 @@ class Kubelets:
     def instances_without_work(self, gone_only: bool = False) -> list[str]:
         """Instances seen that never ran a pod other than a DaemonSet's: bought for nothing
         (``gone_only``: and already terminated, so they never will)."""
-        return sorted((self.instances_gone if gone_only else self.instances_seen) - set(self.work_by_instance))
+        with self._history_lock:
+            return sorted((self.instances_gone if gone_only else self.instances_seen) - set(self.work_by_instance))
 
 
 def _taint_of_tag(key: str, value: str) -> dict:
