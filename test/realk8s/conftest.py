@@ -97,10 +97,11 @@ class RealCluster:
     def instances(self, name: str, region: str = REGION) -> list[dict]:
         return [i for i in self.group(name, region)["Instances"] if not i["LifecycleState"].startswith("Terminat")]
 
-    def events(self, involved_uid: str, namespace: str | None = None) -> list[dict]:
-        """Events about one object, read through the events.k8s.io API."""
-        where = f"/namespaces/{namespace}" if namespace else ""
-        return self.kube.list(f"/apis/events.k8s.io/v1{where}/events", fieldSelector=f"regarding.uid={involved_uid}")
+    def events(self, namespace: str, **involved: str) -> list[dict]:
+        """Events about one object (``uid=...``, or ``kind=Node, name=...``) from the core/v1 events
+        API, where the autoscaler posts them (Node events go to "default")."""
+        selector = ",".join(f"involvedObject.{key}={value}" for key, value in involved.items())
+        return self.kube.list(f"/api/v1/namespaces/{namespace}/events", fieldSelector=selector)
 
     def clean_up(self) -> None:
         namespace = f"/namespaces/{self.namespace}"

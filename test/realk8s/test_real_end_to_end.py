@@ -24,11 +24,6 @@ def job_status(real, name: str) -> dict:
     return real.kube.get(f"/apis/batch/v1/namespaces/{real.namespace}/jobs/{name}")["status"]
 
 
-def core_events(real, namespace: str, **fields: str) -> list[dict]:
-    selector = ",".join(f"involvedObject.{key}={value}" for key, value in fields.items())
-    return real.kube.list(f"/api/v1/namespaces/{namespace}/events", fieldSelector=selector)
-
-
 def test_pending_jobs_buy_nodes_the_scheduler_uses_and_idle_nodes_go_when_they_end(real, kubelets, autoscalers):
     real.aws.create_group(REGION, GROUP, CLUSTER, instance_type="m5.xlarge", max_size=10)
     real.create(job("batch", parallelism=4, cpu="1", run_seconds=4))  # an m5.xlarge holds 3 (3920m allocatable)
@@ -39,7 +34,7 @@ def test_pending_jobs_buy_nodes_the_scheduler_uses_and_idle_nodes_go_when_they_e
     poll(lambda: real.group(GROUP)["DesiredCapacity"] == 2, 60, "the group raised to 2")
     poll(lambda: all(p["spec"].get("nodeName") for p in real.pods()), 60, "the scheduler to bind all four pods")
     assert len({p["spec"]["nodeName"] for p in real.pods()}) == 2
-    triggered = core_events(real, real.namespace, uid=pods[0]["metadata"]["uid"])
+    triggered = real.events(real.namespace, uid=pods[0]["metadata"]["uid"])
     assert any(e["reason"] == "TriggeredScaleUp" and GROUP in e["message"] for e in triggered), triggered
 
     poll(lambda: job_status(real, "batch").get("succeeded") == 4, 60, "the Job to finish")
@@ -48,7 +43,7 @@ def test_pending_jobs_buy_nodes_the_scheduler_uses_and_idle_nodes_go_when_they_e
          "the idle instances terminated and the group lowered to 0")
     poll(lambda: not real.nodes(), 30, "their Nodes gone")
     for name in node_names:
-        reasons = {e["reason"] for e in core_events(real, "default", kind="Node", name=name)}
+        reasons = {e["reason"] for e in real.events("default", kind="Node", name=name)}
         assert {"CordonedByAutoscaler", "TerminatedByAutoscaler"} <= reasons, (name, reasons)
     assert daemon.popen.poll() is None, daemon.log()
 
@@ -81,7 +76,7 @@ def test_a_drain_evicts_what_the_disruption_controller_allows_and_keeps_what_it_
     assert kept["spec"].get("unschedulable") is True  # cordoned, waiting for the budget
     assert any(p["metadata"]["name"].startswith("guarded") and p["status"]["phase"] == "Running" for p in real.pods())
     assert len(real.instances(GROUP)) == 1
-    blocked = core_events(real, "default", kind="Node", name=second)
+    blocked = real.events("default", kind="Node", name=second)
     assert any(e["reason"] == "DrainBlocked" for e in blocked), blocked
 
 
