@@ -30,9 +30,13 @@ def claim(name, volume="", storage_class=None, namespace="default"):
             "spec": spec, "status": {"phase": "Bound" if volume else "Pending"}}
 
 
-def volume(name, zones=(), labels=None):
+def volume(name, zones=(), labels=None, storage_class=None, claimed=False):
     spec: dict = {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
                   "awsElasticBlockStore": {"volumeID": f"vol-{name}"}}
+    if storage_class is not None:
+        spec["storageClassName"] = storage_class
+    if claimed:
+        spec["claimRef"] = {"namespace": "default", "name": "someone-else"}
     if zones:
         spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": ZONE_LABEL, "operator": "In", "values": list(zones)}]}]}}
@@ -40,9 +44,9 @@ def volume(name, zones=(), labels=None):
             "spec": spec}
 
 
-def storage_class(name, mode="WaitForFirstConsumer", zones=()):
+def storage_class(name, mode="WaitForFirstConsumer", zones=(), provisioner="ebs.csi.aws.com"):
     item = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
-            "provisioner": "ebs.csi.aws.com", "volumeBindingMode": mode}
+            "provisioner": provisioner, "volumeBindingMode": mode}
     if zones:
         item["allowedTopologies"] = [{"matchLabelExpressions": [{"key": ZONE_LABEL, "values": list(zones)}]}]
     return item
@@ -83,6 +87,21 @@ VOLUMES = {
     "wait-for-first-consumer-within-allowed-topologies": ([pvc_volume("data")], [claim("data", storage_class="gp3")], [],
                                                           [storage_class("gp3", zones=["us-west-2b"])],
                                                           (in_zones("us-west-2b"),), ()),
+    # A class of volumes made by hand: the claim binds to one of its available volumes, so the pod
+    # runs where one of them is (the scheduler's VolumeBinding), and waits while there is none.
+    "static-class-binds-where-its-volumes-are": ([pvc_volume("data")], [claim("data", storage_class="local")],
+                                                 [volume("pv-b", ["us-west-2b"], storage_class="local"),
+                                                  volume("pv-c", ["us-west-2c"], storage_class="local"),
+                                                  volume("pv-taken", ["us-west-2a"], storage_class="local", claimed=True),
+                                                  volume("pv-other", ["us-west-2a"], storage_class="other")],
+                                                 [storage_class("local", provisioner="kubernetes.io/no-provisioner")],
+                                                 (((Requirement(ZONE_LABEL, "In", ("us-west-2b",)),),
+                                                   (Requirement(ZONE_LABEL, "In", ("us-west-2c",)),)),), ()),
+    "static-class-without-an-available-volume-waits": ([pvc_volume("data")], [claim("data", storage_class="local")],
+                                                       [volume("pv-taken", ["us-west-2a"], storage_class="local",
+                                                               claimed=True)],
+                                                       [storage_class("local", provisioner="kubernetes.io/no-provisioner")],
+                                                       (), ("data",)),
     "unbound-immediate-waits": ([pvc_volume("data")], [claim("data", storage_class="io2")], [],
                                 [storage_class("io2", "Immediate")], (), ("data",)),
     "binding-mode-unset-is-immediate": ([pvc_volume("data")], [claim("data", storage_class="io2")], [],

@@ -10,7 +10,7 @@ from autoscaler.decide.group_health import GroupHealthState
 from autoscaler.decide.initialized import Readiness, is_startup_taint, readiness
 from autoscaler.decide.node_template import effective_shapes, with_node_templates
 from autoscaler.model.config import Settings
-from autoscaler.model.objects import DaemonSet, InstanceShape, Resources, Taint, Toleration
+from autoscaler.model.objects import DaemonSet, InstanceShape, NodeState, Resources, Taint, Toleration
 from autoscaler.model.plan import SetDesiredCapacity
 from builders import (
     NOW, make_group, make_group_nodes, make_node, make_placement, make_pod, make_resources, make_shape, make_snapshot,
@@ -244,3 +244,15 @@ def test_a_host_port_a_daemonset_holds_is_not_free_on_a_new_instance():
         pod = replace(make_pod(cpu="1"), host_ports=(port,))
         snapshot = replace(make_snapshot(pods=[pod], groups=[make_group("xlarge", **XLARGE_GROUP)]), daemonsets=(exporter,))
         assert raised_groups(snapshot)[0] == expected, port
+
+
+def test_scale_in_keeps_a_booting_node_that_its_pods_wait_for():
+    """A node still carrying a start-up taint is idle, and past a short --idle-threshold, but a
+    pending pod is planned onto it: it is kept (grace-period), not cordoned, until initialized."""
+    settings = replace(SETTINGS, idle_threshold=3)
+    group, nodes = make_group_nodes(make_group("large", **LARGE_GROUP), 1, created=NOW - timedelta(seconds=60),
+                                    taints=[Taint("example.com/initializing", "", "NoSchedule")])
+    decision = decide(make_snapshot(pods=[make_pod(cpu="1")], nodes=nodes, groups=[group]), settings, NOW,
+                      GroupHealthState())
+    assert decision.counts.nodes_by_state == {NodeState.GRACE_PERIOD: 1}
+    assert not any(isinstance(a, SetDesiredCapacity) for a in decision.actions)

@@ -29,6 +29,7 @@ from .group_health import GroupHealthState, GroupKey, assess_groups
 from .node_state import is_busy_pod
 from .buy_guard import GuardState, Mismatch, guard, remember
 from .initialized import readiness_of_nodes
+from .live_fit import booting_nodes
 from .node_template import TemplateDifference, with_node_templates
 from .scale_down import plan_scale_down
 from .scale_up import ScaleUpResult, plan_scale_up
@@ -125,7 +126,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info("Scale in is off (--no-maintenance)")
     else:
         log.info(BANNER.format("Maintenance Begins"))
-        down = plan_scale_down(snapshot, settings, now)
+        down = plan_scale_down(snapshot, settings, now, booting_nodes(snapshot, states))
         for verdict in down.verdicts:
             log.debug("node %s: %s (%s)", verdict.node.name, verdict.state.value, verdict.reason)
         actions.extend(down.actions)

@@ -136,6 +136,7 @@ def classify(
     idle_nodes_kept_in_group: int,
     settings: Settings,
     now: datetime,
+    booting: bool = False,
 ) -> NodeVerdict:
     """The first state of docs/decisions.md#scale-in that applies to ``node``.
 
@@ -143,7 +144,8 @@ def classify(
     ``group_node_count``: how many nodes its group has. ``pending_pods_fitting``: a pending,
     unassigned pod matches the node and fits its free room (the caller may skip the match for
     nodes where it cannot matter: cordoned by someone else, or busy without draining). ``idle_nodes_kept_in_group``: idle
-    nodes of its group already kept this loop (grace-period or type-grace-period).
+    nodes of its group already kept this loop (grace-period or type-grace-period). ``booting``: not
+    initialized yet (initialized.py): kept while it starts, idle or not.
     """
     if instance is None or not instance.is_running:
         what = f"instance {node.instance_id} is {instance.state}" if instance else f"instance {node.instance_id} not found"
@@ -171,6 +173,11 @@ def classify(
             state = NodeState.BUSY_UNSCHEDULABLE if node.unschedulable else NodeState.BUSY
             return NodeVerdict(node, state, f"runs {len(busy_pods)} busy pod(s), {used:.0%} utilized", 0.0)
 
+    if booting and not busy_pods and not node.unschedulable:
+        # Its group's pending pods are planned onto it (decide/initialized.py): removing it would
+        # leave them to be bought for again.
+        return NodeVerdict(node, NodeState.GRACE_PERIOD, "booting: not initialized yet, capacity on its way",
+                           idle_seconds)
     if pending_pods_fitting and not node.unschedulable:
         return NodeVerdict(node, NodeState.POD_PENDING, "a pending pod could run here", idle_seconds if not busy_pods else 0.0)
     if pending_pods_fitting and node.cordoned_by_autoscaler and not busy_pods and not settings.no_scale:

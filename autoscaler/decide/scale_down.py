@@ -125,7 +125,9 @@ def _group_of_instance(snapshot: Snapshot) -> dict[str, Group]:
     return by_instance
 
 
-def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> ScaleDownResult:
+def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime,
+                    booting: frozenset[str] = frozenset()) -> ScaleDownResult:
+    """``booting``: names of nodes that are not initialized yet (initialized.py); they are kept."""
     group_of = _group_of_instance(snapshot)
     # Only nodes in --regions: their instances were read, so a missing one really is gone.
     nodes = sorted((node for node in snapshot.nodes if node.is_managed and node.region in settings.regions),
@@ -172,6 +174,7 @@ def plan_scale_down(snapshot: Snapshot, settings: Settings, now: datetime) -> Sc
             idle_nodes_kept_in_group=kept_idle[group.key] if group else 0,
             settings=settings,
             now=now,
+            booting=node.name in booting,
         )
         if group is not None and verdict.state in KEPT_IDLE_STATES:
             kept_idle[group.key] += 1

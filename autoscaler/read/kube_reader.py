@@ -122,14 +122,17 @@ class KubeReader:
         items = self._optional_list(lister, "persistentvolumeclaims", "", "claims are read as if bound and asking nothing")
         volumes.claims = None if items is None else read_claims(items, volumes)
         needed = [claim for claim in map((volumes.claims or {}).get, wanted) if claim is not None]
-        if any(claim.volume_name for claim in needed):
-            items = self._optional_list(self.core.list_persistent_volume, "persistentvolumes", "",
-                                        "bound claims are read as asking nothing of the node")
-            volumes.volumes = None if items is None else read_volumes(items, volumes)
-        if any(not claim.volume_name and claim.storage_class for claim in needed):
+        unbound_classes = {claim.storage_class for claim in needed if not claim.volume_name and claim.storage_class}
+        if unbound_classes:
             items = self._optional_list(self.storage.list_storage_class, "storageclasses", "storage.k8s.io",
                                         "unbound claims of a class are read as binding when the pod is scheduled")
             volumes.classes = None if items is None else read_classes(items, volumes)
+        # Volumes: those bound claims name, and those an unbound claim of a static class may bind to.
+        static = any(known.static for name, known in (volumes.classes or {}).items() if name in unbound_classes)
+        if static or any(claim.volume_name for claim in needed):
+            items = self._optional_list(self.core.list_persistent_volume, "persistentvolumes", "",
+                                        "claims are read as asking nothing of the node")
+            volumes.volumes = None if items is None else read_volumes(items, volumes)
         return volumes
 
     def read_budgets(self) -> tuple[DisruptionBudget, ...]:

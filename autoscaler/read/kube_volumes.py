@@ -6,7 +6,10 @@ volume plugins judge it.
   legacy zone labels. The pod may only run where every such volume can be attached.
 - An unbound claim whose StorageClass binds ``WaitForFirstConsumer``: the volume is made where the
   pod is scheduled, so it asks nothing (but the class's ``allowedTopologies``, where the volume
-  can be made at all).
+  can be made at all). Unless the class provisions nothing (``kubernetes.io/no-provisioner``:
+  statically made volumes, local or zonal): then the claim binds to one of the class's available
+  volumes, and the pod may only run where one of them can be attached; with none available it
+  waits, as for an unbound Immediate claim.
 - An unbound claim that binds ``Immediate``, one of a class that does not exist or of no class,
   one bound to a volume that does not exist, a missing claim: the scheduler does not place the pod
   until the claim binds, whatever nodes there are. The pod is not demand (Pod.unbound_claims).
@@ -25,6 +28,7 @@ from .kube_fields import log, mapping, metadata_of, name_of, node_selector_terms
 LEGACY_ZONE_LABELS = (ZONE_LABEL, "failure-domain.beta.kubernetes.io/zone")
 MULTI_ZONE_DELIMITER = "__"  # a volume labelled us-east-1a__us-east-1b may attach in either zone
 WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
+NO_PROVISIONER = "kubernetes.io/no-provisioner"  # a class of volumes made by hand: claims bind to existing ones
 
 NodeTerms = tuple[tuple[Requirement, ...], ...]  # ORed terms of ANDed requirements
 
@@ -53,6 +57,14 @@ class Claim:
 class StorageClass:
     waits_for_first_consumer: bool
     allowed_topologies: NodeTerms = ()
+    static: bool = False  # provisions nothing: its claims bind to volumes that exist
+
+
+@dataclass(frozen=True)
+class PersistentVolume:
+    node_terms: NodeTerms  # where it can be attached; () anywhere
+    storage_class: str = ""
+    available: bool = False  # not bound to a claim yet
 
 
 @dataclass
@@ -61,7 +73,7 @@ class Volumes:
     (no permission): claims that need it ask nothing."""
 
     claims: Optional[Mapping[tuple[str, str], Claim]] = field(default_factory=dict)  # (namespace, name)
-    volumes: Optional[Mapping[str, NodeTerms]] = field(default_factory=dict)  # name -> its node affinity
+    volumes: Optional[Mapping[str, PersistentVolume]] = field(default_factory=dict)  # by name
     classes: Optional[Mapping[str, StorageClass]] = field(default_factory=dict)
     unreadable: set[str] = field(default_factory=set)  # "namespace/name" or "name" of malformed objects
 
@@ -81,12 +93,16 @@ def read_claims(items: Iterable[dict], volumes: Volumes) -> dict[tuple[str, str]
     return claims
 
 
-def read_volumes(items: Iterable[dict], volumes: Volumes) -> dict[str, NodeTerms]:
+def read_volumes(items: Iterable[dict], volumes: Volumes) -> dict[str, PersistentVolume]:
     found = {}
     for item in items:
         try:
             meta = metadata_of(item)
-            found[object_name(meta)] = volume_node_terms(item)
+            spec = mapping(item.get("spec"), "spec")
+            status = mapping(item.get("status"), "status")
+            found[object_name(meta)] = PersistentVolume(
+                volume_node_terms(item), text(spec.get("storageClassName"), "spec.storageClassName"),
+                available=spec.get("claimRef") is None and text(status.get("phase"), "status.phase") in ("", "Available"))
         except (TypeError, ValueError) as error:
             _skip(volumes, "persistentvolume", item, error)
     return found
@@ -120,7 +136,8 @@ def read_classes(items: Iterable[dict], volumes: Volumes) -> dict[str, StorageCl
                 topologies.append(tuple(_topology_requirement(expression) for expression in expressions))
             classes[object_name(meta)] = StorageClass(
                 waits_for_first_consumer=item.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER,
-                allowed_topologies=tuple(topologies))
+                allowed_topologies=tuple(topologies),
+                static=text(item.get("provisioner"), "provisioner") == NO_PROVISIONER)
         except (TypeError, ValueError) as error:
             _skip(volumes, "storageclass", item, error)
     return classes
@@ -165,8 +182,8 @@ def claim_effect(namespace: str, name: str, volumes: Volumes) -> tuple[NodeTerms
     if claim.volume_name:
         if volumes.volumes is None or claim.volume_name in volumes.unreadable:
             return (), False
-        terms = volumes.volumes.get(claim.volume_name)
-        return (terms, False) if terms is not None else ((), True)
+        volume = volumes.volumes.get(claim.volume_name)
+        return (volume.node_terms, False) if volume is not None else ((), True)
     if not claim.storage_class:
         return (), True  # no class: bound by the volume controller (or a default class) as it can, not by placement
     if volumes.classes is None or claim.storage_class in volumes.unreadable:
@@ -174,4 +191,21 @@ def claim_effect(namespace: str, name: str, volumes: Volumes) -> tuple[NodeTerms
     storage_class = volumes.classes.get(claim.storage_class)
     if storage_class is None or not storage_class.waits_for_first_consumer:
         return (), True
+    if storage_class.static and volumes.volumes is not None:
+        return _static_volumes(claim.storage_class, volumes.volumes, storage_class.allowed_topologies)
     return storage_class.allowed_topologies, False
+
+
+def _static_volumes(class_name: str, volumes: Mapping[str, PersistentVolume], allowed: NodeTerms) -> tuple[NodeTerms, bool]:
+    """A claim of a class of volumes made by hand binds to one of its available volumes: the pod
+    may run wherever one of them can be attached (their terms ORed), or waits when there is none.
+    (Their sizes and access modes are not compared: a volume too small is counted as a place.)"""
+    candidates = [volume for _, volume in sorted(volumes.items()) if volume.available and volume.storage_class == class_name]
+    if not candidates:
+        return (), True
+    if any(not volume.node_terms for volume in candidates):
+        return allowed, False  # one can be attached anywhere
+    terms: list[tuple[Requirement, ...]] = []
+    for volume in candidates:
+        terms.extend(term for term in volume.node_terms if term not in terms)
+    return tuple(terms), False

@@ -6,8 +6,8 @@ workload; the autoscaler runs as a daemon until every workload pod runs, and a f
 Then no instance it bought may have run nothing but DaemonSet pods: the kubelet simulator keeps
 the history, so an instance bought by mistake and scaled in later still counts.
 
-Worlds the current planner gets wrong are marked xfail(strict) with the reason; issue 17 ("buy
-only what the scheduler will use") turns them into passes, and strict makes that visible.
+Each world is one of issue 17's ("buy only what the scheduler will use"): the planner's model of a
+new node and of placement, checked against the real scheduler, controllers and API server.
 """
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ STUCK_LOOPS = 8
 # CNI: the DaemonSet pod, which tolerates everything, lands first, as on a real node.
 AGENT_NOT_READY = NodeProfile(startup_taints=({"key": "agent.example.com/not-ready", "effect": "NoSchedule"},),
                               startup_taint_seconds=2)
-ISSUE_17 = "issue 17: the planner does not yet buy only what the scheduler will use"
 
 
 @dataclasses.dataclass
@@ -95,7 +94,6 @@ def assert_nothing_bought_for_nothing(kubelets, gone_only: bool = False) -> None
                           f"the others ran {kubelets.work_by_instance}")
 
 
-@pytest.mark.xfail(reason=f"{ISSUE_17}: it buys m5.large after m5.large, as if the DaemonSet's 300m were free", strict=True)
 def test_a_pod_that_fits_only_beside_the_daemonset_on_the_larger_type_buys_that_type(real, kubelets, autoscalers):
     """The simple world: a 300m DaemonSet on every node and a pod of 1.8 CPU. An m5.large (1930m
     allocatable) would hold the pod alone but not beside the DaemonSet; an m5.xlarge holds both."""
@@ -143,31 +141,13 @@ WORLDS = {
     "sidecar": World(groups=[group("small", "m5.large"), group("large", "m5.xlarge")], pods=1,
                      workload=[job("app", cpu="1500m", run_seconds=3600, **sidecar("500m"))]),
 }
-# Worlds the current planner gets wrong, and how (issue 17 turns each into a pass).
-EXPECTED_TO_FAIL = {
-    "start-up-taint": "a node up with a start-up taint counts as full: it buys another instance each loop until the taint goes",
-    "late-gpu": "a GPU node registered before its device plugin counts as GPU-less: it buys another each loop",
-    "host-ports": "host ports are not modelled: the two pods are planned onto one instance, and one never runs",
-    "zonal-volume": "a claim's volume zone is not read: it buys in zone a, where the pod cannot run",
-    "zone-anti-affinity": "anti-affinity on the zone key is not modelled: both replicas are planned into one zone",
-    "sidecar": "a native sidecar's requests are not counted: it buys an m5.large the pod does not fit",
-}
-
-
-def world_cases():
-    for name, world in WORLDS.items():
-        marks = [pytest.mark.xfail(reason=f"{ISSUE_17}: {EXPECTED_TO_FAIL[name]}", strict=True)] if name in EXPECTED_TO_FAIL else []
-        yield pytest.param(world, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("world", list(world_cases()))
+@pytest.mark.parametrize("world", list(WORLDS.values()), ids=list(WORLDS))
 def test_every_instance_bought_runs_a_pending_pod(real, kubelets, autoscalers, world):
     build(real, kubelets, world)
     run_until_placed(real, kubelets, autoscalers, world.pods)
     assert_nothing_bought_for_nothing(kubelets)
 
 
-@pytest.mark.xfail(reason=f"{ISSUE_17}: a pod with scheduling gates counts as pending demand and buys an instance", strict=True)
 def test_a_gated_pod_buys_nothing_until_its_gate_is_lifted(real, kubelets, autoscalers):
     real.aws.create_group(REGION, "workers", CLUSTER, instance_type="m5.xlarge", max_size=10)
     real.create(pod("gated", cpu="1", schedulingGates=[{"name": "example.com/quota"}]))
