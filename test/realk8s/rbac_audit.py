@@ -23,6 +23,15 @@ class Access(NamedTuple):
         return f"{self.verb} {self.resource}" + (f".{self.group}" if self.group else "")
 
 
+# What Kubernetes' default ClusterRole system:basic-user lets every authenticated user do: the
+# autoscaler's start-up check (run/preflight.py) uses the first, which no manifest needs to grant.
+EVERY_AUTHENTICATED_USER = frozenset({
+    Access("authorization.k8s.io", "selfsubjectaccessreviews", "create"),
+    Access("authorization.k8s.io", "selfsubjectrulesreviews", "create"),
+    Access("authentication.k8s.io", "selfsubjectreviews", "create"),
+})
+
+
 def service_account_user(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
