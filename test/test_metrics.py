@@ -39,24 +39,24 @@ def test_one_loop_records_pods_nodes_groups_actions_and_time():
     loop = make_loop(StubWorld(cluster_snapshot()), metrics=metrics, liveness=liveness)
     report = loop.run_once()
     assert report.ok
-    assert sample(metrics, "autoscaler_pending_pods") == 5
-    assert sample(metrics, "autoscaler_pending_pods_infeasible") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_pending_pods") == 5
+    assert sample(metrics, "kubernetes_ec2_autoscaler_pending_pods_infeasible") == 1
     raised = report.counters.by_action[SetDesiredCapacity]
     assert raised == 1
-    desired = sample(metrics, "autoscaler_group_desired_capacity", group="workers", region="us-west-2")
+    desired = sample(metrics, "kubernetes_ec2_autoscaler_group_desired_capacity", group="workers", region="us-west-2")
     assert desired > 2, "desired capacity is the value after this loop's scale up"
-    assert sample(metrics, "autoscaler_group_instances", group="workers", region="us-west-2") == 2
-    assert sample(metrics, "autoscaler_group_max_size", group="workers", region="us-west-2") == 10
-    assert sample(metrics, "autoscaler_scale_up_instances_total", group="workers", region="us-west-2") == desired - 2
-    assert sample(metrics, "autoscaler_actions_total", action="set_desired_capacity") == 1
-    assert sample(metrics, "autoscaler_group_timed_out", group="workers", region="us-west-2") == 0
-    assert sample(metrics, "autoscaler_groups_timed_out") == 0
-    states = {s.labels["state"]: s.value for family in metrics.registry.collect() if family.name == "autoscaler_nodes"
+    assert sample(metrics, "kubernetes_ec2_autoscaler_group_instances", group="workers", region="us-west-2") == 2
+    assert sample(metrics, "kubernetes_ec2_autoscaler_group_max_size", group="workers", region="us-west-2") == 10
+    assert sample(metrics, "kubernetes_ec2_autoscaler_scale_up_instances_total", group="workers", region="us-west-2") == desired - 2
+    assert sample(metrics, "kubernetes_ec2_autoscaler_actions_total", action="set_desired_capacity") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_group_timed_out", group="workers", region="us-west-2") == 0
+    assert sample(metrics, "kubernetes_ec2_autoscaler_groups_timed_out") == 0
+    states = {s.labels["state"]: s.value for family in metrics.registry.collect() if family.name == "kubernetes_ec2_autoscaler_nodes"
               for s in family.samples}
     assert sum(states.values()) == 2
-    assert sample(metrics, "autoscaler_loops_total", result="success") == 1
-    assert sample(metrics, "autoscaler_loop_duration_seconds_count") == 1
-    assert sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") > 0
+    assert sample(metrics, "kubernetes_ec2_autoscaler_loops_total", result="success") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_loop_duration_seconds_count") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_last_successful_loop_timestamp_seconds") > 0
     assert liveness.check()[0]
 
 
@@ -66,21 +66,21 @@ def test_pending_pods_leave_out_daemonset_pods_as_scale_up_does(no_scale):
     metrics = Metrics()
     make_loop(StubWorld(make_snapshot(pods=pending, groups=[make_group("workers")])),
               make_settings(no_scale=no_scale), metrics=metrics).run_once()
-    assert sample(metrics, "autoscaler_pending_pods") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_pending_pods") == 1
 
 
 @pytest.mark.parametrize("no_scale", [False, True], ids=["scale-up-on", "no-scale"])
 def test_gated_pods_are_counted_apart_from_the_pending_ones(no_scale):
     """Scheduling gates or a claim that must bind first: the scheduler does not look at them, so
-    they are not demand; autoscaler_pending_pods_gated counts them, under --no-scale too."""
+    they are not demand; kubernetes_ec2_autoscaler_pending_pods_gated counts them, under --no-scale too."""
     pending = [make_pod("job", cpu="1"), replace(make_pod("queued", cpu="1"), scheduling_gates=("kueue",)),
                replace(make_pod("claim", cpu="1"), unbound_claims=("data",)),
                replace(make_pod("agent", cpu="100m", owner_kinds=("DaemonSet",)), scheduling_gates=("x",))]
     metrics = Metrics()
     make_loop(StubWorld(make_snapshot(pods=pending, groups=[make_group("workers")])),
               make_settings(no_scale=no_scale), metrics=metrics).run_once()
-    assert sample(metrics, "autoscaler_pending_pods") == 1
-    assert sample(metrics, "autoscaler_pending_pods_gated") == 2
+    assert sample(metrics, "kubernetes_ec2_autoscaler_pending_pods") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_pending_pods_gated") == 2
 
 
 @pytest.mark.parametrize("error, service", [
@@ -90,12 +90,12 @@ def test_gated_pods_are_counted_apart_from_the_pending_ones(no_scale):
 ], ids=["kubernetes", "aws", "other"])
 def test_a_failed_read_counts_an_api_error_of_its_service(error, service):
     metrics = Metrics()
-    started = sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds")
+    started = sample(metrics, "kubernetes_ec2_autoscaler_last_successful_loop_timestamp_seconds")
     report = make_loop(StubWorld(error), metrics=metrics).run_once()
     assert not report.ok
-    assert sample(metrics, "autoscaler_api_errors_total", service=service) == 1
-    assert sample(metrics, "autoscaler_loops_total", result="failure") == 1
-    assert sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") == started, "only a success moves it"
+    assert sample(metrics, "kubernetes_ec2_autoscaler_api_errors_total", service=service) == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_loops_total", result="failure") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_last_successful_loop_timestamp_seconds") == started, "only a success moves it"
 
 
 @pytest.mark.parametrize("error, throttled", [
@@ -107,19 +107,19 @@ def test_a_failed_action_is_counted_in_a_successful_loop(error, throttled):
     aws = RecordingAdapter(fail={"set_desired_capacity": error})
     report = make_loop(StubWorld(cluster_snapshot()), aws=aws, metrics=metrics, liveness=liveness).run_once()
     assert report.ok and report.failed_actions == 1
-    assert sample(metrics, "autoscaler_loops_total", result="success") == 1
-    assert sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") > 0
-    assert sample(metrics, "autoscaler_api_errors_total", service="aws") == 1
-    assert sample(metrics, "autoscaler_api_throttled_total", service="aws") == throttled
-    assert sample(metrics, "autoscaler_failed_actions_total", action="set_desired_capacity") == 1
-    assert sample(metrics, "autoscaler_scale_up_instances_total", group="workers", region="us-west-2") is None
+    assert sample(metrics, "kubernetes_ec2_autoscaler_loops_total", result="success") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_last_successful_loop_timestamp_seconds") > 0
+    assert sample(metrics, "kubernetes_ec2_autoscaler_api_errors_total", service="aws") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_api_throttled_total", service="aws") == throttled
+    assert sample(metrics, "kubernetes_ec2_autoscaler_failed_actions_total", action="set_desired_capacity") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_scale_up_instances_total", group="workers", region="us-west-2") is None
 
 
 def test_each_metrics_object_has_its_own_registry():
     first, second = Metrics(), Metrics()
     first.pending.set(7)
-    assert sample(first, "autoscaler_pending_pods") == 7
-    assert sample(second, "autoscaler_pending_pods") == 0
+    assert sample(first, "kubernetes_ec2_autoscaler_pending_pods") == 7
+    assert sample(second, "kubernetes_ec2_autoscaler_pending_pods") == 0
 
 
 @pytest.mark.parametrize("sleep, window", [(60, 840), (10, 790), (900, 1980)],
@@ -174,7 +174,7 @@ def test_the_server_serves_metrics_and_health():
         base = f"http://127.0.0.1:{server.port}"
         scrape = requests.get(f"{base}/metrics", timeout=5)
         assert scrape.status_code == 200 and scrape.headers["Content-Type"].startswith("text/plain")
-        assert "autoscaler_pending_pods 3.0" in scrape.text
+        assert "kubernetes_ec2_autoscaler_pending_pods 3.0" in scrape.text
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         clock.now += 181
         unhealthy = requests.get(f"{base}/healthz", timeout=5)
@@ -198,13 +198,13 @@ def test_a_running_autoscaler_serves_its_metrics(fake_aws, fake_kube, start_auto
             response = requests.get(f"{base}/metrics", timeout=2)
         except requests.ConnectionError:
             return None
-        return response.text if 'autoscaler_loops_total{result="success"}' in response.text else None
+        return response.text if 'kubernetes_ec2_autoscaler_loops_total{result="success"}' in response.text else None
 
     text = poll(scrape, 60, "a scrape after the first loop")
-    assert "autoscaler_pending_pods 3.0" in text
-    assert 'autoscaler_group_desired_capacity{group="cpu-west",region="us-west-2"} 1.0' in text
-    assert "autoscaler_leader 1.0" in text  # --kubeconfig given: no election, always acts
-    assert f'autoscaler_build_info{{version="{__version__}"}} 1.0' in text and "\nprocess_cpu_seconds_total " in text
+    assert "kubernetes_ec2_autoscaler_pending_pods 3.0" in text
+    assert 'kubernetes_ec2_autoscaler_group_desired_capacity{group="cpu-west",region="us-west-2"} 1.0' in text
+    assert "kubernetes_ec2_autoscaler_leader 1.0" in text  # --kubeconfig given: no election, always acts
+    assert f'kubernetes_ec2_autoscaler_build_info{{version="{__version__}"}} 1.0' in text and "\nprocess_cpu_seconds_total " in text
     # Every call of the real clients is timed, AWS and Kubernetes alike.
     assert 'operation="autoscaling:DescribeAutoScalingGroups",service="aws"' in text
     assert 'operation="list pods",service="kubernetes"' in text
@@ -229,7 +229,7 @@ def test_the_exposition_has_process_series_the_version_and_no_created_series():
     text = Metrics().exposition().decode()
     assert "\nprocess_cpu_seconds_total " in text and "\nprocess_resident_memory_bytes " in text
     assert "\npython_info{" in text
-    assert f'\nautoscaler_build_info{{version="{__version__}"}} 1.0' in text
+    assert f'\nkubernetes_ec2_autoscaler_build_info{{version="{__version__}"}} 1.0' in text
     assert "_created" not in text
 
 
@@ -237,16 +237,16 @@ def test_the_last_success_gauge_starts_at_the_start_not_at_zero():
     """A new process (or a standby replica) has not been failing since 1970: no alert at start."""
     before = time.time()
     metrics = Metrics()
-    assert before <= sample(metrics, "autoscaler_last_successful_loop_timestamp_seconds") <= time.time()
+    assert before <= sample(metrics, "kubernetes_ec2_autoscaler_last_successful_loop_timestamp_seconds") <= time.time()
 
 
 def test_each_phase_of_a_loop_is_timed():
     metrics = Metrics()
     assert make_loop(StubWorld(cluster_snapshot()), metrics=metrics).run_once().ok
     for phase in ("read", "decide", "act"):
-        assert sample(metrics, "autoscaler_loop_phase_duration_seconds_count", phase=phase) == 1, phase
+        assert sample(metrics, "kubernetes_ec2_autoscaler_loop_phase_duration_seconds_count", phase=phase) == 1, phase
     make_loop(StubWorld(KubeError("list pods: HTTP 500")), metrics=metrics).run_once()
-    assert sample(metrics, "autoscaler_loop_phase_duration_seconds_count", phase="read") == 1, "a failed read is no read"
+    assert sample(metrics, "kubernetes_ec2_autoscaler_loop_phase_duration_seconds_count", phase="read") == 1, "a failed read is no read"
 
 
 def test_evictions_are_counted_by_result():
@@ -261,9 +261,9 @@ def test_evictions_are_counted_by_result():
     make_loop(StubWorld(busy_and_underused_snapshot(4)), make_settings(drain_utilization=0.5), kube=kube,
               metrics=metrics).run_once()
     assert [args[1] for name, args in kube.calls if name == "evict"] == ["job-0", "job-3"]  # recorded once passed
-    assert sample(metrics, "autoscaler_evicted_pods_total", result="evicted") == 2
-    assert sample(metrics, "autoscaler_evicted_pods_total", result="blocked") == 1
-    assert sample(metrics, "autoscaler_evicted_pods_total", result="failed") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_evicted_pods_total", result="evicted") == 2
+    assert sample(metrics, "kubernetes_ec2_autoscaler_evicted_pods_total", result="blocked") == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_evicted_pods_total", result="failed") == 1
 
 
 def test_scale_in_is_counted_by_the_state_of_the_node():
@@ -271,7 +271,7 @@ def test_scale_in_is_counted_by_the_state_of_the_node():
     metrics = Metrics()
     make_loop(StubWorld(make_snapshot(nodes=nodes, groups=[group])),
               make_settings(idle_threshold=0, type_idle_threshold=0, max_scale_in_fraction=1), metrics=metrics).run_once()
-    assert sample(metrics, "autoscaler_scaled_in_nodes_total", reason="idle-unschedulable") == 2
+    assert sample(metrics, "kubernetes_ec2_autoscaler_scaled_in_nodes_total", reason="idle-unschedulable") == 2
 
 
 def failed_launch_snapshot():
@@ -293,10 +293,10 @@ def test_a_failed_scale_up_is_counted_once_with_why(reason, world, aws):
     metrics = Metrics()
     loop = make_loop(StubWorld(world), aws=aws, metrics=metrics)
     loop.run_once()
-    assert sample(metrics, "autoscaler_failed_scale_ups_total", reason=reason) == 1
+    assert sample(metrics, "kubernetes_ec2_autoscaler_failed_scale_ups_total", reason=reason) == 1
     if reason == "instance-limit":  # still timed out next loop: the same failure, not a new one
         loop.run_once()
-        assert sample(metrics, "autoscaler_failed_scale_ups_total", reason=reason) == 1
+        assert sample(metrics, "kubernetes_ec2_autoscaler_failed_scale_ups_total", reason=reason) == 1
 
 
 @pytest.mark.parametrize("method, url, operation", [
@@ -325,7 +325,7 @@ def test_kubernetes_calls_are_timed_by_operation_failed_ones_too(fake_kube):
     core.list_node()
     with pytest.raises(kube_client.ApiException):
         core.read_node("missing")
-    count = "autoscaler_api_request_duration_seconds_count"
+    count = "kubernetes_ec2_autoscaler_api_request_duration_seconds_count"
     assert sample(metrics, count, service="kubernetes", operation="list nodes") == 1
     assert sample(metrics, count, service="kubernetes", operation="get nodes") == 1
 
@@ -340,6 +340,6 @@ def test_aws_calls_are_timed_by_operation_failed_ones_too(fake_aws):
     session.client("autoscaling", endpoint_url=fake_aws.url).describe_auto_scaling_groups()
     with pytest.raises(ClientError):
         session.client("ec2", endpoint_url=fake_aws.url).describe_instances(InstanceIds=["i-0123456789abcdef0"])
-    count = "autoscaler_api_request_duration_seconds_count"
+    count = "kubernetes_ec2_autoscaler_api_request_duration_seconds_count"
     assert sample(metrics, count, service="aws", operation="autoscaling:DescribeAutoScalingGroups") == 1
     assert sample(metrics, count, service="aws", operation="ec2:DescribeInstances") == 1

@@ -1,5 +1,5 @@
 """How long each AWS and Kubernetes API call takes, by operation, for
-``autoscaler_api_request_duration_seconds``.
+``kubernetes_ec2_autoscaler_api_request_duration_seconds``.
 
 AWS: botocore's own event hooks on the session, so every client made from it is timed (retries
 included: ``before-call`` fires once per API call, whatever botocore retries inside it). Kubernetes:

@@ -57,7 +57,7 @@ def build_loop(settings: Settings, stop: threading.Event, api_client=None, *, le
     but ``live_prices`` (the daemon's: prices from the Price List API, read/price_list.py)."""
     api_client = api_client or connect(settings.kubeconfig)
     session = make_session(settings)
-    if metrics is not None:  # autoscaler_api_request_duration_seconds
+    if metrics is not None:  # kubernetes_ec2_autoscaler_api_request_duration_seconds
         time_kube_calls(api_client, metrics.observe_call)
         time_aws_calls(session, metrics.observe_call)
     aws = AwsClients(settings, session)

@@ -74,7 +74,7 @@ def _snake(name: str) -> str:
 
 
 def service_of(error: BaseException) -> str:
-    """Which API an exception came from, for ``autoscaler_api_errors_total{service}``."""
+    """Which API an exception came from, for ``kubernetes_ec2_autoscaler_api_errors_total{service}``."""
     if isinstance(error, KubeError):
         return "kubernetes"
     if isinstance(error, CloudError):
@@ -96,20 +96,20 @@ class Metrics(LoopObserver):
         r = self.registry
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             r.register(collector)
-        self.build_info = Gauge("autoscaler_build_info", "Always 1; the version of the running autoscaler.",
+        self.build_info = Gauge("kubernetes_ec2_autoscaler_build_info", "Always 1; the version of the running autoscaler.",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
-        self.phase_seconds = Histogram("autoscaler_loop_phase_duration_seconds",
+        self.phase_seconds = Histogram("kubernetes_ec2_autoscaler_loop_phase_duration_seconds",
                                        "Time each phase of a loop took: read the world, decide, act.", ["phase"],
                                        buckets=LOOP_SECONDS_BUCKETS, registry=r)
-        self.call_seconds = Histogram("autoscaler_api_request_duration_seconds",
+        self.call_seconds = Histogram("kubernetes_ec2_autoscaler_api_request_duration_seconds",
                                       "Time one API call took (AWS: retries included), by service and operation.",
                                       ["service", "operation"], buckets=CALL_SECONDS_BUCKETS, registry=r)
-        self.failed_scale_ups = Counter("autoscaler_failed_scale_ups",
+        self.failed_scale_ups = Counter("kubernetes_ec2_autoscaler_failed_scale_ups",
                                         "Scale ups that failed: a group timed out after its launch failed (by why), "
                                         "or raising it failed (api-error).", ["reason"], registry=r)
-        self.evicted_pods = Counter("autoscaler_evicted_pods", "Evictions of a drain, by result.", ["result"], registry=r)
-        self.scaled_in = Counter("autoscaler_scaled_in_nodes",
+        self.evicted_pods = Counter("kubernetes_ec2_autoscaler_evicted_pods", "Evictions of a drain, by result.", ["result"], registry=r)
+        self.scaled_in = Counter("kubernetes_ec2_autoscaler_scaled_in_nodes",
                                  "Instances terminated or Node objects deleted by scale in, by the node's state.",
                                  ["reason"], registry=r)
         for phase in PHASES:
@@ -119,44 +119,44 @@ class Metrics(LoopObserver):
         for result in EVICTION_RESULTS:
             self.evicted_pods.labels(result)
         self._timed_out_before: dict = {}  # Group.key -> kind, as of the previous loop
-        self.loop_seconds = Histogram("autoscaler_loop_duration_seconds", "Time one loop took: read, decide, act.",
+        self.loop_seconds = Histogram("kubernetes_ec2_autoscaler_loop_duration_seconds", "Time one loop took: read, decide, act.",
                                       buckets=LOOP_SECONDS_BUCKETS, registry=r)
-        self.loops = Counter("autoscaler_loops", "Loops run, by result.", ["result"], registry=r)
-        self.last_success = Gauge("autoscaler_last_successful_loop_timestamp_seconds",
+        self.loops = Counter("kubernetes_ec2_autoscaler_loops", "Loops run, by result.", ["result"], registry=r)
+        self.last_success = Gauge("kubernetes_ec2_autoscaler_last_successful_loop_timestamp_seconds",
                                   "Unix time the last successful loop ended.", registry=r)
-        self.pending = Gauge("autoscaler_pending_pods", "Pending pods without a node, at the last loop.", registry=r)
-        self.infeasible = Gauge("autoscaler_pending_pods_infeasible",
+        self.pending = Gauge("kubernetes_ec2_autoscaler_pending_pods", "Pending pods without a node, at the last loop.", registry=r)
+        self.infeasible = Gauge("kubernetes_ec2_autoscaler_pending_pods_infeasible",
                                 "Pending pods that fit no instance type their placement allows.", registry=r)
-        self.unaccounted = Gauge("autoscaler_pending_pods_unaccounted",
+        self.unaccounted = Gauge("kubernetes_ec2_autoscaler_pending_pods_unaccounted",
                                  "Pending pods no group could take (timed out, full, too small).", registry=r)
         self.model_mismatches = Counter(
-            "autoscaler_model_mismatches", "Pending pods found waiting where the model says they fit (the scheduler "
+            "kubernetes_ec2_autoscaler_model_mismatches", "Pending pods found waiting where the model says they fit (the scheduler "
             "disagrees): no more instances are bought for them there.", registry=r)
-        self.gated = Gauge("autoscaler_pending_pods_gated",
+        self.gated = Gauge("kubernetes_ec2_autoscaler_pending_pods_gated",
                            "Pending pods with scheduling gates or unbound claims: not demand, not in "
-                           "autoscaler_pending_pods.", registry=r)
-        self.nodes = Gauge("autoscaler_nodes", "Nodes by the scale-in state of the last loop.", ["state"], registry=r)
-        self.desired = Gauge("autoscaler_group_desired_capacity", "Desired capacity after the last loop.",
+                           "kubernetes_ec2_autoscaler_pending_pods.", registry=r)
+        self.nodes = Gauge("kubernetes_ec2_autoscaler_nodes", "Nodes by the scale-in state of the last loop.", ["state"], registry=r)
+        self.desired = Gauge("kubernetes_ec2_autoscaler_group_desired_capacity", "Desired capacity after the last loop.",
                              ["group", "region"], registry=r)
-        self.actual = Gauge("autoscaler_group_instances", "Instances in the group at the last loop.",
+        self.actual = Gauge("kubernetes_ec2_autoscaler_group_instances", "Instances in the group at the last loop.",
                             ["group", "region"], registry=r)
-        self.max_size = Gauge("autoscaler_group_max_size", "Max size of the group.", ["group", "region"], registry=r)
-        self.timed_out = Gauge("autoscaler_group_timed_out",
+        self.max_size = Gauge("kubernetes_ec2_autoscaler_group_max_size", "Max size of the group.", ["group", "region"], registry=r)
+        self.timed_out = Gauge("kubernetes_ec2_autoscaler_group_timed_out",
                                "1 while scale up skips the group after launch failures.", ["group", "region"], registry=r)
-        self.timed_out_total = Gauge("autoscaler_groups_timed_out", "Groups scale up skips after launch failures.",
+        self.timed_out_total = Gauge("kubernetes_ec2_autoscaler_groups_timed_out", "Groups scale up skips after launch failures.",
                                      registry=r)
-        self.actions = Counter("autoscaler_actions", "Actions applied (or, in a dry run, logged), by type.",
+        self.actions = Counter("kubernetes_ec2_autoscaler_actions", "Actions applied (or, in a dry run, logged), by type.",
                                ["action"], registry=r)
-        self.failed_actions = Counter("autoscaler_failed_actions", "Actions that failed, by type.", ["action"], registry=r)
-        self.scaled_up = Counter("autoscaler_scale_up_instances", "Instances added to desired capacity by scale up.",
+        self.failed_actions = Counter("kubernetes_ec2_autoscaler_failed_actions", "Actions that failed, by type.", ["action"], registry=r)
+        self.scaled_up = Counter("kubernetes_ec2_autoscaler_scale_up_instances", "Instances added to desired capacity by scale up.",
                                  ["group", "region"], registry=r)
-        self.scale_in_actions = Counter("autoscaler_scale_in_actions",
+        self.scale_in_actions = Counter("kubernetes_ec2_autoscaler_scale_in_actions",
                                         "Cordons, evictions, terminations and node deletions applied.",
                                         ["action"], registry=r)
-        self.api_errors = Counter("autoscaler_api_errors", "Failed API calls, by service.", ["service"], registry=r)
-        self.throttled = Counter("autoscaler_api_throttled", "API calls refused for rate (also API errors), by service.",
+        self.api_errors = Counter("kubernetes_ec2_autoscaler_api_errors", "Failed API calls, by service.", ["service"], registry=r)
+        self.throttled = Counter("kubernetes_ec2_autoscaler_api_throttled", "API calls refused for rate (also API errors), by service.",
                                  ["service"], registry=r)
-        self.leader = Gauge("autoscaler_leader", "1 while this replica holds the lease (or runs without election).",
+        self.leader = Gauge("kubernetes_ec2_autoscaler_leader", "1 while this replica holds the lease (or runs without election).",
                             registry=r)
         # From the start, not 0: a process that has just started (or a standby replica) is not one
         # that has failed for 50 years. The health window gives its first loop time the same way.
