@@ -142,17 +142,38 @@ def _repack(shapes: Sequence[PodShape], plans: list[GroupPlan], expander: str) -
 def fill_booting(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
     """Booting instances cost nothing more: tier by tier, the dearest first (they take the pods
     that would cost the most to buy for), whatever the groups are called."""
-    for plan in sorted(plans, key=lambda p: (p.offer.tier, -(p.price or 0.0), [-a for a in p.empty], p.offer.cost_tie_break)):
-        if plan.offer.booting:
+    fill_planned(shapes, sorted(plans, key=lambda p: (p.offer.tier, -(p.price or 0.0), [-a for a in p.empty],
+                                                      p.offer.cost_tie_break)))
+
+
+def fill_planned(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
+    """Waiting pods into the room of the instances already planned (booting or new), group after
+    group, none opened. Pods of a zone rule (spread, affinity) placed in one group may let another
+    group's instances take more (the least zone grew): then every group is offered them again,
+    until nothing more moves; as the scheduler binds pod after pod wherever the skew allows."""
+    moved = True
+    while moved:
+        moved = False
+        for plan in plans:
+            if not any(not entry.closed for entry in plan.bins.entries):
+                continue
             for shape in shapes:
-                if shape.remaining and plan.takes(shape):
-                    plan.place(shape, 0)
+                if shape.remaining and plan.takes(shape) and plan.place(shape, 0) and shape.domain_keys:
+                    moved = True
 
 
 def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
     waiting = [shape for shape in shapes if shape.remaining]
-    for plan in sorted(plans, key=lambda p: (p.offer.tier, p.price if p.price is not None else float("inf"),
-                                             p.offer.cost_tie_break)):
+    ordered = sorted(plans, key=lambda p: (p.offer.tier, p.price if p.price is not None else float("inf"),
+                                           p.offer.cost_tie_break))
+    zone_rules = any(shape.domain_keys for shape in waiting)
+    refill = zone_rules
+    for plan in ordered:
+        if refill:
+            # Room already planned anywhere first: no instance for a pod of a zone rule that an
+            # instance of the plan takes once the other zones have had their share.
+            fill_planned(waiting, ordered)
+            waiting = [shape for shape in waiting if shape.remaining]
         if not waiting:
             return
         before = plan.new
@@ -160,6 +181,7 @@ def sweep(shapes: Sequence[PodShape], plans: Sequence[GroupPlan]) -> None:
         for shape in plan.decreasing(shape for shape in waiting if plan.takes(shape)):
             placed += plan.place(shape, plan.room)
         waiting = [shape for shape in waiting if shape.remaining]
+        refill = zone_rules and placed > 0
         if placed and plan.new > before:
             plan.notes.append(NoCheaperChoice(placed))
 

@@ -47,9 +47,7 @@ def greedy(shapes: Sequence[PodShape], plans: Sequence[GroupPlan], kind: str, no
     fits = {(index, position): (copies_fitting(demand.largest_needs, plan.empty) if plan.matches(demand.shapes[0].placement) else 0)
             for index, demand in enumerate(classes) for position, plan in enumerate(plans)}
     for _ in range(4 * (len(plans) + len(classes)) + 8):
-        for plan in plans:
-            if not plan.spare_checked:
-                _fill_spare(plan, classes)
+        _fill_all_spare(plans, classes)
         live = [index for index, demand in enumerate(classes) if demand.count]
         if not live:
             return
@@ -115,12 +113,29 @@ def _commit(candidate: _Candidate) -> int:
     return placed
 
 
-def _fill_spare(plan: GroupPlan, classes: Sequence[DemandClass]) -> None:
-    """Room left in instances already planned costs nothing: waiting pods that fit go there."""
+def _fill_all_spare(plans: Sequence[GroupPlan], classes: Sequence[DemandClass]) -> None:
+    """Every group's spare room, before anything new is bought. Pods of a zone rule (spread,
+    affinity) placed in one group may let another group's planned instances take more (the
+    least zone grew): then every group is looked at again, until nothing more moves."""
+    moved = True
+    while moved:
+        moved = False
+        for plan in plans:
+            if not plan.spare_checked:
+                moved = _fill_spare(plan, classes) or moved
+        if moved:
+            for plan in plans:
+                plan.spare_checked = False
+
+
+def _fill_spare(plan: GroupPlan, classes: Sequence[DemandClass]) -> bool:
+    """Room left in instances already planned costs nothing: waiting pods that fit go there.
+    True when pods of a zone rule were placed (other groups' room may take more now)."""
     plan.spare_checked = True
     spare = max_free(plan)
+    moved = False
     if not any(spare):
-        return
+        return moved
     for demand in classes:
         # A class whose smallest request, resource by resource, fits no open bin has no member that does.
         if not demand.count or not plan.matches(demand.shapes[0].placement) or not copies_fitting(demand.smallest_needs, spare):
@@ -128,11 +143,14 @@ def _fill_spare(plan: GroupPlan, classes: Sequence[DemandClass]) -> None:
         placed = 0
         for shape in demand.shapes:
             if shape.remaining and copies_fitting(shape.needs, spare) and plan.takes(shape):
-                placed += plan.place(shape, 0)
+                count = plan.place(shape, 0)
+                placed += count
+                moved = moved or bool(count and shape.domain_keys)
         if placed:
             demand.refresh()
             spare = max_free(plan)
     plan.spare_checked = True
+    return moved
 
 
 def max_free(plan: GroupPlan) -> list[int]:

@@ -106,6 +106,11 @@ class GroupPlan:
             placed += sum(opened_bin.contents[shape] for opened_bin in opened)
             if allow is None:
                 break
+            if shape.domain_keys and placed < wanted:
+                # The pods just placed may have raised the least domain of a zone (or other key)
+                # rule: the instances already planned, this one included, may take more now, and
+                # do before another is opened (a hostname rule's count never changes that way).
+                placed += sum(copies for _, copies in fill_bins(shape, wanted - placed, self.bins, allow))
         shape.taken += placed
         if placed:
             self.spare_checked = False

@@ -266,22 +266,45 @@ def fit_on_rooms(shape: Shape, rooms: FirstFit[Room], rules: Optional[LiveRules]
     """Place as many of the shape's pods as fit, first fit in node-name order; the rooms used.
     ``rules``: the inter-pod rules, when any pod of the loop has some (every placement is
     counted; only shapes with ``rules`` are asked)."""
-    used = []
-    index = rooms.first(shape.needs)
+    used: list[Room] = []
+    refused = _fit_pass(shape, rooms, rules, used)
+    # A node the rules held back (its zone at maxSkew above the least) may take more once later
+    # nodes' domains have grown, as the scheduler, placing pod by pod, finds: look again at those
+    # nodes only, while a look places pods.
+    while refused and shape.remaining:
+        before = shape.remaining
+        refused = _fit_pass(shape, rooms, rules, used, refused)
+        if shape.remaining == before:
+            break
+    return used
+
+
+def _fit_pass(shape: Shape, rooms: FirstFit[Room], rules: Optional[LiveRules], used: list[Room],
+              only: Optional[list[int]] = None) -> list[int]:
+    """One first-fit pass over the rooms (or over ``only``, positions in ``rooms``), adding the
+    rooms it places pods on to ``used``; returns the positions of the rooms the inter-pod rules
+    gave fewer pods than their room fits."""
+    held_back: list[int] = []
+    positions = iter(only) if only is not None else None
+    index = rooms.first(shape.needs) if positions is None else next(positions, -1)
     while index >= 0 and shape.remaining:
         room = rooms.entries[index]
         copies = min(shape.remaining, _room_for(shape, room.free, room.pods, room.aa_pods))
         if copies and rules is not None and shape.rules:
+            fitting = copies
             copies = rules.node_copies(shape.representative, room.node, copies, shape.remaining)
+            if copies < fitting:
+                held_back.append(index)
         if copies:
             _consume(shape.needs, room.free, copies)
+            if not room.pods or room.pods[-1] is not shape.representative:
+                used.append(room)  # (a room placed on again in a later pass is listed once)
             room.add(shape.representative)
             shape.take(copies)
-            used.append(room)
             if rules is not None:
                 rules.add(shape.representative, room.node, copies)
-        index = rooms.first(shape.needs, index + 1)
-    return used
+        index = rooms.first(shape.needs, index + 1) if positions is None else next(positions, -1)
+    return held_back
 
 
 def _fill(target: Bin, shape: Shape, copies: int) -> None:
