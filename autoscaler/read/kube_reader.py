@@ -13,6 +13,7 @@ import logging
 from typing import Any, Callable, Iterator, Optional
 
 from kubernetes import client as kube_client
+from kubernetes.client.exceptions import ApiException
 
 from ..clients.http_summary import describe_answer
 from ..clients.kube_connect import REQUEST_TIMEOUT
@@ -78,8 +79,10 @@ class KubeReader:
     def __init__(self, api_client: kube_client.ApiClient, namespace: Optional[str] = None):
         self.core = kube_client.CoreV1Api(api_client)
         self.policy = kube_client.PolicyV1Api(api_client)
-        self.apps = kube_client.AppsV1Api(api_client)
-        self.storage = kube_client.StorageV1Api(api_client)
+        # DaemonSets and storage classes are listed through the client's lower layer, as its generated
+        # methods do: importing AppsV1Api and StorageV1Api for one call each costs ~7 MiB.
+        self.list_daemonsets = list_through(api_client, "/apis/apps/v1/daemonsets")
+        self.list_storage_classes = list_through(api_client, "/apis/storage.k8s.io/v1/storageclasses")
         self.namespace = namespace
         self._missing: set[str] = set()  # the optional reads refused now, each warned about once
 
@@ -124,7 +127,7 @@ class KubeReader:
         needed = [claim for claim in map((volumes.claims or {}).get, wanted) if claim is not None]
         unbound_classes = {claim.storage_class for claim in needed if not claim.volume_name and claim.storage_class}
         if unbound_classes:
-            items = self._optional_list(self.storage.list_storage_class, "storageclasses", "storage.k8s.io",
+            items = self._optional_list(self.list_storage_classes, "storageclasses", "storage.k8s.io",
                                         "unbound claims of a class are read as binding when the pod is scheduled")
             volumes.classes = None if items is None else read_classes(items, volumes)
         # Volumes: those bound claims name, and those an unbound claim of a static class may bind to.
@@ -146,7 +149,7 @@ class KubeReader:
     def read_daemonsets(self) -> tuple[DaemonSet, ...]:
         """Every namespace's DaemonSets, whatever --pod-namespace says: each puts a pod on every new
         node it admits."""
-        items = self._optional_list(self.apps.list_daemon_set_for_all_namespaces, "daemonsets", "apps",
+        items = self._optional_list(self.list_daemonsets, "daemonsets", "apps",
                                     "new nodes are planned without room for DaemonSet pods")
         return tuple(sorted(convert_all(items or (), daemonset_from_api, "daemonset"), key=lambda d: d.key))
 
@@ -191,6 +194,29 @@ class KubeReader:
             token = (page.get("metadata") or {}).get("continue") if isinstance(page.get("metadata"), dict) else None
             if not token:
                 return
+
+
+def list_through(api_client: kube_client.ApiClient, path: str) -> Callable[..., Any]:
+    """A list call of ``path`` made as the generated list methods make it (``param_serialize``, then
+    ``call_api``, a non-2xx answer raised as ApiException), answering the raw response: the reader
+    only ever asks for raw pages (``_preload_content=False``)."""
+
+    def list_page(*, limit: Optional[int] = None, _continue: Optional[str] = None,
+                  _request_timeout: Any = None, _preload_content: bool = False) -> Any:
+        assert not _preload_content, "only raw pages are read through the lower layer"
+        query = [(name, value) for name, value in (("continue", _continue), ("limit", limit)) if value is not None]
+        # The stubs (kubernetes-stubs-elephant-fork) describe the older generated client: they lack
+        # param_serialize, call_api's new signature and ApiException.from_response.
+        request = api_client.param_serialize(  # type: ignore[attr-defined]
+            method="GET", resource_path=path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = api_client.call_api(*request, _request_timeout=_request_timeout)  # type: ignore[attr-defined]
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)  # type: ignore[attr-defined]
+        return response.response
+
+    return list_page
 
 
 def parse_provider_id(provider_id: str) -> tuple[Optional[str], Optional[str]]:
