@@ -11,7 +11,7 @@ Pure. Rules (docs/decisions.md#scale-up):
   of their tier, chosen by least waste. Then an improvement pass (improve.py), and on the plan
   kept, an exact re-packing of tiers whose new instances hold a few pod shapes (repack.py).
   On small problems, plans that first let one group take all it can are compared with the
-  greedy one (choose_and_pack).
+  greedy one (choose).
   ``least-waste``: the same greedy with each instance priced at its size (normalised capacity), so
   the least capacity is bought: the least unused share.
   ``priority``: the original's order: single-AZ, spot, name; each group takes all it can.
@@ -21,12 +21,14 @@ Pure. Rules (docs/decisions.md#scale-up):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..model.config import EXPANDERS
 from .greedy import greedy
 from .group_plan import GroupPlan
 from .improve import improve
+from .ledger import Placed, Waiting, commit, forks, placed_by, waiting_of
 from .offers import Offer
 from .pending_shapes import PodShape
 from .placement_rules import is_port_dimension
@@ -39,21 +41,27 @@ SMALL_SHAPES = 64  # waiting shapes up to which the price expander compares seve
 SMALL_GROUPS = 8
 
 
-def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
-                    expander: str = PRICE, topology: Optional[Topology] = None) -> list[GroupPlan]:
-    """Plans of every usable group, in candidate order; the shapes' ``taken`` counts grow by
-    what the plans hold.
+@dataclass(frozen=True)
+class Chosen:
+    plans: tuple[GroupPlan, ...]  # every usable group's, in candidate order
+    placed: Placed  # the waiting pods the plans hold (booting and new instances)
+
+
+def choose(waiting: Waiting, offers: Sequence[Offer], dimensions: tuple[str, ...],
+           expander: str = PRICE, topology: Optional[Topology] = None) -> Chosen:
+    """The plans of every usable group for the waiting pods, and the ledger of what they hold.
 
     With the price expander on a small problem (every group priced), the greedy plan is compared
     with plans that first let one group take all it can, and the cheapest is kept (fewest pods
     left out first): the greedy alone misses consolidations such as one larger instance for pods
     it spread over several families. Each trial plans its own copies of the shapes
-    (PodShape.fork); only the plan kept commits its counts to the shapes."""
+    (PodShape.fork); the plan kept is the ledger."""
+    shapes = forks(waiting)
     usable = [offer for offer in offers if offer.usable]
-    waiting = [shape for shape in shapes if shape.remaining]
-    if (expander != PRICE or len(waiting) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
+    if (expander != PRICE or len(shapes) > SMALL_SHAPES or len(usable) > SMALL_GROUPS or len(usable) < 2
             or any(offer.price is None for offer in usable)):
-        return _repack(shapes, _choose(shapes, offers, dimensions, expander, None, topology), expander)
+        plans = _repack(shapes, _choose(shapes, offers, dimensions, expander, None, topology), expander)
+        return Chosen(tuple(plans), placed_by(shapes))
     tiers = sorted({offer.tier for offer in usable})
     tried: list[tuple[tuple[int, tuple[int, ...], float], Optional[tuple[str, str]], list[GroupPlan], list[PodShape]]] = []
     for seed in [None, *(offer.key for offer in usable)]:
@@ -72,9 +80,15 @@ def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensi
             if plan.offer.key == seed and plan.notes:
                 plan.notes.insert(1, why)
     plans = _repack(kept, plans, expander)
-    for twin in kept:
-        twin.origin.taken = twin.taken  # the plan kept, committed
-    return plans
+    return Chosen(tuple(plans), placed_by(kept))
+
+
+def choose_and_pack(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],
+                    expander: str = PRICE, topology: Optional[Topology] = None) -> list[GroupPlan]:
+    """Stage 4 on shapes held by the caller: the plans, their pods counted on the shapes."""
+    chosen = choose(waiting_of(shapes), offers, dimensions, expander, topology)
+    commit(chosen.placed)
+    return list(chosen.plans)
 
 
 def _choose(shapes: Sequence[PodShape], offers: Sequence[Offer], dimensions: tuple[str, ...],

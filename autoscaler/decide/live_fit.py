@@ -24,6 +24,7 @@ from ..model.config import Settings
 from ..model.objects import Node, Pod, Snapshot
 from ..model.plan import Uncordon
 from .initialized import Readiness
+from .ledger import Placed, Waiting, commit, forks, placed_by, waiting_of
 from .node_state import can_be_taken_back, is_broken, taints_for_pending_pods
 from .packing import LiveRules, NodeIndex, Room, copies_fitting, fit_on_rooms
 from .pending_shapes import PodShape, smallest_needs
@@ -75,42 +76,57 @@ def build_rooms(snapshot: Snapshot, settings: Settings, now: datetime, dimension
     return LiveRooms(tuple(schedulable), tuple(cordoned))
 
 
-def fit_on_live_nodes(shapes: Sequence[PodShape], rooms: LiveRooms, width: int, rules: Optional[LiveRules] = None) -> int:
+def place_on_live_nodes(waiting: Waiting, rooms: LiveRooms, width: int, rules: Optional[LiveRules] = None) -> Placed:
     """Stage 1: each shape's pods onto schedulable matching nodes with room, first fit in
-    node-name order, largest shapes first; room is used up as pods are placed. Returns how many
-    were placed (the shapes' ``taken`` counts say which)."""
-    before = sum(shape.taken for shape in shapes)
+    node-name order, largest shapes first; room is used up as pods are placed."""
+    shapes = forks(waiting)
     # A node without room for even the smallest pending request (most of a busy cluster) is
     # never looked at for placing; it still counts for infeasibility.
     smallest = smallest_needs(shapes, width)
     index = NodeIndex([room for room in rooms.schedulable if copies_fitting(smallest, room.free)],
                       {shape.placement for shape in shapes}, width)
     for shape in shapes:
-        if shape.remaining:
-            fit_on_rooms(shape, index.first_fit(shape.placement), rules)
-    return sum(shape.taken for shape in shapes) - before
+        fit_on_rooms(shape, index.first_fit(shape.placement), rules)
+    return placed_by(shapes)
 
 
-def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int,
-                       rules: Optional[LiveRules] = None) -> tuple[int, tuple[Uncordon, ...]]:
+@dataclass(frozen=True)
+class TakenBack:
+    placed: Placed
+    uncordons: tuple[Uncordon, ...] = ()  # in node-name order
+
+
+def take_back(waiting: Waiting, rooms: LiveRooms, width: int, rules: Optional[LiveRules] = None) -> TakenBack:
     """Stage 2: pods left over onto idle nodes the autoscaler cordoned, by the node's own labels,
-    taints and room; each node that gets one is uncordoned (in name order). Returns how many
-    pods were placed and the uncordons."""
-    waiting = [shape for shape in shapes if shape.remaining]
+    taints and room; each node that gets one is uncordoned."""
     if not waiting or not rooms.cordoned:
-        return 0, ()
-    before = sum(shape.taken for shape in waiting)
-    smallest = smallest_needs(waiting, width)
+        return TakenBack(Placed())
+    shapes = forks(waiting)
+    smallest = smallest_needs(shapes, width)
     index = NodeIndex([room for room in rooms.cordoned if copies_fitting(smallest, room.free)],
-                      {shape.placement for shape in waiting}, width)
+                      {shape.placement for shape in shapes}, width)
     uncordons: dict[str, Uncordon] = {}
-    for shape in waiting:
+    for shape in shapes:
         for room in fit_on_rooms(shape, index.first_fit(shape.placement), rules):
             uncordons.setdefault(room.node.name, Uncordon(
                 room.node.name, f"pending pods {shape.placement.describe()} fit on it; the autoscaler cordoned it, "
                                 "so it is taken back before launching"))
-    placed = sum(shape.taken for shape in waiting) - before
-    return placed, tuple(uncordons[name] for name in sorted(uncordons))
+    return TakenBack(placed_by(shapes), tuple(uncordons[name] for name in sorted(uncordons)))
+
+
+def fit_on_live_nodes(shapes: Sequence[PodShape], rooms: LiveRooms, width: int, rules: Optional[LiveRules] = None) -> int:
+    """Stage 1 on shapes held by the caller: counted on them; how many were placed."""
+    placed = place_on_live_nodes(waiting_of(shapes), rooms, width, rules)
+    commit(placed)
+    return placed.total
+
+
+def take_back_cordoned(shapes: Sequence[PodShape], rooms: LiveRooms, width: int,
+                       rules: Optional[LiveRules] = None) -> tuple[int, tuple[Uncordon, ...]]:
+    """Stage 2 on shapes held by the caller: counted on them; how many were placed, the uncordons."""
+    result = take_back(waiting_of(shapes), rooms, width, rules)
+    commit(result.placed)
+    return result.placed.total, result.uncordons
 
 
 def booting_nodes(snapshot: Snapshot, readiness: Mapping[str, Readiness]) -> frozenset[str]:

@@ -25,7 +25,8 @@ from .placement_rules import (
 
 class PodShape:
     """Identical pending pods. ``needs``: (dimension, amount) of each resource asked for over the
-    plan's dimensions; ``taken``: how many are placed so far (nodes, booting or new instances)."""
+    plan's dimensions; ``taken``: how many a packer placed so far, counted on a stage's own copy
+    (fork, ledger.py): scale_up never counts on the shapes it made, only the stages' ledgers."""
 
     __slots__ = ("pods", "size", "taken", "requests", "needs", "representative", "placement", "terms", "has_terms",
                  "self_conflict", "sort_key", "index", "rules", "domain_keys", "pinned", "origin")
@@ -36,7 +37,7 @@ class PodShape:
         self.pods = pods
         self.size = len(pods)
         self.taken = 0
-        self.origin = self  # the shape a trial's copy stands for (fork)
+        self.origin = self  # the shape a stage's or trial's copy stands for (fork)
         self.index = 0  # position in first-fit-decreasing order
         self.requests: Resources = requests if requests is not None else first.requests
         # A host port is a dimension of its own: one per node or new instance (placement_rules).
@@ -73,10 +74,13 @@ class PodShape:
     def remaining(self) -> int:
         return self.size - self.taken
 
-    def fork(self) -> "PodShape":
-        """A copy for a trial plan (choose.py): the same pods, its own ``taken``; ``origin`` is
-        the shape it stands for, whose count the chosen trial commits."""
-        return copy.copy(self)
+    def fork(self, pods: Optional[Sequence[Pod]] = None) -> "PodShape":
+        """A copy for a stage or a trial plan (ledger.py, choose.py): its own ``taken``, and with
+        ``pods`` only those waiting (counted from 0); ``origin`` is the shape it stands for."""
+        twin = copy.copy(self)
+        if pods is not None:
+            twin.pods, twin.size, twin.taken = list(pods), len(pods), 0
+        return twin
 
     def take(self, count: int) -> list[Pod]:
         start = self.taken

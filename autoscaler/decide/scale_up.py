@@ -4,7 +4,9 @@ groups chosen and packed -> over-provision -> actions.
 Pure; each stage is a function of its own module with its own tests (docs/decisions.md#scale-up):
 pending_shapes (identical pods placed by count), live_fit (stages 1 and 2), infeasible (3),
 offers, choose, greedy and improve (4: what each group offers and the expander's choice),
-over_provision (5), scale_up_actions (6). This module only runs them in order and sums up.
+over_provision (5), scale_up_actions (6). This module only runs them in order and sums up: each
+stage gets the pods still waiting (ledger.Waiting) and returns a frozen result whose ledger says
+how many of each shape's first waiting pods it placed; pods are handed out by those ledgers.
 """
 from __future__ import annotations
 
@@ -15,15 +17,16 @@ from typing import Mapping, Optional, Union
 from ..model.config import Settings
 from ..model.objects import Pod, Resources, Snapshot
 from ..model.plan import Notify, SetDesiredCapacity, Uncordon
-from .choose import choose_and_pack
-from .infeasible import set_apart_infeasible
+from .choose import choose
+from .infeasible import set_apart
 from .initialized import Readiness, readiness_of_nodes
-from .live_fit import booting_nodes, build_rooms, fit_on_live_nodes, take_back_cordoned
+from .ledger import Waiting, after, waiting_of
+from .live_fit import booting_nodes, build_rooms, place_on_live_nodes, take_back
 from .offers import make_offers
 from .over_provision import over_provision
 from .packing import NodeIndex
 from .pending_shapes import group_into_shapes, pending_demand
-from .scale_up_actions import failure_notices, hand_out, infeasible_notice, raises
+from .scale_up_actions import failure_notices, infeasible_notice, pods_by_group, raises
 from .topology import Topology
 
 ScaleUpAction = Union[Uncordon, SetDesiredCapacity, Notify]
@@ -76,33 +79,35 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     # Pods per topology domain, only when some pending pod has inter-pod rules (else: the fast path).
     topology = (Topology(snapshot.nodes, snapshot.pods, snapshot.groups, [shape.representative for shape in shapes if shape.rules])
                 if any(shape.rules for shape in shapes) else None)
-    placed = fit_on_live_nodes(shapes, rooms, width, topology)
-    taken_back, uncordons = take_back_cordoned(shapes, rooms, width, topology)
+    # Each stage starts from the pods still waiting and returns what it placed (ledger.py).
+    waiting: Waiting = waiting_of(shapes)
+    on_nodes = place_on_live_nodes(waiting, rooms, width, topology)
+    waiting = after(waiting, on_nodes)
+    taken_back = take_back(waiting, rooms, width, topology)
+    waiting = after(waiting, taken_back.placed)
 
-    waiting = [shape for shape in shapes if shape.remaining]
     every_node = NodeIndex(list(rooms.schedulable + rooms.cordoned), {shape.placement for shape in waiting})
-    infeasible = set_apart_infeasible(waiting, snapshot.groups, every_node)
+    apart = set_apart(waiting, snapshot.groups, every_node)
+    waiting = apart.left
 
     offers = make_offers(snapshot, settings, timed_out, starting)
-    first_free = {shape: shape.taken for shape in shapes}
-    plans = choose_and_pack(shapes, offers, dimensions, settings.expander, topology)
-    pods_of = hand_out(plans, first_free)
-    left_shapes = [shape for shape in shapes if shape.remaining]
-    first_left = {shape: shape.taken for shape in left_shapes}
-    left_out = sum(shape.remaining for shape in left_shapes)
-    extra = over_provision(plans, settings.over_provision, left_out)
+    chosen = choose(waiting, offers, dimensions, settings.expander, topology)
+    plans = chosen.plans
+    pods_of = pods_by_group(plans, waiting)
+    left = after(waiting, chosen.placed)
+    extra = over_provision(plans, settings.over_provision, sum(len(pods) for pods in left.values()))
     raised = raises(plans, pods_of, extra)
-    failures, why = failure_notices(left_shapes, offers, {plan.offer.key: plan for plan in plans}, first_left)
+    failures, why = failure_notices(left, offers, {plan.offer.key: plan for plan in plans})
 
-    actions: list[ScaleUpAction] = [*uncordons, *raised, *infeasible_notice(infeasible), *failures]
-    unaccounted = sorted((pod for shape in left_shapes for pod in shape.pods[first_left[shape]:]),
-                         key=lambda pod: (pod.namespace, pod.name))
+    uncordons = taken_back.uncordons
+    actions: list[ScaleUpAction] = [*uncordons, *raised, *infeasible_notice(apart.pods), *failures]
+    unaccounted = sorted((pod for pods in left.values() for pod in pods), key=lambda pod: (pod.namespace, pod.name))
     return ScaleUpResult(
         actions=tuple(actions),
-        placed_on_nodes=placed + taken_back,
+        placed_on_nodes=on_nodes.total + taken_back.placed.total,
         pods_for_new_instances=sum(len(booting) + len(new) for booting, new in pods_of.values()),
         unaccounted=tuple(unaccounted),
-        infeasible=tuple(infeasible),
+        infeasible=apart.pods,
         pending=len(pending),
         constraint_sets=len({pod.placement for pod in pending}),
         new_instances=sum(action.desired - action.previous for action in raised),

@@ -12,6 +12,7 @@ from ..model.objects import ZONE_LABEL, Placement, Pod, Resources
 from ..model.plan import Notify, SetDesiredCapacity
 from ..model.text import named_list
 from .group_plan import GroupPlan
+from .ledger import Waiting
 from .offers import Offer, describe_price
 from .pending_shapes import PodShape
 from .placement_rules import placement_matches, unpromised_zone
@@ -39,9 +40,14 @@ def named(pods: Sequence[Pod]) -> str:
 
 
 def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> dict[tuple[str, str], tuple[list[Pod], list[Pod]]]:
+    """``pods_by_group`` for shapes whose members from ``first_free`` on wait (a plan made on its own)."""
+    return pods_by_group(plans, {shape: shape.pods[start:] for shape, start in first_free.items()})
+
+
+def pods_by_group(plans: Sequence[GroupPlan], waiting: Waiting) -> dict[tuple[str, str], tuple[list[Pod], list[Pod]]]:
     """Group key -> (pods on its booting instances, pods on its new ones), each in key order: a
-    shape's members are handed out in plan order."""
-    cursor = dict(first_free)
+    shape's waiting pods are handed out in plan order."""
+    cursor: dict[PodShape, int] = {}
     out: dict[tuple[str, str], tuple[list[Pod], list[Pod]]] = {}
     for plan in plans:
         booting: list[Pod] = []
@@ -50,10 +56,10 @@ def hand_out(plans: Sequence[GroupPlan], first_free: Mapping[PodShape, int]) -> 
             if entry.closed:
                 continue
             for packed, copies in entry.contents.items():
-                shape = cast(PodShape, packed).origin  # bins hold the shapes (or a trial's copies of them)
-                start = cursor[shape]
+                shape = cast(PodShape, packed).origin  # bins hold a stage's (or a trial's) copies of the shapes
+                start = cursor.get(shape, 0)
                 cursor[shape] = start + copies
-                (booting if entry.booting else new).extend(shape.pods[start:start + copies])
+                (booting if entry.booting else new).extend(waiting[shape][start:start + copies])
         if booting or new:
             booting.sort(key=lambda pod: (pod.namespace, pod.name))
             new.sort(key=lambda pod: (pod.namespace, pod.name))
@@ -148,14 +154,12 @@ def why_not(shape: PodShape, offer: Offer, plan: "GroupPlan | None") -> NotTaken
     return Refusal.ANTI_AFFINITY
 
 
-def failure_notices(left: Sequence[PodShape], offers: Sequence[Offer], plans: Mapping[tuple[str, str], GroupPlan],
-                    first_left: Mapping[PodShape, int]) -> tuple[list[Notify], dict[str, str]]:
-    """One notice per placement of the pods nothing takes, and pod key -> why."""
-    by_placement: dict[Placement, list[tuple[PodShape, list[Pod]]]] = {}
-    for shape in left:
-        pods = shape.pods[first_left[shape]:]
-        if pods:
-            by_placement.setdefault(shape.placement, []).append((shape, pods))
+def failure_notices(left: Waiting, offers: Sequence[Offer],
+                    plans: Mapping[tuple[str, str], GroupPlan]) -> tuple[list[Notify], dict[str, str]]:
+    """One notice per placement of the pods nothing takes (``left``), and pod key -> why."""
+    by_placement: dict[Placement, list[tuple[PodShape, Sequence[Pod]]]] = {}
+    for shape, pods in left.items():
+        by_placement.setdefault(shape.placement, []).append((shape, pods))
     notices = []
     reasons: dict[str, str] = {}
     for placement in sorted(by_placement, key=repr):
