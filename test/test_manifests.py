@@ -192,9 +192,10 @@ def kube_calls_in_code() -> dict[tuple[str, str, str], set[str]]:
     """(group, resource, verb) -> the client methods of the product that need it. A method of an
     API class the product instantiates (``CoreV1Api(...)``), named anywhere in the product's
     source, counts as called: the reader passes ``core.list_node`` to its pager rather than
-    calling it in place. Only instantiated classes, because several share method names
+    calling it in place; a ``list_through(api_client, "/apis/...")`` of the reader's counts for its
+    path. Only instantiated classes, because several share method names
     (CoreV1Api and EventsV1Api both have ``create_namespaced_event``, in different API groups)."""
-    text = "\n".join(source.read_text() for source in PRODUCT_SOURCES)
+    text = text_of_product()
     names = set(re.findall(r"\.([a-z][a-z0-9_]*)\b", text))
     api_classes = [getattr(kubernetes.client, name) for name in sorted(set(re.findall(r"\b(\w+V\d\w*Api)\(", text)))]
     assert api_classes, "no Kubernetes API class found in the product"
@@ -210,7 +211,16 @@ def kube_calls_in_code() -> dict[tuple[str, str, str], set[str]]:
             request = rbac_request(method, path)
             if request:
                 calls.setdefault(request, set()).add(f"{api_class.__name__}.{name}")
+    # Lists made through the client's lower layer (kube_reader.list_through) name their path.
+    for path in re.findall(r"list_through\(\s*\w+,\s*\"([^\"]+)\"\)", text_of_product()):
+        request = rbac_request("GET", path)
+        if request:
+            calls.setdefault(request, set()).add(f"list_through {path}")
     return calls
+
+
+def text_of_product() -> str:
+    return "\n".join(source.read_text() for source in PRODUCT_SOURCES)
 
 
 # ------------------------------------------------------------------- kustomize and the rendered files
