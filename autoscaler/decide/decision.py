@@ -96,6 +96,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         if why:
             log.debug("node %s: %s (%s)", name, state.value, why)
     states = {name: state for name, (state, _) in readiness.items()}
+    booting = booting_nodes(snapshot, states)  # the same nodes in the templated snapshot: groups keep their instances
     templates = with_node_templates(snapshot, states)
     guarded = guard(guard_state or GuardState(), templates.snapshot, states, settings, now)
     snapshot = guarded.snapshot
@@ -114,7 +115,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info("Scale up is off (--no-scale)")
     else:
         log.info(BANNER.format("Scaling Up Begins"))
-        up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out, readiness=states)
+        up = plan_scale_up(snapshot, settings, now, timed_out=assessment.timed_out, booting=booting)
         actions.extend(up.actions)
         actions.extend(guarded.notices)
         up_counts = ScaleUpCounts(pending=up.pending, placed_on_nodes=up.placed_on_nodes,
@@ -126,7 +127,7 @@ def decide(snapshot: Snapshot, settings: Settings, now: datetime, health: GroupH
         log.info("Scale in is off (--no-maintenance)")
     else:
         log.info(BANNER.format("Maintenance Begins"))
-        down = plan_scale_down(snapshot, settings, now, booting_nodes(snapshot, states))
+        down = plan_scale_down(snapshot, settings, now, booting)
         for verdict in down.verdicts:
             log.debug("node %s: %s (%s)", verdict.node.name, verdict.state.value, verdict.reason)
         actions.extend(down.actions)

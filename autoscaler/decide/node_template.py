@@ -18,7 +18,7 @@ So each loop, before deciding, every group's template is corrected:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Optional
 
 from ..model.group_labels import KUBE_TAG_PREFIX, LABEL_TAG_PREFIX, TAINT_TAG_PREFIX, node_instance_type
@@ -56,8 +56,6 @@ class TemplateDifference:
 class Templates:
     snapshot: Snapshot  # every group's labels, taints and shapes corrected
     differences: tuple[TemplateDifference, ...] = ()
-    # Group.key -> what DaemonSet pods take of a new instance's room.
-    daemonset_overhead: Mapping[tuple[str, str], Resources] = field(default_factory=dict)
 
 
 def with_node_templates(snapshot: Snapshot, readiness: Mapping[str, Readiness]) -> Templates:
@@ -67,19 +65,21 @@ def with_node_templates(snapshot: Snapshot, readiness: Mapping[str, Readiness]) 
     daemon_pods = _daemon_pods_by_node(snapshot.pods)
     groups: list[Group] = []
     differences: list[TemplateDifference] = []
-    overheads: dict[tuple[str, str], Resources] = {}
     for group in snapshot.groups:
         initialized = sorted((node_of_instance[i] for i in group.instance_ids if i in node_of_instance
                               and readiness.get(node_of_instance[i].name) is Readiness.INITIALIZED),
                              key=lambda node: node.name)
         labels, taints, found = _learned_labels_and_taints(group, initialized)
         differences.extend(found)
-        overhead = daemonset_overhead(snapshot.daemonsets, labels, taints)
+        # Per resource the larger of what the admitted DaemonSets ask and what their pods hold on
+        # any initialized node (which also covers RBAC that does not let us list DaemonSets).
+        admitted = admitted_daemonsets(snapshot.daemonsets, labels, taints)
+        overhead = sum((daemonset.requests for daemonset in admitted), Resources())
+        ports = {port for daemonset in admitted for port in daemonset.host_ports}
         for node in initialized:
-            overhead = overhead.max_with(sum((pod.requests for pod in daemon_pods.get(node.name, ())), Resources()))
-        overheads[group.key] = overhead
-        ports = daemonset_ports(snapshot.daemonsets, labels, taints).union(
-            port for node in initialized for pod in daemon_pods.get(node.name, ()) for port in pod.host_ports)
+            on_node = daemon_pods.get(node.name, ())
+            overhead = overhead.max_with(sum((pod.requests for pod in on_node), Resources()))
+            ports.update(port for pod in on_node for port in pod.host_ports)
         shapes = effective_shapes(group, initialized)
         if overhead:
             shapes = sort_shapes(replace(shape, capacity=_less(shape.capacity, overhead)) for shape in shapes)
@@ -88,25 +88,15 @@ def with_node_templates(snapshot: Snapshot, readiness: Mapping[str, Readiness]) 
         else:
             groups.append(replace(group, labels=labels, taints=taints, shapes=shapes, daemon_ports=frozenset(ports)))
     if all(new is old for new, old in zip(groups, snapshot.groups, strict=True)):
-        return Templates(snapshot, tuple(differences), overheads)
-    return Templates(replace(snapshot, groups=tuple(groups)), tuple(differences), overheads)
+        return Templates(snapshot, tuple(differences))
+    return Templates(replace(snapshot, groups=tuple(groups)), tuple(differences))
 
 
-def daemonset_overhead(daemonsets: Iterable[DaemonSet], labels: Mapping[str, str], taints: Iterable[Taint]) -> Resources:
-    """What the DaemonSets that will run on a node with these labels and taints ask for, summed."""
+def admitted_daemonsets(daemonsets: Iterable[DaemonSet], labels: Mapping[str, str],
+                        taints: Iterable[Taint]) -> list[DaemonSet]:
+    """The DaemonSets whose pods will run on a node with these labels and taints."""
     taints = tuple(taints)
-    total = Resources()
-    for daemonset in daemonsets:
-        if placement_matches(daemonset.placement, labels, taints):
-            total = total + daemonset.requests
-    return total
-
-
-def daemonset_ports(daemonsets: Iterable[DaemonSet], labels: Mapping[str, str], taints: Iterable[Taint]) -> frozenset[str]:
-    """The host ports the DaemonSets that will run on a node with these labels and taints hold there."""
-    taints = tuple(taints)
-    return frozenset(port for daemonset in daemonsets if daemonset.host_ports
-                     and placement_matches(daemonset.placement, labels, taints) for port in daemonset.host_ports)
+    return [daemonset for daemonset in daemonsets if placement_matches(daemonset.placement, labels, taints)]
 
 
 def _less(capacity: Resources, overhead: Resources) -> Resources:

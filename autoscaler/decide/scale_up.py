@@ -19,7 +19,7 @@ from ..model.objects import Pod, Resources, Snapshot
 from ..model.plan import Notify, SetDesiredCapacity, Uncordon
 from .choose import choose
 from .infeasible import set_apart
-from .initialized import Readiness, readiness_of_nodes
+from .initialized import readiness_of_nodes
 from .ledger import Waiting, after, waiting_of
 from .live_fit import booting_nodes, build_rooms, place_on_live_nodes, take_back
 from .offers import make_offers
@@ -61,21 +61,21 @@ class ScaleUpResult:
 
 def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
                   timed_out: frozenset[tuple[str, str]] = frozenset(),
-                  readiness: Optional[Mapping[str, Readiness]] = None) -> ScaleUpResult:
+                  booting: Optional[frozenset[str]] = None) -> ScaleUpResult:
     """Decide the scale up of one loop. ``timed_out`` holds the ``Group.key`` of groups that
     scale up skips (launch failures), so their pods overflow to the next candidate. ``now``
-    tells starting nodes from broken ones; ``readiness`` (node name -> initialized.Readiness,
-    worked out here when not given) tells usable nodes from booting ones."""
+    tells starting nodes from broken ones; ``booting`` names the nodes that are not initialized yet
+    (initialized.py; worked out here when not given): they are booting instances of their group."""
     pending = pending_demand(snapshot)
     gated = sum(1 for pod in snapshot.pods if pod.is_pending_unassigned and not pod.is_daemonset and pod.is_gated)
     if not pending:
         return ScaleUpResult(gated=gated)
     shapes, dimensions = group_into_shapes(pending, snapshot)
     width = len(dimensions)
-    if readiness is None:
-        readiness = {name: state for name, (state, _) in readiness_of_nodes(snapshot, settings, now).items()}
-    starting = booting_nodes(snapshot, readiness)
-    rooms = build_rooms(snapshot, settings, now, dimensions, starting)
+    if booting is None:
+        booting = booting_nodes(snapshot, {name: state for name, (state, _)
+                                           in readiness_of_nodes(snapshot, settings, now).items()})
+    rooms = build_rooms(snapshot, settings, now, dimensions, booting)
     # Pods per topology domain, only when some pending pod has inter-pod rules (else: the fast path).
     topology = (Topology(snapshot.nodes, snapshot.pods, snapshot.groups, [shape.representative for shape in shapes if shape.rules])
                 if any(shape.rules for shape in shapes) else None)
@@ -90,7 +90,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     apart = set_apart(waiting, snapshot.groups, every_node)
     waiting = apart.left
 
-    offers = make_offers(snapshot, settings, timed_out, starting)
+    offers = make_offers(snapshot, settings, timed_out, booting)
     chosen = choose(waiting, offers, dimensions, settings.expander, topology)
     plans = chosen.plans
     pods_of = pods_by_group(plans, waiting)
@@ -105,7 +105,7 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
     return ScaleUpResult(
         actions=tuple(actions),
         placed_on_nodes=on_nodes.total + taken_back.placed.total,
-        pods_for_new_instances=sum(len(booting) + len(new) for booting, new in pods_of.values()),
+        pods_for_new_instances=sum(len(on_booting) + len(on_new) for on_booting, on_new in pods_of.values()),
         unaccounted=tuple(unaccounted),
         infeasible=apart.pods,
         pending=len(pending),
@@ -113,6 +113,6 @@ def plan_scale_up(snapshot: Snapshot, settings: Settings, now: datetime,
         new_instances=sum(action.desired - action.previous for action in raised),
         uncordoned=len(uncordons),
         why_unaccounted=why,
-        planned_groups={pod.key: key for key, (booting, new) in pods_of.items() for pod in (*booting, *new)},
+        planned_groups={pod.key: key for key, (on_booting, on_new) in pods_of.items() for pod in (*on_booting, *on_new)},
         gated=gated,
     )
