@@ -79,7 +79,10 @@ def test_start_up_taints_go_and_gpus_appear_late_and_labels_can_differ_from_the_
         gpu_delay_seconds=4)
     real.aws.create_group(REGION, "gpus", CLUSTER, instance_type="g4dn.xlarge", desired=1, tags={"kube/team": "ml"})
     [node] = poll(lambda: real.nodes(), 30, "the node")
-    assert node["spec"]["taints"] == [{"key": "node.cilium.io/agent-not-ready", "effect": "NoSchedule"}]
+    # The node lifecycle controller may not have seen the Ready condition yet: its not-ready taint,
+    # which a real node carries for a moment too, is not the simulator's to control.
+    taints = [t for t in node["spec"]["taints"] if t["key"] != "node.kubernetes.io/not-ready"]
+    assert taints == [{"key": "node.cilium.io/agent-not-ready", "effect": "NoSchedule"}]
     assert "nvidia.com/gpu" not in node["status"]["allocatable"]
     assert node["metadata"]["labels"]["accelerator"] == "t4" and "team" not in node["metadata"]["labels"]
 
